@@ -8,7 +8,7 @@ key is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -249,7 +249,7 @@ class Checksum(Model):
         if self.width is not None:
             return self.width
         if self.preset is not None:
-            return int(_PRESETS[self.preset]["width"])
+            return cast(int, _PRESETS[self.preset]["width"])
         return 16 if self.resolved_algorithm() == "crc" else 8
 
     def resolved_poly(self) -> int | None:
@@ -258,7 +258,7 @@ class Checksum(Model):
             return self.poly
         if self.preset is not None:
             value = _PRESETS[self.preset].get("poly")
-            return int(value) if value is not None else None
+            return cast(int, value) if value is not None else None
         return None
 
     def _param(self, name: str, explicit: object, default: object) -> object:

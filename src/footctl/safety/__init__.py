@@ -1,0 +1,1 @@
+"""The safety governor: the one path from every command source to a device."""

@@ -1,0 +1,1 @@
+"""BLE transport: bleak, for real adapters and for the virtual link alike."""

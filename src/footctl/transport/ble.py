@@ -1,0 +1,247 @@
+"""The bleak-facing transport: scan, connect, write, notify, disconnect.
+
+The same code drives a real adapter (bleak's platform backend) and the virtual
+link (a bleak backend over a Bumble central): only the :class:`Radio` differs.
+bleak and Bumble errors are translated into footctl errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bleak_retry_connector
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakError
+
+from footctl.errors import DeviceUnavailable, TransportError
+from footctl.profile.match import match_profile
+from footctl.profile.schema import Profile
+
+_LOG = logging.getLogger(__name__)
+
+# One GATT write or read: a healthy link answers in milliseconds; a device that has
+# not answered in this long is gone, and we must not block a stop behind it.
+WRITE_TIMEOUT_S = 3.0
+
+# Connecting: bleak-retry-connector makes several attempts; this bounds them all.
+CONNECT_TIMEOUT_S = 20.0
+
+# bleak-retry-connector's own per-attempt timeout (20 s) is sized for BlueZ over D-Bus.
+# Over the virtual link a connect takes ~20 ms, so a shorter attempt keeps retries brisk.
+VIRTUAL_ATTEMPT_TIMEOUT_S = 2.0
+
+# Disconnect should be quick; a hung disconnect must not hold up shutdown.
+DISCONNECT_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Radio:
+    """Which bleak backends to use. ``None`` means the platform's Bluetooth adapter."""
+
+    label: str = "bluetooth"
+    scanner_backend: type[BaseBleakScanner] | None = None
+    client_backend: type[BaseBleakClient] | None = None
+
+    @property
+    def virtual(self) -> bool:
+        """True for the virtual link."""
+        return self.client_backend is not None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One device seen while scanning."""
+
+    device: BLEDevice
+    name: str | None
+    rssi: int
+    service_uuids: list[str]
+    manufacturer_ids: list[int]
+    profile: Profile | None
+    reason: str
+
+    @property
+    def address(self) -> str:
+        """The device's address."""
+        return self.device.address
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "address": self.address,
+            "name": self.name,
+            "rssi": self.rssi,
+            "service_uuids": self.service_uuids,
+            "manufacturer_ids": self.manufacturer_ids,
+            "profile": self.profile.id if self.profile else None,
+            "reason": self.reason,
+        }
+
+
+def _scanner(radio: Radio, callback: Callable[[BLEDevice, AdvertisementData], None]) -> BleakScanner:
+    if radio.scanner_backend is None:
+        return BleakScanner(detection_callback=callback)
+    return BleakScanner(detection_callback=callback, backend=radio.scanner_backend)
+
+
+async def scan(
+    radio: Radio,
+    profiles: dict[str, Profile],
+    timeout: float,
+    *,
+    until: Callable[[Seen], bool] | None = None,
+    on_seen: Callable[[Seen], None] | None = None,
+) -> list[Seen]:
+    """Scan for ``timeout`` seconds (or until ``until`` says so) and match profiles."""
+    seen: dict[str, Seen] = {}
+    done = asyncio.Event()
+
+    def detected(device: BLEDevice, adv: AdvertisementData) -> None:
+        name = adv.local_name or device.name
+        match = match_profile(
+            profiles, name, list(adv.service_uuids), list(adv.manufacturer_data)
+        )
+        item = Seen(
+            device, name, adv.rssi, list(adv.service_uuids), list(adv.manufacturer_data),
+            match.profile, match.reason,
+        )
+        first = device.address not in seen
+        seen[device.address] = item
+        if first and on_seen is not None:
+            on_seen(item)
+        if until is not None and until(item):
+            done.set()
+
+    try:
+        async with _scanner(radio, detected):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout)
+    except BleakError as exc:
+        raise DeviceUnavailable(
+            f"cannot scan on {radio.label}: {exc}",
+            advice="check that Bluetooth is on, or use --simulate/--link for a virtual massager",
+        ) from exc
+    return sorted(seen.values(), key=lambda s: -s.rssi)
+
+
+@dataclass
+class BleLink:
+    """One connection to one massager's write and notify characteristics."""
+
+    radio: Radio
+    profile: Profile
+    device: BLEDevice
+    on_notify: Callable[[bytes], None]
+    on_disconnect: Callable[[], None]
+    _client: BleakClient | None = field(default=None, init=False)
+    _write_char: BleakGATTCharacteristic | None = field(default=None, init=False)
+    _closing: bool = field(default=False, init=False)
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the link is up."""
+        return self._client is not None and self._client.is_connected
+
+    def _disconnected(self, _client: BleakClient) -> None:
+        if self._closing:
+            _LOG.debug("%s: disconnected (expected)", self.device.address)
+            return
+        _LOG.warning("%s: link lost (unexpected disconnect)", self.device.address)
+        self.on_disconnect()
+
+    async def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
+        """Connect, find the endpoints, and subscribe to notifications."""
+        self._closing = False
+        kwargs: dict[str, Any] = {}
+        if self.radio.client_backend is not None:
+            kwargs["backend"] = self.radio.client_backend
+            # A module constant is the only knob bleak-retry-connector offers.
+            bleak_retry_connector.BLEAK_TIMEOUT = VIRTUAL_ATTEMPT_TIMEOUT_S
+        try:
+            async with asyncio.timeout(timeout):
+                client = await bleak_retry_connector.establish_connection(
+                    BleakClient,
+                    self.device,
+                    self.profile.name,
+                    disconnected_callback=self._disconnected,
+                    max_attempts=3,
+                    **kwargs,
+                )
+        except TimeoutError as exc:
+            raise DeviceUnavailable(
+                f"{self.device.address}: no connection within {timeout:g} s",
+                advice="move closer to the massager, make sure it is switched on and "
+                "not connected to a phone app",
+            ) from exc
+        except BleakError as exc:
+            raise DeviceUnavailable(f"{self.device.address}: {exc}") from exc
+        self._client = client
+        try:
+            await self._setup(client)
+        except BaseException:
+            await self.disconnect()
+            raise
+
+    async def _setup(self, client: BleakClient) -> None:
+        gatt = self.profile.gatt
+        write = client.services.get_characteristic(gatt.write)
+        if write is None:
+            # Stale service cache: clear it once and look again.
+            raise DeviceUnavailable(
+                f"{self.device.address}: no write characteristic {gatt.write}",
+                advice=f"is this really a {self.profile.id} device?",
+            )
+        self._write_char = write
+        if gatt.notify is not None:
+            notify = client.services.get_characteristic(gatt.notify)
+            if notify is None:
+                raise DeviceUnavailable(
+                    f"{self.device.address}: no notify characteristic {gatt.notify}"
+                )
+
+            def received(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+                self.on_notify(bytes(data))
+
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await client.start_notify(notify, received)
+            except (BleakError, TimeoutError) as exc:
+                raise TransportError(f"{self.device.address}: subscribe failed: {exc}") from exc
+
+    async def write(self, data: bytes) -> None:
+        """Write one frame to the write characteristic."""
+        client, char = self._client, self._write_char
+        if client is None or char is None or not client.is_connected:
+            raise TransportError(f"{self.device.address}: not connected")
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await client.write_gatt_char(
+                    char, data, response=self.profile.gatt.write_with_response
+                )
+        except TimeoutError as exc:
+            raise TransportError(
+                f"{self.device.address}: write not answered within {WRITE_TIMEOUT_S:g} s"
+            ) from exc
+        except BleakError as exc:
+            raise TransportError(f"{self.device.address}: write failed: {exc}") from exc
+
+    async def disconnect(self) -> None:
+        """Disconnect on purpose (logged as expected)."""
+        self._closing = True
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
+                await client.disconnect()
+        except (BleakError, TimeoutError) as exc:
+            _LOG.debug("%s: disconnect: %s", self.device.address, exc)
