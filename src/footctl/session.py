@@ -1,0 +1,542 @@
+"""One DeviceSession per massager: the connection lifecycle and the reported state.
+
+The session connects (with retry), reconnects with backoff after an unexpected
+disconnect, keeps the link alive when the profile asks, turns notifications into
+:class:`DeviceState`, and knows how to reach a :class:`Target` with absolute
+commands or key presses. It never decides policy: the SafetyGovernor does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from footctl import codec
+from footctl.errors import (
+    CodecError,
+    ConfirmTimeout,
+    DeviceUnavailable,
+    FootctlError,
+    TransportError,
+)
+from footctl.profile.schema import CommandName, Profile
+from footctl.state import Command, DeviceState, Report
+from footctl.transport.ble import BleLink, Radio, Seen, scan
+
+_LOG = logging.getLogger(__name__)
+
+# How long to look for the massager before giving up.
+SCAN_TIMEOUT_S = 10.0
+
+# How long a device may take to confirm a new state by notification. Real devices
+# notify within ~100 ms; key-press devices need one round trip per press.
+CONFIRM_TIMEOUT_S = 5.0
+
+# Waiting for the report after one key press before asking again.
+KEY_PRESS_WAIT_S = 0.6
+
+# A key-press target never needs more presses than this (modes x levels, bounded).
+MAX_KEY_PRESSES = 64
+
+# A stop is re-sent at this interval until the device confirms it.
+STOP_RESEND_S = 0.5
+
+# Reconnect backoff after an unexpected disconnect: quick first, then slower,
+# so a massager that stepped out of range for a moment is back within a second.
+RECONNECT_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A wanted state, already approved by the governor. ``None`` leaves a field alone."""
+
+    running: bool
+    intensity: int | None = None
+    heat: int | None = None
+    mode: str | None = None
+    zone: int | None = None
+
+
+StateCallback = Callable[[DeviceState], None]
+
+
+class DeviceSession:
+    """The connection to one massager and what it reports."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        radio: Radio,
+        *,
+        address: str | None = None,
+        name: str | None = None,
+        scan_timeout: float = SCAN_TIMEOUT_S,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.radio = radio
+        self._want_address = address
+        self._want_name = name
+        self._scan_timeout = scan_timeout
+        self._progress = on_progress or (lambda _msg: None)
+        self._link: BleLink | None = None
+        self._state = DeviceState(address=address or "", profile_id=profile.id)
+        self._callbacks: list[StateCallback] = []
+        self._link_callbacks: list[Callable[[bool], None]] = []
+        self._changed = asyncio.Event()
+        self._connect_lock = asyncio.Lock()
+        self._op_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.bad_frames = 0
+        self.frames_written: list[bytes] = []
+
+    # --- state -------------------------------------------------------------
+
+    @property
+    def state(self) -> DeviceState:
+        """The latest known state."""
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """True while the link is up."""
+        return self._link is not None and self._link.is_connected
+
+    def register_callback(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback`` with every new state; returns the unsubscribe function."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def register_link_callback(self, callback: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``callback(connected)`` when the link goes up or down (not the first connect)."""
+        self._link_callbacks.append(callback)
+        return lambda: self._link_callbacks.remove(callback)
+
+    def _set_state(self, state: DeviceState) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        for callback in list(self._callbacks):
+            try:
+                callback(state)
+            except Exception:
+                _LOG.exception("state callback failed")
+        self._wake()
+
+    def _wake(self) -> None:
+        # Waiters hold the old event; setting it wakes them all, the new one waits anew.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            coro, name=f"footctl[{self._state.address or self.profile.id}].{what}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_notify(self, data: bytes) -> None:
+        try:
+            report = codec.decode_status(self.profile, data)
+        except CodecError as exc:
+            self.bad_frames += 1
+            _LOG.debug("%s: ignored notification %s: %s", self._state.address, data.hex(), exc)
+            return
+        self._apply_report(report)
+
+    def _apply_report(self, report: Report) -> None:
+        s = self._state
+        self._set_state(
+            dataclasses.replace(
+                s,
+                running=s.running if report.running is None else report.running,
+                intensity=s.intensity if report.intensity is None else report.intensity,
+                heat=s.heat if report.heat is None else report.heat,
+                mode=s.mode if report.mode is None else report.mode,
+                zone=s.zone if report.zone is None else report.zone,
+                timer=s.timer if report.timer is None else report.timer,
+                battery=s.battery if report.battery is None else report.battery,
+                temperature=s.temperature if report.temperature is None else report.temperature,
+                assumed=False,
+                reports=s.reports + 1,
+            )
+        )
+
+    # --- connection ----------------------------------------------------------
+
+    def _wants(self, seen: Seen) -> bool:
+        if self._want_address is not None:
+            return seen.address.lower() == self._want_address.lower()
+        if self._want_name is not None:
+            return (seen.name or "") == self._want_name
+        return seen.profile is not None and seen.profile.id == self.profile.id
+
+    async def find(self) -> Seen:
+        """Scan until the wanted massager shows up."""
+        what = self._want_address or self._want_name or f"a {self.profile.id} massager"
+        self._progress(f"scanning for {what} on {self.radio.label}...")
+        found = await scan(
+            self.radio, {self.profile.id: self.profile}, self._scan_timeout, until=self._wants
+        )
+        for seen in found:
+            if self._wants(seen):
+                return seen
+        raise DeviceUnavailable(
+            f"{what} not found within {self._scan_timeout:g} s "
+            f"({len(found)} other device(s) seen)",
+            advice="switch the massager on and bring it within a few metres; "
+            "'footctl scan' lists what is in range",
+        )
+
+    async def connect(self) -> None:
+        """Find and connect; a second call while connected does nothing."""
+        async with self._connect_lock:
+            if self.connected:
+                return
+            seen = await self.find()
+            self._progress(f"connecting to {seen.name or seen.address} ({seen.address})...")
+            link = BleLink(self.radio, self.profile, seen.device, self._on_notify, self._lost)
+            await link.connect()
+            self._link = link
+            self._closing = False
+            self._set_state(
+                dataclasses.replace(
+                    self._state, address=seen.address, name=seen.name or "", connected=True
+                )
+            )
+            _LOG.info("%s: connected", seen.address)
+        before = self._state.reports
+        await self._query()
+        if self.profile.capabilities.reports_status:
+            await self._wait_report(before, KEY_PRESS_WAIT_S)
+        if self.profile.capabilities.keepalive_seconds:
+            self._spawn(self._keepalive(), "keepalive")
+
+    def _lost(self) -> None:
+        self._set_state(dataclasses.replace(self._state, connected=False))
+        for callback in list(self._link_callbacks):
+            callback(False)
+        if not self._closing:
+            self._spawn(self._reconnect(), "reconnect")
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closing:
+            delay = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
+            await asyncio.sleep(delay)
+            attempt += 1
+            link = self._link
+            if link is None or self._closing:
+                return
+            try:
+                async with self._connect_lock:
+                    await link.connect()
+            except FootctlError as exc:
+                _LOG.info("%s: reconnect attempt %d failed: %s", link.device.address, attempt, exc)
+                continue
+            _LOG.warning("%s: reconnected after %d attempt(s)", link.device.address, attempt)
+            self._set_state(dataclasses.replace(self._state, connected=True))
+            await self._query()
+            for callback in list(self._link_callbacks):
+                callback(True)
+            return
+
+    async def _keepalive(self) -> None:
+        interval = self.profile.capabilities.keepalive_seconds or 0
+        while not self._closing:
+            await asyncio.sleep(interval)
+            if self.connected:
+                # A keepalive only ever asks; it never replays a command.
+                await self._query()
+
+    async def _query(self) -> None:
+        if "query" not in self.profile.commands or not self.connected:
+            return
+        try:
+            await self._write(Command("query"))
+        except TransportError as exc:
+            _LOG.debug("query failed: %s", exc)
+
+    async def _write(self, command: Command) -> None:
+        link = self._link
+        if link is None:
+            raise TransportError(f"{self.profile.id}: not connected")
+        frame = codec.encode(self.profile, command)
+        await link.write(frame)
+        self.frames_written.append(frame)
+        if not self.profile.capabilities.reports_status:
+            self._assume(command)
+
+    def _assume(self, command: Command) -> None:
+        caps = self.profile.capabilities
+        s = self._state
+        value = command.value
+        if command.name == "power":
+            s = dataclasses.replace(s, running=bool(value), heat=s.heat if value else 0)
+        elif command.name == "stop":
+            s = dataclasses.replace(s, running=False, heat=0)
+        elif command.name == "intensity":
+            s = dataclasses.replace(s, intensity=value)
+        elif command.name == "heat":
+            level = next((h.level for h in caps.heat_levels if h.wire == value), 0)
+            s = dataclasses.replace(s, heat=level)
+        elif command.name == "mode":
+            mode = next((m.name for m in caps.modes if m.code == value), None)
+            s = dataclasses.replace(s, mode=mode)
+        elif command.name == "zone":
+            s = dataclasses.replace(s, zone=value)
+        self._set_state(dataclasses.replace(s, assumed=True))
+
+    async def close(self) -> None:
+        """Disconnect on purpose and stop background tasks."""
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        link, self._link = self._link, None
+        if link is not None:
+            await link.disconnect()
+        self._set_state(dataclasses.replace(self._state, connected=False))
+
+    async def __aenter__(self) -> DeviceSession:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- reaching a target -------------------------------------------------------
+
+    def matches(self, target: Target, state: DeviceState | None = None) -> bool:
+        """True if ``state`` (default: the current one) satisfies ``target``."""
+        s = state or self._state
+        if not target.running:
+            return not s.running and s.heat == 0
+        return (
+            s.running
+            and (target.intensity is None or s.intensity == target.intensity)
+            and (target.heat is None or s.heat == target.heat)
+            and (target.mode is None or s.mode == target.mode)
+            and (target.zone is None or s.zone == target.zone)
+        )
+
+    async def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds after a state change, or ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = self._changed
+                    if predicate():
+                        return True
+                    await event.wait()
+        except TimeoutError:
+            return predicate()
+
+    async def _wait_report(self, after: int, timeout: float) -> bool:
+        return await self._wait_for(lambda: self._state.reports > after, timeout)
+
+    async def apply(self, target: Target, timeout: float = CONFIRM_TIMEOUT_S) -> DeviceState:
+        """Drive the device to ``target`` and wait until it confirms (or assume, for
+        devices without status)."""
+        if not target.running:
+            return await self.all_off(timeout)
+        async with self._op_lock:
+            if self.profile.capabilities.command_style == "keys":
+                await self._apply_keys(target, timeout)
+            else:
+                await self._apply_absolute(target, timeout)
+            if not await self._wait_for(lambda: self.matches(target), timeout):
+                raise ConfirmTimeout(
+                    f"the massager did not confirm {_describe(target)} within {timeout:g} s "
+                    f"(it reports {_describe_state(self._state)})",
+                    advice="it may be out of range or busy; the state shown is what it last "
+                    "reported",
+                )
+            return self._state
+
+    def _absolute_commands(self, target: Target) -> list[Command]:
+        caps = self.profile.capabilities
+        s = self._state
+        out: list[Command] = []
+        heat_cmd: list[Command] = []
+        if target.heat is not None and (s.assumed or s.heat != target.heat):
+            wire = 0
+            if target.heat:
+                wire = next(h.wire for h in caps.heat_levels if h.level == target.heat)
+            heat_cmd = [Command("heat", wire)]
+        cooling = target.heat is not None and target.heat < s.heat
+        if cooling:
+            out += heat_cmd  # heat goes down before anything else
+        if not s.running or s.assumed:
+            out.append(Command("power", 1))
+        if target.mode is not None and (s.assumed or s.mode != target.mode or not s.running):
+            mode = caps.mode_named(target.mode)
+            if mode is not None:
+                out.append(Command("mode", mode.code))
+        if target.intensity is not None and (
+            s.assumed or s.intensity != target.intensity or not s.running
+        ):
+            out.append(Command("intensity", target.intensity))
+        if target.zone is not None and "zone" in self.profile.commands:
+            out.append(Command("zone", target.zone))
+        if not cooling:
+            out += heat_cmd
+        return out
+
+    async def _apply_absolute(self, target: Target, timeout: float) -> None:
+        commands = self._absolute_commands(target)
+        for index, command in enumerate(commands):
+            await self._write(command)
+            # Power-on resets intensity/mode on most devices: wait until it is on
+            # before the next command so the next one is not overridden.
+            if (
+                command.name == "power"
+                and index + 1 < len(commands)
+                and self.profile.capabilities.reports_status
+            ):
+                await self._wait_for(lambda: self._state.running, min(timeout, KEY_PRESS_WAIT_S))
+
+    def _next_key(self, target: Target) -> CommandName | None:
+        s = self._state
+        caps = self.profile.capabilities
+        if target.heat is not None and target.heat < s.heat and s.running:
+            return "press_heat"
+        if not s.running:
+            return "press_power"
+        if target.mode is not None and s.mode != target.mode and caps.mode_named(target.mode):
+            return "press_mode"
+        if target.intensity is not None and s.intensity is not None:
+            if s.intensity < target.intensity:
+                return "press_intensity_up"
+            if s.intensity > target.intensity:
+                return "press_intensity_down"
+        if target.heat is not None and s.heat != target.heat:
+            return "press_heat"
+        return None
+
+    async def _press(self, key: CommandName) -> bool:
+        """Press one key and wait until the field it moves has changed; a periodic
+        report that predates the press must not count as its result."""
+        field = _KEY_FIELD[key]
+        old = getattr(self._state, field)
+
+        def moved() -> bool:
+            return bool(getattr(self._state, field) != old)
+
+        await self._write(Command(key))
+        if await self._wait_for(moved, KEY_PRESS_WAIT_S):
+            return True
+        await self._query()
+        return await self._wait_for(moved, KEY_PRESS_WAIT_S)
+
+    async def _apply_keys(self, target: Target, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if self._state.reports == 0:
+            before = self._state.reports
+            await self._query()
+            await self._wait_report(before, KEY_PRESS_WAIT_S)
+        for _ in range(MAX_KEY_PRESSES):
+            key = self._next_key(target)
+            if key is None or time.monotonic() > deadline:
+                return
+            await self._press(key)
+
+    async def all_off(self, timeout: float = CONFIRM_TIMEOUT_S) -> DeviceState:
+        """Everything off (heat first, then motor). Always sent, whatever the believed
+        state, and re-sent until the device confirms or ``timeout`` passes."""
+        off = Target(running=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last_error: FootctlError | None = None
+        while True:
+            try:
+                await self._send_off()
+                last_error = None
+            except TransportError as exc:
+                last_error = exc
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            if await self._wait_for(lambda: self.matches(off), min(STOP_RESEND_S, remaining)):
+                if last_error is None:
+                    return self._state
+            if loop.time() >= deadline:
+                break
+        if last_error is not None:
+            raise last_error
+        if self.matches(off):
+            return self._state
+        raise ConfirmTimeout(
+            f"the massager did not confirm 'everything off' within {timeout:g} s",
+            advice="switch it off by hand if it is still running",
+        )
+
+    async def _send_off(self) -> None:
+        commands = self.profile.commands
+        caps = self.profile.capabilities
+        if caps.command_style == "absolute":
+            if "stop" in commands:
+                await self._write(Command("stop"))
+            else:
+                if "heat" in commands:
+                    await self._write(Command("heat", 0))
+                await self._write(Command("power", 0))
+            return
+        # Key presses toggle: press only what the device reports as on.
+        if self._state.reports == 0 or self._state.assumed:
+            before = self._state.reports
+            await self._query()
+            await self._wait_report(before, KEY_PRESS_WAIT_S)
+        s = self._state
+        if s.heat and s.running and "press_heat" in commands:
+            await self._press("press_heat")
+        if self._state.running:
+            await self._press("press_power")
+        else:
+            await self._query()
+
+
+_KEY_FIELD: dict[str, str] = {
+    "press_power": "running",
+    "press_mode": "mode",
+    "press_intensity_up": "intensity",
+    "press_intensity_down": "intensity",
+    "press_heat": "heat",
+}
+
+
+def _describe(target: Target) -> str:
+    if not target.running:
+        return "everything off"
+    parts = ["on"]
+    for name in ("intensity", "heat", "mode", "zone"):
+        value = getattr(target, name)
+        if value is not None:
+            parts.append(f"{name} {value}")
+    return ", ".join(parts)
+
+
+def _describe_state(s: DeviceState) -> str:
+    if not s.running:
+        return "off" + (f", heat {s.heat}" if s.heat else "")
+    return f"on, intensity {s.intensity}, heat {s.heat}, mode {s.mode}"
