@@ -1,0 +1,36 @@
+"""Shared fixtures and hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from footctl.profile.loader import find_profiles
+from footctl.profile.schema import Profile
+
+# "ci" runs more examples than the default quick local run; scripts/test selects it.
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+SHIPPED = sorted(find_profiles())
+
+
+@pytest.fixture(scope="session")
+def profiles() -> dict[str, Profile]:
+    """The shipped profiles by id."""
+    return find_profiles()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test away from the user's real config, state and sockets."""
+    monkeypatch.setenv("FOOTCTL_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("FOOTCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FOOTCTL_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("FOOTCTL_LINK", raising=False)
