@@ -25,45 +25,206 @@ def shipped_dir() -> Path:
     return here.parents[3] / "device_profiles"
 
 
-def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """Best-effort line number of a dotted TOML path in ``text`` (1-based)."""
-    keys = [str(k) for k in loc if isinstance(k, str)]
-    if not keys:
-        return None
-    lines = text.splitlines()
-    # Try the longest table prefix as a [header], then the remaining key inside it.
-    for split in range(len(keys), -1, -1):
-        table, rest = keys[:split], keys[split:]
-        start = 0
-        if table:
-            header = re.compile(r"^\s*\[+\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]+")
-            found = [i for i, line in enumerate(lines) if header.match(line)]
-            if not found:
-                continue
-            start = found[0]
-            if not rest:
-                return start + 1
-        key = rest[0]
-        pattern = re.compile(r"^\s*(\"?)" + re.escape(key) + r"\1\s*=|[{,]\s*" + re.escape(key) + r"\s*=")
-        dotted = re.compile(r"^\s*" + r"\s*\.\s*".join(map(re.escape, rest)) + r"\s*=")
-        for i in range(start + (1 if table else 0), len(lines)):
-            if table and i > start and lines[i].lstrip().startswith("[") and not lines[i].lstrip().startswith("[["):
+KeyPath = tuple[str | int, ...]
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR = re.compile(r"[^,\]}\n#]*")
+
+
+class _KeyLines:
+    """The 1-based line where every key path of a (valid) TOML document is defined.
+
+    Paths are tuples as pydantic reports locations: keys, and list indexes for array
+    elements and arrays of tables. A small scanner, not a validator: it runs only on
+    text tomllib has already accepted.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.lines: dict[KeyPath, int] = {}
+        self._aot: dict[KeyPath, int] = {}
+        self._document()
+
+    def _peek(self, n: int = 1) -> str:
+        return self.text[self.pos : self.pos + n]
+
+    def _advance(self, n: int = 1) -> None:
+        end = min(self.pos + n, len(self.text))
+        self.line += self.text.count("\n", self.pos, end)
+        self.pos = end
+
+    def _skip(self, *, newlines: bool) -> None:
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch in " \t\r" or (newlines and ch == "\n"):
+                self._advance()
+            elif ch == "#":
+                end = self.text.find("\n", self.pos)
+                self._advance((len(self.text) if end < 0 else end) - self.pos)
+            else:
+                return
+
+    def _define(self, path: KeyPath) -> None:
+        for i in range(1, len(path) + 1):
+            self.lines.setdefault(path[:i], self.line)
+
+    def _string(self) -> str:
+        quote = self._peek()
+        delim = quote * 3 if self._peek(3) == quote * 3 else quote
+        start = self.pos
+        self._advance(len(delim))
+        while self.pos < len(self.text):
+            if quote == '"' and self._peek() == "\\":
+                self._advance(2)
+            elif self.text.startswith(delim, self.pos):
+                self._advance(len(delim))
+                while len(delim) == 3 and self._peek() == quote:
+                    self._advance()
                 break
-            if dotted.search(lines[i]) or pattern.search(lines[i]):
-                return i + 1
+            else:
+                self._advance()
+        return self.text[start : self.pos]
+
+    def _key(self) -> KeyPath:
+        parts: list[str | int] = []
+        while True:
+            self._skip(newlines=False)
+            if self._peek() in ('"', "'"):
+                raw = self._string()
+                parts.append(str(tomllib.loads(f"k = {raw}")["k"]))
+            else:
+                match = _BARE_KEY.match(self.text, self.pos)
+                if match is None:
+                    break
+                parts.append(match.group())
+                self._advance(match.end() - self.pos)
+            self._skip(newlines=False)
+            if self._peek() != ".":
+                break
+            self._advance()
+        return tuple(parts)
+
+    def _key_value(self, table: KeyPath) -> None:
+        key = self._key()
+        if not key:
+            self._advance()  # not a key: step over it
+            return
+        self._define(table + key)
+        self._skip(newlines=False)
+        if self._peek() == "=":
+            self._advance()
+        self._skip(newlines=False)
+        self._value(table + key)
+
+    def _value(self, path: KeyPath) -> None:
+        ch = self._peek()
+        if ch == "{":
+            self._advance()
+            while True:
+                self._skip(newlines=True)
+                if self._peek() in ("}", ""):
+                    self._advance()
+                    return
+                self._key_value(path)
+                self._skip(newlines=True)
+                if self._peek() == ",":
+                    self._advance()
+        elif ch == "[":
+            self._advance()
+            index = 0
+            while True:
+                self._skip(newlines=True)
+                if self._peek() in ("]", ""):
+                    self._advance()
+                    return
+                self._define((*path, index))
+                self._value((*path, index))
+                self._skip(newlines=True)
+                if self._peek() == ",":
+                    self._advance()
+                    index += 1
+        elif ch in ('"', "'"):
+            self._string()
+        else:
+            match = _SCALAR.match(self.text, self.pos)
+            self._advance(max(1, len(match.group()) if match else 1))
+
+    def _document(self) -> None:
+        table: KeyPath = ()
+        while True:
+            self._skip(newlines=True)
+            if self.pos >= len(self.text):
+                return
+            if self._peek() != "[":
+                self._key_value(table)
+                continue
+            aot = self._peek(2) == "[["
+            self._advance(2 if aot else 1)
+            key = self._key()
+            self._skip(newlines=False)
+            self._advance(2 if aot else 1)
+            self._define(key)
+            table = key
+            if aot:
+                index = self._aot.get(key, -1) + 1
+                self._aot[key] = index
+                table = (*key, index)
+                self._define(table)
+
+
+def _key_lines(text: str) -> dict[KeyPath, int]:
+    try:
+        return _KeyLines(text).lines
+    except tomllib.TOMLDecodeError:  # a quoted key the scanner cut wrongly: no lines
+        return {}
+
+
+def _lookup(lines: dict[KeyPath, int], loc: KeyPath) -> int | None:
+    """The line of ``loc``, or of its nearest defined parent (for a missing key)."""
+    path = loc
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
     return None
 
 
+def _locate(text: str, loc: KeyPath) -> int | None:
+    """Line number (1-based) of a pydantic location in profile TOML ``text``: the key
+    itself, an array element, or for a missing key its table."""
+    return _lookup(_key_lines(text), tuple(loc))
+
+
+def _root_location(reason: str, lines: dict[KeyPath, int]) -> KeyPath:
+    """For a whole-profile error, the path its message names: the longest defined
+    prefix of a dotted path such as ``framing.checksum``, else a top-level key."""
+    for token in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", reason):
+        path: KeyPath = tuple(token.split("."))
+        while path and path not in lines:
+            path = path[:-1]
+        if path:
+            return path
+    for word in re.findall(r"\b[a-z_]+\b", reason):
+        if (word,) in lines:
+            return (word,)
+    return ()
+
+
 def _problems(exc: ValidationError, text: str, path: Path | None) -> list[ProfileProblem]:
+    lines = _key_lines(text)
     problems: list[ProfileProblem] = []
     for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        field = ".".join(str(p) for p in loc) or "<root>"
+        loc: KeyPath = tuple(err.get("loc", ()))
         reason = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             reason = "unknown field (misspelt?)"
         reason = reason.removeprefix("Value error, ")
-        problems.append(ProfileProblem(path, field, reason, _locate(text, loc)))
+        if not loc:
+            loc = _root_location(reason, lines)
+        field = ".".join(str(p) for p in loc) or "<root>"
+        problems.append(ProfileProblem(path, field, reason, _lookup(lines, loc)))
     return problems
 
 
