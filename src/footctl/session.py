@@ -477,9 +477,11 @@ class DeviceSession:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            if await self._wait_for(lambda: self.matches(off), min(STOP_RESEND_S, remaining)):
-                if last_error is None:
-                    return self._state
+            confirmed = await self._wait_for(
+                lambda: self.matches(off), min(STOP_RESEND_S, remaining)
+            )
+            if confirmed and last_error is None:
+                return self._state
             if loop.time() >= deadline:
                 break
         if last_error is not None:

@@ -67,7 +67,9 @@ class Model(BaseModel):
 class Advertisement(Model):
     """How the massager shows itself in advertisements."""
 
-    name_globs: list[str] = Field(default_factory=list, description="fnmatch globs on the local name")
+    name_globs: list[str] = Field(
+        default_factory=list, description="fnmatch globs on the local name"
+    )
     service_uuids: list[Uuid] = Field(default_factory=list)
     manufacturer_id: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
     local_name: Annotated[str, Field(min_length=1, max_length=29)] = Field(
@@ -200,7 +202,9 @@ class Direction(Model):
     to_app: Byte
 
 
-ChecksumPreset = Literal["sum8", "xor8", "inverted-sum8", "crc16-ccitt", "crc16-xmodem", "crc16-modbus"]
+ChecksumPreset = Literal[
+    "sum8", "xor8", "inverted-sum8", "crc16-ccitt", "crc16-xmodem", "crc16-modbus"
+]
 
 
 class Checksum(Model):

@@ -70,10 +70,10 @@ class Timers:
 
     def to_dict(self) -> dict[str, float | None]:
         """A JSON-ready view."""
-        return {
-            "session_left_s": None if self.session_left_s is None else round(self.session_left_s, 1),
-            "heat_left_s": None if self.heat_left_s is None else round(self.heat_left_s, 1),
-        }
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 1)
+
+        return {"session_left_s": r(self.session_left_s), "heat_left_s": r(self.heat_left_s)}
 
 
 class SafetyGovernor:

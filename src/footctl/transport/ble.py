@@ -21,6 +21,7 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
+from bleak_retry_connector import BleakClientWithServiceCache
 
 from footctl.errors import DeviceUnavailable, TransportError
 from footctl.profile.match import match_profile
@@ -41,6 +42,10 @@ VIRTUAL_ATTEMPT_TIMEOUT_S = 2.0
 
 # Disconnect should be quick; a hung disconnect must not hold up shutdown.
 DISCONNECT_TIMEOUT_S = 3.0
+
+
+class _StaleServices(Exception):
+    """An expected endpoint is missing from the discovered services."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,9 @@ class Seen:
         }
 
 
-def _scanner(radio: Radio, callback: Callable[[BLEDevice, AdvertisementData], None]) -> BleakScanner:
+def _scanner(
+    radio: Radio, callback: Callable[[BLEDevice, AdvertisementData], None]
+) -> BleakScanner:
     if radio.scanner_backend is None:
         return BleakScanner(detection_callback=callback)
     return BleakScanner(detection_callback=callback, backend=radio.scanner_backend)
@@ -159,7 +166,19 @@ class BleLink:
         self.on_disconnect()
 
     async def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
-        """Connect, find the endpoints, and subscribe to notifications."""
+        """Connect, find the endpoints, and subscribe to notifications.
+
+        If an endpoint is missing, the OS's service cache is probably stale (handles
+        changed after a firmware update): clear it and try once more without it."""
+        try:
+            await self._connect_once(timeout, use_cache=True)
+        except _StaleServices as exc:
+            _LOG.warning(
+                "%s: %s; clearing the service cache and retrying", self.device.address, exc
+            )
+            await self._connect_once(timeout, use_cache=False)
+
+    async def _connect_once(self, timeout: float, *, use_cache: bool) -> None:
         self._closing = False
         kwargs: dict[str, Any] = {}
         if self.radio.client_backend is not None:
@@ -169,11 +188,12 @@ class BleLink:
         try:
             async with asyncio.timeout(timeout):
                 client = await bleak_retry_connector.establish_connection(
-                    BleakClient,
+                    BleakClientWithServiceCache,
                     self.device,
                     self.profile.name,
                     disconnected_callback=self._disconnected,
                     max_attempts=3,
+                    use_services_cache=use_cache,
                     **kwargs,
                 )
         except TimeoutError as exc:
@@ -187,6 +207,17 @@ class BleLink:
         self._client = client
         try:
             await self._setup(client)
+        except _StaleServices:
+            if use_cache:
+                with contextlib.suppress(BleakError, TimeoutError):
+                    await client.clear_cache()
+                await self.disconnect()
+                raise
+            await self.disconnect()
+            raise DeviceUnavailable(
+                f"{self.device.address}: no {self.profile.id} endpoints after a fresh discovery",
+                advice=f"is this really a {self.profile.id} device? check --profile",
+            ) from None
         except BaseException:
             await self.disconnect()
             raise
@@ -195,18 +226,12 @@ class BleLink:
         gatt = self.profile.gatt
         write = client.services.get_characteristic(gatt.write)
         if write is None:
-            # Stale service cache: clear it once and look again.
-            raise DeviceUnavailable(
-                f"{self.device.address}: no write characteristic {gatt.write}",
-                advice=f"is this really a {self.profile.id} device?",
-            )
+            raise _StaleServices(f"no write characteristic {gatt.write}")
         self._write_char = write
         if gatt.notify is not None:
             notify = client.services.get_characteristic(gatt.notify)
             if notify is None:
-                raise DeviceUnavailable(
-                    f"{self.device.address}: no notify characteristic {gatt.notify}"
-                )
+                raise _StaleServices(f"no notify characteristic {gatt.notify}")
 
             def received(_char: BleakGATTCharacteristic, data: bytearray) -> None:
                 self.on_notify(bytes(data))
