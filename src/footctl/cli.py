@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.verbose < 2:
+        # Bumble logs link-level chatter (e.g. late packets after a disconnect) as warnings.
+        logging.getLogger("bumble").setLevel(logging.ERROR)
     out = Output(args.json)
     from footctl.app import run_command  # heavy imports only after --help
 

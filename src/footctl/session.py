@@ -226,7 +226,8 @@ class DeviceSession:
             self._spawn(self._keepalive(), "keepalive")
 
     def _lost(self) -> None:
-        self._set_state(dataclasses.replace(self._state, connected=False))
+        # What the device does while away is unknown: nothing we knew is confirmed now.
+        self._set_state(dataclasses.replace(self._state, connected=False, assumed=True))
         for callback in list(self._link_callbacks):
             callback(False)
         if not self._closing:
@@ -249,7 +250,11 @@ class DeviceSession:
                 continue
             _LOG.warning("%s: reconnected after %d attempt(s)", link.device.address, attempt)
             self._set_state(dataclasses.replace(self._state, connected=True))
+            # Learn what the device is doing now before anyone acts on the old state.
+            before = self._state.reports
             await self._query()
+            if self.profile.capabilities.reports_status:
+                await self._wait_report(before, KEY_PRESS_WAIT_S)
             for callback in list(self._link_callbacks):
                 callback(True)
             return

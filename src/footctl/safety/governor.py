@@ -196,7 +196,7 @@ class SafetyGovernor:
         if request.is_off:
             return await self.stop(source=request.source), Decision(Target(running=False))
         decision = self.decide(request)
-        if self.ended.is_set():  # a new session after an ended one
+        if self.ended.is_set() or self._session_started is None:  # a new session
             self.ended.clear()
             self.end_reason = None
         self.desired = decision.target
@@ -216,6 +216,9 @@ class SafetyGovernor:
     async def stop(self, *, source: str = "cli", reason: str = "stopped") -> DeviceState:
         """Everything off. Never deduplicated, never rate-limited."""
         self.desired = Target(running=False)
+        # Recorded before writing: the device's confirmation may end the session first.
+        if self.end_reason is None:
+            self.end_reason = reason
         self._log(f"{source}: stop ({reason})")
         try:
             state = await self.session.all_off()
