@@ -70,7 +70,11 @@ class Rig:
         return [f.command for f in self.massager.frames]
 
 
-async def make_rig(profile: Profile, caps: Caps | None = None) -> tuple[Rig, VirtualWorld, object]:
+Made = tuple[Rig, VirtualWorld, object]
+Rigs = list[Made]
+
+
+async def make_rig(profile: Profile, caps: Caps | None = None) -> Made:
     world = VirtualWorld()
     massager = await VirtualMassager.create(world, profile)
     vradio = await radio_for_world(world)
@@ -83,8 +87,8 @@ async def make_rig(profile: Profile, caps: Caps | None = None) -> tuple[Rig, Vir
 
 
 @pytest.fixture
-async def rigs(profiles: dict[str, Profile]) -> AsyncIterator[list[tuple[Rig, VirtualWorld, object]]]:
-    made: list[tuple[Rig, VirtualWorld, object]] = []
+async def rigs(profiles: dict[str, Profile]) -> AsyncIterator[Rigs]:
+    made: Rigs = []
     yield made
     for rig, world, vradio in made:
         await rig.session.close()
@@ -94,7 +98,7 @@ async def rigs(profiles: dict[str, Profile]) -> AsyncIterator[list[tuple[Rig, Vi
 
 
 async def rig_for(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profile: Profile, caps: Caps | None = None
+    rigs: Rigs, profile: Profile, caps: Caps | None = None
 ) -> Rig:
     made = await make_rig(profile, caps)
     rigs.append(made)
@@ -103,7 +107,7 @@ async def rig_for(
 
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_submit_reaches_and_confirms_target(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile], pid: str
+    rigs: Rigs, profiles: dict[str, Profile], pid: str
 ) -> None:
     profile = profiles[pid]
     rig = await rig_for(rigs, profile)
@@ -123,7 +127,7 @@ async def test_submit_reaches_and_confirms_target(
 
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_stop_is_always_sent_even_when_already_off(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile], pid: str
+    rigs: Rigs, profiles: dict[str, Profile], pid: str
 ) -> None:
     rig = await rig_for(rigs, profiles[pid])
     await rig.governor.submit(Request(intensity=profiles[pid].capabilities.intensity.min + 1))
@@ -138,7 +142,7 @@ async def test_stop_is_always_sent_even_when_already_off(
 
 
 async def test_heat_cap_turns_heat_off_and_locks_it(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile]
+    rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     rig = await rig_for(rigs, profiles["shiatsu-aa55"], Caps(heat_s=60))
     await rig.governor.submit(Request(intensity=2, heat=1))
@@ -155,7 +159,7 @@ async def test_heat_cap_turns_heat_off_and_locks_it(
 
 
 async def test_session_cap_turns_everything_off(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile]
+    rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     rig = await rig_for(rigs, profiles["ems-v2"], Caps(session_s=120))
     await rig.governor.submit(Request(intensity=5, heat=1))
@@ -168,7 +172,7 @@ async def test_session_cap_turns_everything_off(
 
 
 async def test_cap_expired_while_away_sends_off_first_on_return(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile]
+    rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     rig = await rig_for(rigs, profiles["shiatsu-aa55"], Caps(heat_s=60))
     await rig.governor.submit(Request(intensity=3, heat=1))
@@ -187,7 +191,7 @@ async def test_cap_expired_while_away_sends_off_first_on_return(
 
 
 async def test_return_in_time_reasserts_desired_state(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile]
+    rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     rig = await rig_for(rigs, profiles["shiatsu-aa55"])
     await rig.governor.submit(Request(intensity=4, mode="combined"))
@@ -236,7 +240,7 @@ body = [{ arg = "u8" }]
 
 
 async def test_device_without_status_is_tracked_as_assumed(
-    rigs: list[tuple[Rig, VirtualWorld, object]],
+    rigs: Rigs,
 ) -> None:
     profile = load_profile_text(NO_STATUS)
     rig = await rig_for(rigs, profile)
@@ -250,7 +254,7 @@ async def test_device_without_status_is_tracked_as_assumed(
 
 
 async def test_keepalive_only_queries(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile]
+    rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     base = profiles["ems-v2"]
     caps = base.capabilities.model_copy(update={"keepalive_seconds": 0.05})
@@ -267,7 +271,7 @@ async def test_keepalive_only_queries(
 
 
 async def test_garbage_notifications_are_ignored_not_fatal(
-    rigs: list[tuple[Rig, VirtualWorld, object]], profiles: dict[str, Profile]
+    rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     rig = await rig_for(rigs, profiles["shiatsu-aa55"])
     rig.massager.model.set_fault("garbage", True)
