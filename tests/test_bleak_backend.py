@@ -1,0 +1,422 @@
+"""The bleak backend over a Bumble central, driven through the real bleak API.
+
+A tiny echo peripheral is built here: service fff0, a write characteristic fff1 whose
+writes come back as notifications on fff4, and a read-only characteristic fff2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import bleak_retry_connector
+import pytest
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.exc import BleakError, BleakGATTProtocolError
+from bumble import att, hci
+from bumble.core import UUID, AdvertisingData
+from bumble.device import Connection, Device
+from bumble.gatt import Characteristic, CharacteristicValue, Service
+
+from footctl.virtual import VirtualRadio, VirtualWorld, radio_for_world
+
+SERVICE = "0000fff0-0000-1000-8000-00805f9b34fb"
+WRITE = "0000fff1-0000-1000-8000-00805f9b34fb"
+READ_ONLY = "0000fff2-0000-1000-8000-00805f9b34fb"
+NOTIFY = "0000fff4-0000-1000-8000-00805f9b34fb"
+CCCD = "00002902-0000-1000-8000-00805f9b34fb"
+NAME = "Echo"
+REJECTED = b"\xff\xff"  # the echo answers this write with an ATT error
+
+
+@dataclass
+class Echo:
+    """The peripheral and what it received."""
+
+    device: Device
+    received: list[bytes] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def address(self) -> str:
+        return self.device.random_address.to_string(with_type_qualifier=False)
+
+
+async def add_echo(world: VirtualWorld, name: str = NAME) -> Echo:
+    device = await world.add_peripheral_device(name)
+    echo = Echo(device)
+    echo.gate.set()
+    notify = Characteristic(
+        NOTIFY, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
+    )
+
+    async def on_write(_connection: Connection, value: bytes) -> None:
+        echo.entered.set()
+        if value == REJECTED:
+            raise att.ATT_Error(error_code=0x03, message="write not permitted")
+        await echo.gate.wait()  # tests close the gate to keep a write in flight
+        echo.received.append(bytes(value))
+        await device.notify_subscribers(notify, bytes(value))
+
+    write: Characteristic[bytes] = Characteristic(
+        WRITE,
+        Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
+        Characteristic.WRITEABLE,
+        CharacteristicValue(write=on_write),
+    )
+    read_only = Characteristic(
+        READ_ONLY, Characteristic.Properties.READ, Characteristic.READABLE, b"\x2a\x01"
+    )
+    device.add_service(Service(SERVICE, [write, read_only, notify]))
+    advertising = AdvertisingData(
+        [
+            (AdvertisingData.FLAGS, bytes([0x06])),
+            (AdvertisingData.COMPLETE_LOCAL_NAME, name.encode()),
+            (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, UUID("FFF0").to_bytes()),
+            (AdvertisingData.MANUFACTURER_SPECIFIC_DATA, b"\x34\x12hi"),
+            (AdvertisingData.TX_POWER_LEVEL, bytes([0xF8])),  # -8 dBm
+        ]
+    )
+    await device.start_advertising(
+        advertising_data=bytes(advertising),
+        auto_restart=True,
+        advertising_interval_min=20,
+        advertising_interval_max=20,
+    )
+    return echo
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[VirtualWorld]:
+    w = VirtualWorld()
+    yield w
+    await w.close()
+
+
+@pytest.fixture
+async def echo(world: VirtualWorld) -> Echo:
+    return await add_echo(world)
+
+
+@pytest.fixture
+async def radio(world: VirtualWorld) -> AsyncIterator[VirtualRadio]:
+    r = await radio_for_world(world)
+    yield r
+    await r.close()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bleak_retry_connector, "BLEAK_TIMEOUT", 0.3)
+
+
+async def find(radio: VirtualRadio, name: str = NAME) -> BLEDevice:
+    device = await BleakScanner.find_device_by_name(
+        name, timeout=2.0, backend=radio.scanner_backend
+    )
+    assert device is not None, f"{name} not found"
+    return device
+
+
+async def connected(
+    radio: VirtualRadio, device: BLEDevice, lost: asyncio.Event | None = None
+) -> BleakClient:
+    client = BleakClient(
+        device,
+        (lambda _c: lost.set()) if lost is not None else None,
+        backend=radio.client_backend,
+        timeout=2.0,
+    )
+    await client.connect()
+    return client
+
+
+# --------------------------------------------------------------------- scan
+
+
+async def test_scan_reports_name_uuids_manufacturer_rssi(echo: Echo, radio: VirtualRadio) -> None:
+    async with BleakScanner(backend=radio.scanner_backend) as scanner:
+        await asyncio.sleep(0.1)
+        found = scanner.discovered_devices_and_advertisement_data
+    device, adv = found[echo.address]
+    assert device.name == NAME
+    assert adv.local_name == NAME
+    assert adv.service_uuids == [SERVICE]
+    assert adv.manufacturer_data == {0x1234: b"hi"}
+    assert adv.tx_power == -8
+    assert adv.rssi == -50
+    # bleak-retry-connector must not mistake the device for a BlueZ one
+    assert isinstance(device.details, hci.Address)
+    assert device.details == echo.device.random_address
+
+
+async def test_scan_filters_on_service_uuids(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    other = "0000abcd-0000-1000-8000-00805f9b34fb"
+    async with BleakScanner(service_uuids=[other], backend=radio.scanner_backend) as scanner:
+        await asyncio.sleep(0.1)
+        assert scanner.discovered_devices == []
+    async with BleakScanner(service_uuids=[SERVICE], backend=radio.scanner_backend) as scanner:
+        await asyncio.sleep(0.1)
+        assert [d.address for d in scanner.discovered_devices] == [echo.address]
+
+
+async def test_two_scanners_share_the_central(echo: Echo, radio: VirtualRadio) -> None:
+    seen: list[str] = []
+    first = BleakScanner(lambda d, _a: seen.append(d.address), backend=radio.scanner_backend)
+    async with first, BleakScanner(backend=radio.scanner_backend) as second:
+        await asyncio.sleep(0.05)
+        assert second.discovered_devices
+    assert echo.address in seen
+    assert not radio.central.is_scanning
+
+
+# --------------------------------------------------------------------- GATT
+
+
+async def test_connect_discovers_services_characteristics_descriptors(
+    echo: Echo, radio: VirtualRadio
+) -> None:
+    client = await connected(radio, await find(radio))
+    try:
+        assert client.is_connected
+        assert client.mtu_size == 247
+        service = client.services.get_service(SERVICE)
+        assert service is not None
+        write = service.get_characteristic(WRITE)
+        notify = service.get_characteristic(NOTIFY)
+        read_only = service.get_characteristic(READ_ONLY)
+        assert write is not None
+        assert notify is not None
+        assert read_only is not None
+        assert write.properties == ["write-without-response", "write"]
+        assert notify.properties == ["notify"]
+        assert read_only.properties == ["read"]
+        assert [d.uuid for d in notify.descriptors] == [CCCD]
+        assert notify.descriptors[0].handle > notify.handle
+        assert write.service_handle == service.handle < write.handle
+        assert write.max_write_without_response_size == 244
+        # handles are the ATT value handles: reading by handle works
+        assert await client.read_gatt_char(read_only.handle) == bytearray(b"\x2a\x01")
+    finally:
+        await client.disconnect()
+    assert not client.is_connected
+
+
+async def test_write_reaches_peripheral_and_notification_comes_back(
+    echo: Echo, radio: VirtualRadio
+) -> None:
+    client = await connected(radio, await find(radio))
+    got: asyncio.Queue[tuple[BleakGATTCharacteristic, bytearray]] = asyncio.Queue()
+    await client.start_notify(NOTIFY, lambda c, data: got.put_nowait((c, data)))
+    notify = client.services.get_characteristic(NOTIFY)
+    assert notify is not None
+    cccd = notify.descriptors[0]
+    assert await client.read_gatt_descriptor(cccd.handle) == bytearray(b"\x01\x00")
+
+    await client.write_gatt_char(WRITE, b"\x01\x02", response=True)
+    char, data = await asyncio.wait_for(got.get(), 1.0)
+    assert (char.uuid, data, type(data)) == (NOTIFY, bytearray(b"\x01\x02"), bytearray)
+
+    await client.write_gatt_char(WRITE, b"nr", response=False)
+    _, data = await asyncio.wait_for(got.get(), 1.0)
+    assert data == bytearray(b"nr")
+    assert echo.received == [b"\x01\x02", b"nr"]
+
+    await client.stop_notify(NOTIFY)
+    assert await client.read_gatt_descriptor(cccd.handle) == bytearray(b"\x00\x00")
+    await client.write_gatt_char(WRITE, b"quiet", response=True)
+    await asyncio.sleep(0.02)
+    assert got.empty()
+    await client.disconnect()
+
+
+async def test_write_round_trip_is_sub_millisecond(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    times = []
+    for i in range(200):
+        start = time.perf_counter()
+        await client.write_gatt_char(WRITE, bytes([i % 256]), response=True)
+        times.append(time.perf_counter() - start)
+    await client.disconnect()
+    # measured ~0.35 ms median; a generous bound keeps slow CI machines green
+    assert statistics.median(times) < 0.005
+
+
+async def test_att_error_becomes_gatt_protocol_error(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    with pytest.raises(BleakGATTProtocolError) as caught:
+        await client.write_gatt_char(WRITE, REJECTED, response=True)
+    assert caught.value.code == 0x03
+    assert client.is_connected
+    await client.disconnect()
+
+
+async def test_pairing_is_not_supported(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    with pytest.raises(NotImplementedError):
+        await client.pair()
+    await client.disconnect()
+
+
+# --------------------------------------------------------------------- link loss
+
+
+async def test_drop_fires_disconnected_callback_and_write_raises_bleak_error(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    lost = asyncio.Event()
+    client = await connected(radio, await find(radio), lost)
+    await world.drop(echo.device)
+    await asyncio.wait_for(lost.wait(), 0.5)
+    assert not client.is_connected
+    with pytest.raises(BleakError):
+        await client.write_gatt_char(WRITE, b"x", response=True)
+    with pytest.raises(BleakError):
+        await client.write_gatt_char(WRITE, b"x", response=False)
+
+
+async def test_drop_during_write_is_a_bleak_error_not_a_cancellation(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    lost = asyncio.Event()
+    client = await connected(radio, await find(radio), lost)
+    echo.gate.clear()  # the peripheral holds the write response
+    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
+    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    await world.drop(echo.device)
+    with pytest.raises(BleakError, match="link lost"):
+        await asyncio.wait_for(write, 1.0)
+    assert not write.cancelled()
+    assert lost.is_set()
+    echo.gate.set()
+
+
+async def test_real_cancellation_of_the_caller_still_propagates(
+    echo: Echo, radio: VirtualRadio
+) -> None:
+    client = await connected(radio, await find(radio))
+    echo.gate.clear()
+    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
+    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    # a timeout around a write is a TimeoutError for the caller
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await client.write_gatt_char(WRITE, b"held", response=True)
+    echo.gate.set()
+    await client.disconnect()
+
+
+async def test_connect_to_dropped_device_times_out_then_works_after_restore(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    device = await find(radio)
+    await world.drop(echo.device)
+    client = BleakClient(device, backend=radio.client_backend, timeout=0.2)
+    start = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        await client.connect()
+    assert time.perf_counter() - start < 0.6  # Bumble alone would hang here forever
+    await world.restore(echo.device)
+    await client.connect()  # the controller is free again (no COMMAND_DISALLOWED)
+    assert client.is_connected
+    await client.disconnect()
+
+
+async def test_connect_cancelled_by_caller_leaves_the_central_usable(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    device = await find(radio)
+    await world.drop(echo.device)
+    client = BleakClient(device, backend=radio.client_backend, timeout=5.0)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await client.connect()
+    await world.restore(echo.device)
+    async with asyncio.timeout(1.0):
+        await client.connect()
+    assert client.is_connected
+    await client.disconnect()
+
+
+# --------------------------------------------------------------------- retry connector
+
+
+async def test_establish_connection_connects(
+    echo: Echo, radio: VirtualRadio, fast_retries: None
+) -> None:
+    device = await find(radio)
+    client = await bleak_retry_connector.establish_connection(
+        BleakClient, device, NAME, backend=radio.client_backend
+    )
+    assert client.is_connected
+    await client.write_gatt_char(WRITE, b"ok", response=True)
+    await client.disconnect()
+    assert echo.received == [b"ok"]
+
+
+async def test_establish_connection_reconnects_after_restore(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio, fast_retries: None
+) -> None:
+    device = await find(radio)
+    lost = asyncio.Event()
+    client = await bleak_retry_connector.establish_connection(
+        BleakClient, device, NAME, disconnected_callback=lambda _c: lost.set(),
+        backend=radio.client_backend,
+    )
+    await world.drop(echo.device)
+    await asyncio.wait_for(lost.wait(), 0.5)
+    reconnect = asyncio.create_task(
+        bleak_retry_connector.establish_connection(
+            BleakClient, device, NAME, backend=radio.client_backend, max_attempts=5
+        )
+    )
+    await asyncio.sleep(0.05)
+    await world.restore(echo.device)
+    start = time.perf_counter()
+    again = await asyncio.wait_for(reconnect, 3.0)
+    assert time.perf_counter() - start < 1.5
+    await again.write_gatt_char(WRITE, b"back", response=True)
+    assert echo.received[-1] == b"back"
+    assert not client.is_connected
+    await again.disconnect()
+
+
+async def test_establish_connection_gives_up_on_a_refusing_device(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio, fast_retries: None
+) -> None:
+    device = await find(radio)
+    await world.refuse_connections(echo.device, True)
+    start = time.perf_counter()
+    with pytest.raises(BleakError):
+        await bleak_retry_connector.establish_connection(
+            BleakClient, device, NAME, backend=radio.client_backend, max_attempts=2
+        )
+    assert time.perf_counter() - start < 2.0
+    await world.refuse_connections(echo.device, False)
+    client = await bleak_retry_connector.establish_connection(
+        BleakClient, device, NAME, backend=radio.client_backend
+    )
+    assert client.is_connected
+    await client.disconnect()
+
+
+async def test_establish_connection_times_out_on_a_hidden_device(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio, fast_retries: None
+) -> None:
+    device = await find(radio)
+    await world.refuse_connections(echo.device, True, how="hide")
+    with pytest.raises(bleak_retry_connector.BleakNotFoundError):
+        await bleak_retry_connector.establish_connection(
+            BleakClient, device, NAME, backend=radio.client_backend, max_attempts=2
+        )
