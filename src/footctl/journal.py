@@ -1,0 +1,547 @@
+"""The session journal: every session in SQLite, with how it ended and a sleep rating.
+
+One file (path passed in; the CLI puts it in the user data dir), WAL mode so the CLI
+can read and rate while the daemon writes, and a ``schema_version`` table with
+numbered migrations. Times are stored as UTC ISO 8601 strings; the API takes and
+returns aware datetimes, and every "now" can be injected.
+
+A row that was started but never ended is the crash-recovery marker: on start-up the
+governor ends it as ``recovered_after_crash`` after making the device safe.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, get_args
+
+from footctl.errors import FootctlError, UsageError
+from footctl.schedule import local_zone, night_bounds, night_of
+
+Source = Literal["manual", "schedule", "mqtt", "program"]
+EndReason = Literal[
+    "completed",
+    "stopped",
+    "cap",
+    "link_lost",
+    "cap_expired_while_away",
+    "recovered_after_crash",
+    "skipped",
+    "refused",
+]
+SOURCES: tuple[str, ...] = get_args(Source)
+END_REASONS: tuple[str, ...] = get_args(EndReason)
+# Rows with these reasons record a start that never happened; they are not sessions
+# the user felt, so they are not counted, rated or plotted.
+NOT_RUN: tuple[str, ...] = ("skipped", "refused")
+
+# Sleep rating scale: 1 (bad night) to 5 (great night).
+RATING_MIN, RATING_MAX = 1, 5
+
+# The CLI (rate, history) and the daemon share the file; a writer holds the lock for
+# milliseconds, so waiting this long is generous and still fails before a user gives up.
+BUSY_TIMEOUT_MS = 5000
+
+# A rating describes last night's sleep: a session that ended longer ago than this is
+# not "last night", and rating it is almost surely a mistake.
+RATE_WINDOW = timedelta(hours=24)
+
+# Each migration is a list of statements, applied in one transaction; never edit a
+# released one, add the next.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            f"""CREATE TABLE sessions (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                started_at TEXT NOT NULL,
+                ended_at TEXT,
+                device TEXT NOT NULL,
+                profile_id TEXT,
+                source TEXT NOT NULL CHECK (source IN ({", ".join(map(repr, SOURCES))})),
+                program TEXT,
+                steps_run INTEGER NOT NULL DEFAULT 0,
+                peak_heat INTEGER NOT NULL DEFAULT 0,
+                heat_s REAL NOT NULL DEFAULT 0,
+                end_reason TEXT CHECK (end_reason IS NULL
+                    OR end_reason IN ({", ".join(map(repr, END_REASONS))})),
+                rating INTEGER CHECK (rating IS NULL
+                    OR rating BETWEEN {RATING_MIN} AND {RATING_MAX}),
+                note TEXT
+            )""",
+            "CREATE INDEX sessions_started ON sessions (started_at)",
+            "CREATE INDEX sessions_program ON sessions (program, end_reason)",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_COLUMNS = (
+    "id, started_at, ended_at, device, profile_id, source, program, steps_run, "
+    "peak_heat, heat_s, end_reason, rating, note"
+)
+
+
+class JournalError(FootctlError):
+    """The journal file cannot be used, or a session id is wrong."""
+
+    kind = "journal"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # In UTC before any arithmetic: same-zone arithmetic is wall-clock arithmetic.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("journal times must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _iso(value: datetime) -> str:
+    # Fixed width (always microseconds, always +00:00) so strings sort as times.
+    return _utc(value).isoformat(timespec="microseconds")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One journal row. Times are aware UTC datetimes; ``heat_s`` is seconds of heat."""
+
+    id: int
+    started_at: datetime
+    ended_at: datetime | None
+    device: str
+    profile_id: str | None
+    source: str
+    program: str | None
+    steps_run: int
+    peak_heat: int
+    heat_s: float
+    end_reason: str | None
+    rating: int | None
+    note: str | None
+
+    @property
+    def finished(self) -> bool:
+        """True once the session has an end."""
+        return self.ended_at is not None
+
+    @property
+    def ran(self) -> bool:
+        """True if the device ran (not a skipped or refused start)."""
+        return self.end_reason not in NOT_RUN
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end, or None while unfinished."""
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (times as ISO strings)."""
+        out = asdict(self)
+        out["started_at"] = _iso(self.started_at)
+        out["ended_at"] = None if self.ended_at is None else _iso(self.ended_at)
+        return out
+
+
+def _record(row: tuple[Any, ...]) -> SessionRecord:
+    """A row in ``_COLUMNS`` order (SQLite already gives ints, floats and strings)."""
+    id_, started, ended, *rest = row
+    return SessionRecord(id_, datetime.fromisoformat(started), _parse(ended), *rest)
+
+
+class Journal:
+    """The session journal in one SQLite file, created and migrated on open.
+
+    ``clock`` gives "now" (aware) wherever a method's time argument is left out.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        self.path = path
+        self._clock = clock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: every statement is its own transaction unless BEGIN is given.
+            self._db = sqlite3.connect(path, isolation_level=None)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except BaseException as exc:
+            self._db.close()
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            raise JournalError(
+                f"cannot open the journal {path}: {exc}",
+                advice="check the path and its permissions, or move a damaged file aside",
+            ) from exc
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = int(row[0]) if row and row[0] is not None else 0
+            if current > SCHEMA_VERSION:
+                raise JournalError(
+                    f"the journal {self.path} has schema version {current}; this footctl "
+                    f"knows up to {SCHEMA_VERSION}",
+                    advice="upgrade footctl, or point it at another journal file",
+                )
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        db.execute(statement)
+                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- writing ----------------------------------------------------------------
+
+    def start_session(
+        self,
+        device: str,
+        *,
+        source: Source,
+        profile_id: str | None = None,
+        program: str | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Record that a session started; returns its id. Until it is ended, the row is
+        the crash-recovery marker."""
+        _check_one_of(source, SOURCES, "source")
+        cur = self._db.execute(
+            "INSERT INTO sessions (started_at, device, profile_id, source, program) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (_iso(at or self._clock()), device, profile_id, source, program),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def update_session(
+        self,
+        session_id: int,
+        *,
+        steps_run: int | None = None,
+        peak_heat: int | None = None,
+        heat_s: float | None = None,
+    ) -> None:
+        """Record progress. Each value only grows (a late, stale update cannot lower a
+        peak or a total); None leaves it as it is."""
+        self.get(session_id)
+        self._db.execute(
+            "UPDATE sessions SET steps_run = MAX(steps_run, COALESCE(?, 0)), "
+            "peak_heat = MAX(peak_heat, COALESCE(?, 0)), heat_s = MAX(heat_s, COALESCE(?, 0)) "
+            "WHERE id = ?",
+            (steps_run, peak_heat, heat_s, session_id),
+        )
+
+    def end_session(
+        self,
+        session_id: int,
+        reason: EndReason,
+        *,
+        at: datetime | None = None,
+        steps_run: int | None = None,
+        peak_heat: int | None = None,
+        heat_s: float | None = None,
+        note: str | None = None,
+    ) -> SessionRecord:
+        """Record how and when a session ended; returns the final record. Ending a
+        session twice is an error (the first end is the truth)."""
+        _check_one_of(reason, END_REASONS, "reason")
+        record = self.get(session_id)
+        if record.finished:
+            raise JournalError(f"session {session_id} already ended ({record.end_reason})")
+        self.update_session(session_id, steps_run=steps_run, peak_heat=peak_heat, heat_s=heat_s)
+        self._db.execute(
+            "UPDATE sessions SET ended_at = ?, end_reason = ?, note = COALESCE(?, note) "
+            "WHERE id = ?",
+            (_iso(at or self._clock()), reason, note, session_id),
+        )
+        return self.get(session_id)
+
+    def record_not_run(
+        self,
+        device: str,
+        reason: Literal["skipped", "refused"],
+        *,
+        source: Source,
+        at: datetime,
+        program: str | None = None,
+        profile_id: str | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Record a start that did not happen (a missed scheduled start, or one the
+        governor refused) at the time it was due; returns the row id."""
+        if reason not in NOT_RUN:
+            raise ValueError(f"reason must be one of {', '.join(NOT_RUN)}")
+        _check_one_of(source, SOURCES, "source")
+        stamp = _iso(at)
+        cur = self._db.execute(
+            "INSERT INTO sessions (started_at, ended_at, device, profile_id, source, program, "
+            "end_reason, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (stamp, stamp, device, profile_id, source, program, reason, note),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def rate_last(
+        self, rating: int, note: str | None = None, *, now: datetime | None = None
+    ) -> SessionRecord:
+        """Rate the night's sleep (1-5) on the most recent session that ran and ended
+        within :data:`RATE_WINDOW`; a note, if given, replaces the session's note."""
+        if isinstance(rating, bool) or not RATING_MIN <= rating <= RATING_MAX:
+            raise UsageError(f"a rating is a whole number from {RATING_MIN} to {RATING_MAX}")
+        since = _iso(_utc(now or self._clock()) - RATE_WINDOW)
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND ended_at >= ? "
+            "AND end_reason NOT IN ('skipped', 'refused') ORDER BY ended_at DESC, id DESC "
+            "LIMIT 1",
+            (since,),
+        ).fetchone()
+        if row is None:
+            hours = RATE_WINDOW.total_seconds() / 3600
+            raise UsageError(
+                f"no session ended in the last {hours:g} h to rate",
+                advice="see `footctl history` for past sessions",
+            )
+        record = _record(row)
+        self._db.execute(
+            "UPDATE sessions SET rating = ?, note = COALESCE(?, note) WHERE id = ?",
+            (rating, note, record.id),
+        )
+        return self.get(record.id)
+
+    # --- reading ----------------------------------------------------------------
+
+    def get(self, session_id: int) -> SessionRecord:
+        """One session by id."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            raise JournalError(f"no session {session_id} in the journal")
+        return _record(row)
+
+    def _select(self, where: str, params: Iterable[object]) -> list[SessionRecord]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE {where} ORDER BY started_at, id",
+            tuple(params),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def unfinished_sessions(self) -> list[SessionRecord]:
+        """Sessions started but never ended: after a crash, the device may still be on."""
+        return self._select("ended_at IS NULL", ())
+
+    def history(self, days: float, now: datetime | None = None) -> list[SessionRecord]:
+        """Every row (skipped and refused starts too) started in the last ``days`` days
+        before ``now``, oldest first."""
+        if days <= 0:
+            raise UsageError("--days must be more than 0")
+        end = _utc(now or self._clock())
+        return self._select(
+            "started_at >= ? AND started_at <= ?", (_iso(end - timedelta(days=days)), _iso(end))
+        )
+
+    def completed_nights(
+        self, program: str, device: str | None = None, *, zone: tzinfo | None = None
+    ) -> int:
+        """Distinct nights (noon to noon in ``zone``, default local) with a completed
+        session of ``program`` (on ``device``, if given): the input of a progression."""
+        params: list[object] = [program]
+        where = _for_device("program = ? AND end_reason = 'completed'", params, device)
+        zone_ = zone or local_zone()
+        return len({night_of(r.started_at, zone_) for r in self._select(where, params)})
+
+    def sessions_in_night(
+        self,
+        now: datetime | None = None,
+        *,
+        device: str | None = None,
+        zone: tzinfo | None = None,
+    ) -> list[SessionRecord]:
+        """Sessions that ran (or are running) in the night of ``now`` (noon to noon in
+        ``zone``, default local), for the per-night limit."""
+        zone_ = zone or local_zone()
+        start, end = night_bounds(night_of(now or self._clock(), zone_), zone_)
+        params: list[object] = [_iso(start), _iso(end)]
+        where = _for_device(
+            "started_at >= ? AND started_at < ? "
+            "AND (end_reason IS NULL OR end_reason NOT IN ('skipped', 'refused'))",
+            params,
+            device,
+        )
+        return self._select(where, params)
+
+    def last_session_end(self, device: str | None = None) -> datetime | None:
+        """When the most recent session that ran ended (for the cooldown), or None."""
+        params: list[object] = []
+        where = _for_device(
+            "ended_at IS NOT NULL AND end_reason NOT IN ('skipped', 'refused')", params, device
+        )
+        row = self._db.execute(
+            f"SELECT MAX(ended_at) FROM sessions WHERE {where}", tuple(params)
+        ).fetchone()
+        return _parse(row[0]) if row else None
+
+
+def _check_one_of(value: str, allowed: tuple[str, ...], name: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _for_device(where: str, params: list[object], device: str | None) -> str:
+    """``where`` narrowed to one device when ``device`` is given (appends its param)."""
+    if device is None:
+        return where
+    params.append(device)
+    return where + " AND device = ?"
+
+
+# --- views ------------------------------------------------------------------------
+
+_TABLE_HEADERS = (
+    "id", "started", "min", "device", "source", "program", "steps", "peak heat", "heat min",
+    "ended", "rating", "note",
+)  # fmt: skip
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def render_history_table(records: Iterable[SessionRecord], *, zone: tzinfo | None = None) -> str:
+    """The records as a plain-text table, start times in ``zone`` (default local)."""
+    zone_ = zone or local_zone()
+    rows = [
+        (
+            str(r.id),
+            r.started_at.astimezone(zone_).strftime("%Y-%m-%d %H:%M"),
+            _minutes(r.duration_s) if r.ran else "-",
+            r.device,
+            r.source,
+            r.program or "-",
+            str(r.steps_run),
+            str(r.peak_heat),
+            _minutes(r.heat_s),
+            r.end_reason or "running",
+            "-" if r.rating is None else str(r.rating),
+            r.note or "",
+        )
+        for r in records
+    ]
+    if not rows:
+        return "no sessions"
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(_TABLE_HEADERS)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [_TABLE_HEADERS, tuple("-" * w for w in widths), *rows]
+    ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class NightSummary:
+    """Minutes massaged in one night and the night's rating (the last one given)."""
+
+    night: date
+    minutes: float
+    rating: int | None
+
+
+def summarize_nights(
+    records: Iterable[SessionRecord], *, zone: tzinfo | None = None
+) -> list[NightSummary]:
+    """One summary per night from the first to the last night with a session that ran,
+    nights without one included (0 minutes), oldest first."""
+    zone_ = zone or local_zone()
+    minutes: dict[date, float] = {}
+    ratings: dict[date, int] = {}
+    for r in sorted(records, key=lambda r: (r.started_at, r.id)):
+        if not r.ran or r.duration_s is None:
+            continue
+        night = night_of(r.started_at, zone_)
+        minutes[night] = minutes.get(night, 0.0) + r.duration_s / 60
+        if r.rating is not None:
+            ratings[night] = r.rating
+    if not minutes:
+        return []
+    first, last = min(minutes), max(minutes)
+    nights = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return [NightSummary(n, minutes.get(n, 0.0), ratings.get(n)) for n in nights]
+
+
+# A terminal plot narrower or lower than this has no room for axes and labels.
+PLOT_WIDTH, PLOT_HEIGHT = 80, 20
+
+
+def plot_history(
+    records: Iterable[SessionRecord],
+    *,
+    zone: tzinfo | None = None,
+    width: int = PLOT_WIDTH,
+    height: int = PLOT_HEIGHT,
+) -> str:
+    """Minutes per night (bars, left axis) and sleep rating (line, right axis, 1-5) as
+    colourless terminal text."""
+    nights = summarize_nights(records, zone=zone)
+    if not nights:
+        return "no sessions to plot"
+    # plotext takes ~0.2 s to import; only `history --plot` pays for it.
+    import plotext  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    fig = plotext.figure
+    fig.clear()
+    fig.plot_size(width, height)
+    fig.theme("clear")
+    labels = [n.night.strftime("%m-%d") for n in nights]
+    fig.draw(fig.bar(labels, [round(n.minutes, 1) for n in nights]).label("minutes"))
+    rated = [(i, n.rating) for i, n in enumerate(nights, start=1) if n.rating is not None]
+    if rated:
+        line = fig.signal([i for i, _ in rated], [r for _, r in rated], yside="right")
+        fig.draw(line.lines(True).label("rating"))
+        fig.ruler("y", "right").lim(0, RATING_MAX)
+    fig.legend(False)
+    fig.title("bars: minutes per night; line: sleep rating (right axis)")
+    text = fig.build().string(colorless=True)
+    fig.clear()
+    return str(text)

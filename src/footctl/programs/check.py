@@ -1,0 +1,144 @@
+"""Check a program against a device's effective limits before it starts.
+
+``footctl program check`` and the runner call :func:`check_against_limits` with the
+limits the safety governor computed, so the user sees every step that would be
+clamped or refused, and why, before the massager moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from footctl.programs.model import Program, effective_intensity
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One step (1-based; None for the whole program) asking more than a cap allows."""
+
+    step: int | None
+    field: str
+    asked: int | float | str
+    cap: int | float | str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"step {self.step}" if self.step is not None else "program"
+        asked, cap = _show(self.asked), _show(self.cap)
+        return f"{where}: {self.field}: asks {asked}, cap {cap} ({self.reason})"
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "step": self.step,
+            "field": self.field,
+            "asked": self.asked,
+            "cap": self.cap,
+            "reason": self.reason,
+        }
+
+
+def _show(value: int | float | str) -> str:
+    if isinstance(value, float):
+        return f"{value / 60:g} min"
+    return str(value)
+
+
+def check_against_limits(
+    program: Program,
+    *,
+    max_intensity: int,
+    max_heat: int,
+    max_session_s: float,
+    no_heat: bool,
+    max_heat_s: float | None = None,
+    modes: Collection[str] | None = None,
+    completed_nights: int | None = None,
+) -> list[Problem]:
+    """Every place where ``program`` asks for more than the caps allow.
+
+    Checks the total length against ``max_session_s``; each step's peak intensity
+    against ``max_intensity`` (at ``completed_nights``, or for a progressive program
+    with None, the most it will ever reach); its heat against ``max_heat`` (any heat
+    when ``no_heat``, the medical setting); optionally each stretch of consecutive
+    heated steps against ``max_heat_s``, and each mode against the device's ``modes``.
+    Durations in problems are seconds (floats); levels are ints. An empty list means
+    the program runs as written.
+    """
+    problems: list[Problem] = []
+    total = program.duration_s
+    if total > max_session_s:
+        problems.append(
+            Problem(None, "duration", total, float(max_session_s), "longer than the session cap")
+        )
+    nights = completed_nights
+    if nights is None:
+        # Worst case: the progression has reached its maximum.
+        nights = _nights_to_max(program)
+    for number, step in enumerate(program.steps, start=1):
+        peak = effective_intensity(program, step, nights)
+        if peak > max_intensity:
+            problems.append(
+                Problem(number, step.peak_field, peak, max_intensity, "above the intensity cap")
+            )
+        if step.heat > 0 and no_heat:
+            problems.append(
+                Problem(number, "heat", step.heat, 0, "no_heat is set (medical setting)")
+            )
+        elif step.heat > max_heat:
+            problems.append(Problem(number, "heat", step.heat, max_heat, "above the heat cap"))
+        if modes is not None and step.mode not in modes:
+            known = ", ".join(sorted(modes)) or "none"
+            problems.append(
+                Problem(number, "mode", step.mode, known, "the device has no such mode")
+            )
+    if max_heat_s is not None and not no_heat:
+        problems.extend(_continuous_heat(program, max_heat_s))
+    return problems
+
+
+def _nights_to_max(program: Program) -> int:
+    """Completed nights after which a progression stops rising (0 without one)."""
+    prog = program.progression
+    if prog is None:
+        return 0
+    return (prog.max_intensity - prog.start_intensity) * prog.every_nights
+
+
+def _continuous_heat(program: Program, max_heat_s: float) -> list[Problem]:
+    """One problem per run of consecutive heated steps that lasts past ``max_heat_s``,
+    reported at the step during which the cap would expire."""
+    problems: list[Problem] = []
+    run_s = 0.0
+    run_start = 0
+    reported = False
+    for number, step in enumerate(program.steps, start=1):
+        if step.heat == 0:
+            run_s, reported = 0.0, False
+            continue
+        if run_s == 0.0:
+            run_start = number
+        run_s += step.duration_s
+        if run_s > max_heat_s and not reported:
+            reported = True
+            problems.append(
+                Problem(
+                    number,
+                    "heat",
+                    _run_length(program, run_start),
+                    float(max_heat_s),
+                    f"heat runs without a break from step {run_start}, past the heat cap",
+                )
+            )
+    return problems
+
+
+def _run_length(program: Program, first: int) -> float:
+    """Length of the heated run starting at step ``first`` (1-based)."""
+    total = 0.0
+    for step in program.steps[first - 1 :]:
+        if step.heat == 0:
+            break
+        total += step.duration_s
+    return total
