@@ -1,0 +1,258 @@
+"""End to end: the footctl CLI in a subprocess against virtual massagers.
+
+In-process (``--simulate``) for one-shot commands; a ``footctl sim`` process plus
+``--link`` for the guardian, link drops and signals, so the test can look at what
+the device was left doing after the controller process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from footctl.virtual.sim import SimControl
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Wall-clock bounds for subprocesses; generous because CI machines are shared.
+CLI_TIMEOUT_S = 60.0
+POLL_S = 0.05
+
+
+def footctl(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "footctl.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env=os.environ.copy(),
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"footctl {args} -> {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """stdout must be exactly one JSON object."""
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    data = json.loads(lines[0])
+    assert isinstance(data, dict)
+    return data
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(POLL_S)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+SETS = {
+    "ems-v2": (["--intensity", "7", "--heat", "2", "--mode", "tapping", "--zone", "3"],
+               {"intensity": 7, "heat": 2, "mode": "tapping", "zone": 3}),
+    "shiatsu-aa55": (["--intensity", "3", "--heat", "1", "--mode", "rolling"],
+                     {"intensity": 3, "heat": 1, "mode": "rolling"}),
+    "shiatsu-keys": (["--intensity", "4", "--heat", "1", "--mode", "air"],
+                     {"intensity": 4, "heat": 1, "mode": "air"}),
+}
+
+OVER_CAP = {
+    "ems-v2": (["--heat", "3"], "heat_above_cap"),  # 44 C > 42 C default cap
+    "shiatsu-aa55": (["--intensity", "6"], "intensity_above_cap"),
+    "shiatsu-keys": (["--intensity", "7"], "intensity_above_cap"),
+}
+
+
+@pytest.mark.parametrize("profile_id", sorted(SETS))
+def test_set_reports_confirmed_state(profile_id: str) -> None:
+    args, expected = SETS[profile_id]
+    proc = footctl("--simulate", profile_id, "--json", "set", *args)
+    assert proc.returncode == 0, proc.stderr
+    data = one_json(proc)
+    assert data["ok"] is True
+    device = data["device"]
+    assert device["running"] is True
+    assert device["connected"] is True
+    assert device["assumed"] is False  # confirmed by a status notification
+    for key, value in expected.items():
+        assert device[key] == value, (key, device)
+
+
+@pytest.mark.parametrize("profile_id", sorted(SETS))
+def test_over_cap_request_is_refused_with_reason(profile_id: str) -> None:
+    args, reason = OVER_CAP[profile_id]
+    proc = footctl("--simulate", profile_id, "--json", "set", *args)
+    assert proc.returncode == 4, proc.stderr
+    data = one_json(proc)
+    assert data["ok"] is False
+    assert data["reason"] == reason
+    assert "refused" in proc.stderr
+
+
+@pytest.mark.parametrize("profile_id", sorted(SETS))
+def test_stop_reports_everything_off(profile_id: str) -> None:
+    proc = footctl("--simulate", profile_id, "--json", "stop")
+    assert proc.returncode == 0, proc.stderr
+    device = one_json(proc)["device"]
+    assert device["running"] is False
+    assert device["heat"] == 0
+
+
+def test_acceptance_aa55_set_prints_intensity_and_heat() -> None:
+    proc = footctl("--simulate", "shiatsu-aa55", "--json", "set", "--intensity", "3", "--heat", "1")
+    assert proc.returncode == 0, proc.stderr
+    device = one_json(proc)["device"]
+    assert (device["intensity"], device["heat"]) == (3, 1)
+
+
+def test_profiles_json_lists_all_three() -> None:
+    data = one_json(footctl("--json", "profiles", check=True))
+    ids = {p["id"] for p in data["profiles"]}
+    assert {"ems-v2", "shiatsu-aa55", "shiatsu-keys"} <= ids
+
+
+def test_profile_check_names_file_and_field(tmp_path: Path) -> None:
+    good = ROOT / "device_profiles" / "shiatsu-aa55.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace("write_with_response", "write_with_respose"))
+    past = tmp_path / "past.toml"
+    past.write_text(good.read_text().replace('checksum = { preset = "xor8" }',
+                                             'checksum = { preset = "xor8", start = 40 }'))
+    assert footctl("profile", "check", str(good)).returncode == 0
+    proc = footctl("profile", "check", str(bad))
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "gatt.write_with_respose" in proc.stderr
+    proc = footctl("profile", "check", str(past))
+    assert proc.returncode == 2
+    assert str(past) in proc.stderr and "checksum" in proc.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert footctl("--simulate", "shiatsu-aa55", "set").returncode == 2
+    assert footctl("--simulate", "no-such-profile", "status").returncode == 2
+    assert footctl("--simulate", "shiatsu-aa55", "set", "--mode", "tickle").returncode == 2
+
+
+def test_unreachable_link_exits_3() -> None:
+    proc = footctl("--link", "127.0.0.1:9", "status")
+    assert proc.returncode == 3, proc.stderr
+
+
+# --- a separate sim process, the guardian, link drops and signals ---------------
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[str, SimControl]]:
+    """A ``footctl sim shiatsu-aa55`` process: (link address, control client)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "footctl.cli", "sim", "shiatsu-aa55"],
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "sim.err", "w"),  # noqa: SIM115
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("footctl sim:"), first
+        link = first.split()[-1]
+        control = first.split(" control ")[1].split()[0]
+        yield link, SimControl(control)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def start_guardian(link: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "footctl.cli", "--link", link, "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def device_state(ctl: SimControl) -> dict[str, Any]:
+    return ctl.request({"cmd": "state"})
+
+
+def test_guardian_holds_session_and_stop_from_elsewhere_ends_it(
+    sim: tuple[str, SimControl],
+) -> None:
+    link, ctl = sim
+    guardian = start_guardian(link, "set", "--intensity", "2", "--heat", "1")
+    try:
+        assert guardian.stdout is not None
+        first = json.loads(guardian.stdout.readline())
+        assert first["device"]["intensity"] == 2
+        assert first["timers"]["heat_left_s"] > 0
+        assert guardian.poll() is None  # still guarding
+        # Another terminal: status and set go through the guardian
+        status = one_json(footctl("--link", link, "--json", "status", check=True))
+        assert status["via"] == "guardian"
+        changed = one_json(footctl("--link", link, "--json", "set", "--intensity", "4", check=True))
+        assert changed["device"]["intensity"] == 4
+        assert device_state(ctl)["intensity"] == 4
+        stopped = one_json(footctl("--link", link, "--json", "stop", check=True))
+        assert stopped["device"]["running"] is False
+        assert guardian.wait(timeout=CLI_TIMEOUT_S) == 0
+    finally:
+        if guardian.poll() is None:
+            guardian.kill()
+    state = device_state(ctl)
+    assert state["running"] is False and state["heat"] == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_turns_everything_off_before_exit(
+    sim: tuple[str, SimControl], sig: signal.Signals
+) -> None:
+    link, ctl = sim
+    guardian = start_guardian(link, "set", "--intensity", "3", "--heat", "1")
+    assert guardian.stdout is not None
+    guardian.stdout.readline()
+    assert device_state(ctl)["heat"] == 1
+    guardian.send_signal(sig)
+    code = guardian.wait(timeout=CLI_TIMEOUT_S)
+    assert code == 128 + sig
+    state = device_state(ctl)
+    assert state["running"] is False
+    assert state["heat"] == 0
+
+
+def test_link_drop_then_reconnect_reasserts_desired_state(sim: tuple[str, SimControl]) -> None:
+    link, ctl = sim
+    guardian = start_guardian(link, "set", "--intensity", "3", "--mode", "rolling")
+    try:
+        assert guardian.stdout is not None
+        guardian.stdout.readline()
+        ctl.request({"cmd": "drop"})
+        wait_until(lambda: not device_state(ctl)["connected"], what="link down")
+        ctl.request({"cmd": "reboot"})  # the massager lost its state while away
+        assert device_state(ctl)["running"] is False
+        ctl.request({"cmd": "restore"})
+        state = wait_until(
+            lambda: (s := device_state(ctl))["running"] and s["intensity"] == 3 and s,
+            what="reconnect and re-assert",
+        )
+        assert state["mode"] == "rolling"
+        assert guardian.poll() is None
+    finally:
+        guardian.send_signal(signal.SIGTERM)
+        guardian.wait(timeout=CLI_TIMEOUT_S)
+    assert device_state(ctl)["running"] is False
