@@ -63,6 +63,18 @@ def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -
     raise AssertionError(f"timed out waiting for {what}")
 
 
+# The ramp (one intensity level per 10 s by default) is exercised in the governor
+# tests with a fake clock; here a fast ramp keeps each CLI call short.
+FAST_RAMP_CONFIG = "[caps]\nintensity_step_seconds = 0.05\n"
+
+
+@pytest.fixture(autouse=True)
+def _fast_ramp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "fast-ramp.toml"
+    config.write_text(FAST_RAMP_CONFIG)
+    monkeypatch.setenv("FOOTCTL_CONFIG", str(config))
+
+
 SETS = {
     "ems-v2": (["--intensity", "7", "--heat", "2", "--mode", "tapping", "--zone", "3"],
                {"intensity": 7, "heat": 2, "mode": "tapping", "zone": 3}),
@@ -256,3 +268,24 @@ def test_link_drop_then_reconnect_reasserts_desired_state(sim: tuple[str, SimCon
         guardian.send_signal(signal.SIGTERM)
         guardian.wait(timeout=CLI_TIMEOUT_S)
     assert device_state(ctl)["running"] is False
+
+
+def test_sigkill_leaves_a_marker_and_the_next_start_turns_the_device_off(
+    sim: tuple[str, SimControl],
+) -> None:
+    link, ctl = sim
+    guardian = start_guardian(link, "set", "--intensity", "2", "--heat", "1")
+    assert guardian.stdout is not None
+    guardian.stdout.readline()
+    guardian.kill()  # no chance to clean up
+    guardian.wait(timeout=CLI_TIMEOUT_S)
+    wait_until(lambda: not device_state(ctl)["connected"], what="the sim to see the crash")
+    state = device_state(ctl)
+    assert state["running"] is True and state["heat"] == 1  # left on by the crash
+    proc = footctl("--link", link, "--json", "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "died" in proc.stderr
+    state = device_state(ctl)
+    assert state["running"] is False and state["heat"] == 0
+    # the marker is gone: the next start does not recover again
+    assert "died" not in footctl("--link", link, "status").stderr

@@ -50,6 +50,11 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    async def sleep(self, seconds: float) -> None:
+        """The governor's ramp waits on this: time passes at once."""
+        self.now += seconds
+        await asyncio.sleep(0)
+
 
 @dataclass
 class Rig:
@@ -81,7 +86,9 @@ async def make_rig(profile: Profile, caps: Caps | None = None) -> Made:
     radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
     session = DeviceSession(profile, radio, scan_timeout=5.0)
     clock = FakeClock()
-    governor = SafetyGovernor(session, Limits.compute(profile, caps or Caps()), clock=clock)
+    governor = SafetyGovernor(
+        session, Limits.compute(profile, caps or Caps()), clock=clock, sleep=clock.sleep
+    )
     await session.connect()
     return Rig(massager, session, governor, clock), world, vradio
 
@@ -145,11 +152,12 @@ async def test_heat_cap_turns_heat_off_and_locks_it(
     rigs: Rigs, profiles: dict[str, Profile]
 ) -> None:
     rig = await rig_for(rigs, profiles["shiatsu-aa55"], Caps(heat_s=60))
-    await rig.governor.submit(Request(intensity=2, heat=1))
-    rig.clock.advance(59)
+    started = rig.clock.now
+    await rig.governor.submit(Request(intensity=2, heat=1))  # the ramp takes 10 s
+    rig.clock.now = started + 59
     await rig.governor.enforce()
     assert rig.massager.model.effective_heat == 1
-    rig.clock.advance(2)
+    rig.clock.now = started + 61
     await rig.governor.enforce()
     assert rig.massager.model.effective_heat == 0
     assert rig.massager.model.running  # massage goes on; only heat hit its cap

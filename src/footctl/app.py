@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from footctl.profile.loader import find_profiles, get_profile, load_profile
 from footctl.profile.schema import Profile
 from footctl.safety.governor import Decision, Request, SafetyGovernor
 from footctl.safety.limits import Limits
+from footctl.safety.markers import Marker, MarkerStore
 from footctl.session import DeviceSession, Target
 from footctl.state import DeviceState
 from footctl.transport.ble import Radio, scan
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from footctl.cli import Output
 
 DEVICE_COMMANDS = ("status", "on", "off", "stop", "set")
+
+_LOG = logging.getLogger(__name__)
 
 # Exit codes for a guardian ended by a signal, as shells report them (128 + signal).
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -248,7 +252,7 @@ async def _find_profile_by_scan(
     progress(f"scanning {radio.label} for a known massager...")
     seen = await scan(radio, profiles, args.scan_timeout, until=wanted)
     for s in seen:
-        if wanted(s):
+        if wanted(s) and s.profile is not None:
             return s.profile, s.address
     raise DeviceUnavailable(
         f"no known massager found within {args.scan_timeout:g} s ({len(seen)} device(s) seen)",
@@ -274,6 +278,7 @@ def _payload(gov: SafetyGovernor, outcome: _Outcome, via: str) -> dict[str, Any]
         "timers": gov.timers().to_dict(),
         "notes": list(outcome.notes),
         "end_reason": gov.end_reason,
+        "fault": gov.fault,
     }
 
 
@@ -336,7 +341,7 @@ async def _device_command(args: argparse.Namespace, config: Config, out: Output)
     if forwarded is not None:
         return forwarded
     request = _request(args)
-    show = not out.as_json and sys.stderr.isatty() or args.verbose > 0
+    show = (not out.as_json and sys.stderr.isatty()) or args.verbose > 0
 
     def progress(message: str) -> None:
         if show:
@@ -356,9 +361,18 @@ async def _device_command(args: argparse.Namespace, config: Config, out: Output)
             scan_timeout=args.scan_timeout,
             on_progress=progress,
         )
-        governor = SafetyGovernor(session, Limits.compute(profile, config.caps.to_caps()))
+        # An in-process virtual massager dies with us: no marker to recover from.
+        markers = None if radio_is_inprocess(args) else MarkerStore()
+        governor = SafetyGovernor(
+            session,
+            Limits.compute(profile, config.caps.to_caps()),
+            markers=markers,
+            on_progress=progress,
+        )
         if request is not None and not request.is_off:
             governor.decide(request)  # refuse before scanning, not after
+        if markers is not None:
+            await recover_after_crash(radio, config, markers, progress)
         try:
             await session.connect()
             outcome = await _act(governor, request)
@@ -371,6 +385,49 @@ async def _device_command(args: argparse.Namespace, config: Config, out: Output)
             if governor.desired.running or session.state.running:
                 await governor.shutdown("exit")
             await session.close()
+
+
+# Looking for a device a crashed run left on: long enough for a nearby massager to
+# advertise a few times, short enough not to hold up the command the user asked for.
+RECOVERY_SCAN_S = 5.0
+
+
+async def recover_after_crash(
+    radio: Radio, config: Config, markers: MarkerStore, progress: Any
+) -> list[Marker]:
+    """Turn off every device a dead footctl run left mid-session; returns those done."""
+    done: list[Marker] = []
+    for marker in markers.orphaned():
+        try:
+            profile = get_profile(marker.profile_id, list(config.profile_dirs))
+        except UsageError:
+            continue
+        print(
+            f"footctl: the run that started a session on {marker.address} (pid {marker.pid}) "
+            "died; turning that massager off first",
+            file=sys.stderr,
+            flush=True,
+        )
+        session = DeviceSession(
+            profile, radio, address=marker.address, scan_timeout=RECOVERY_SCAN_S,
+            on_progress=progress,
+        )
+        try:
+            await session.connect()
+            await session.all_off()
+        except FootctlError as exc:
+            print(
+                f"footctl: could not reach {marker.address} to turn it off: {exc}; "
+                "will try again next time",
+                file=sys.stderr,
+            )
+            continue
+        finally:
+            await session.close()
+        markers.clear(marker.address)
+        _LOG.warning("%s: recovered_after_crash (pid %d)", marker.address, marker.pid)
+        done.append(marker)
+    return done
 
 
 def radio_is_inprocess(args: argparse.Namespace) -> bool:
@@ -430,6 +487,8 @@ async def _guard(gov: SafetyGovernor, out: Output) -> int:
     reason = gov.end_reason or "stopped"
     if not out.as_json:
         print(f"session ended: {reason}", file=sys.stderr)
+    if gov.fault is not None or reason == "heartbeat_missed":
+        return ExitCode.REFUSED  # ended by a safety action, not by the user or a cap
     return ExitCode.OK
 
 

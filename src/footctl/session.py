@@ -24,6 +24,7 @@ from footctl.errors import (
     ConfirmTimeout,
     DeviceUnavailable,
     FootctlError,
+    SafetyRefused,
     TransportError,
 )
 from footctl.profile.schema import CommandName, Profile
@@ -67,6 +68,10 @@ class Target:
 StateCallback = Callable[[DeviceState], None]
 
 
+class Superseded(SafetyRefused):
+    """An apply was overtaken by a stop."""
+
+
 class DeviceSession:
     """The connection to one massager and what it reports."""
 
@@ -93,6 +98,9 @@ class DeviceSession:
         self._changed = asyncio.Event()
         self._connect_lock = asyncio.Lock()
         self._op_lock = asyncio.Lock()
+        # Bumped by every all-off: an apply that started before it must not write
+        # again, or a late "power on" could undo the stop.
+        self._off_epoch = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self.bad_frames = 0
@@ -104,6 +112,11 @@ class DeviceSession:
     def state(self) -> DeviceState:
         """The latest known state."""
         return self._state
+
+    @property
+    def busy(self) -> bool:
+        """True while an apply is writing and waiting for confirmation."""
+        return self._op_lock.locked()
 
     @property
     def connected(self) -> bool:
@@ -275,7 +288,11 @@ class DeviceSession:
         except TransportError as exc:
             _LOG.debug("query failed: %s", exc)
 
-    async def _write(self, command: Command) -> None:
+    async def _write(self, command: Command, epoch: int | None = None) -> None:
+        if epoch is not None and epoch != self._off_epoch:
+            raise Superseded(
+                "superseded_by_stop", "the request was overtaken by a stop; nothing more written"
+            )
         link = self._link
         if link is None:
             raise TransportError(f"{self.profile.id}: not connected")
@@ -365,11 +382,12 @@ class DeviceSession:
         devices without status)."""
         if not target.running:
             return await self.all_off(timeout)
+        epoch = self._off_epoch
         async with self._op_lock:
             if self.profile.capabilities.command_style == "keys":
-                await self._apply_keys(target, timeout)
+                await self._apply_keys(target, timeout, epoch)
             else:
-                await self._apply_absolute(target, timeout)
+                await self._apply_absolute(target, timeout, epoch)
             if not await self._wait_for(lambda: self.matches(target), timeout):
                 raise ConfirmTimeout(
                     f"the massager did not confirm {_describe(target)} within {timeout:g} s "
@@ -408,10 +426,10 @@ class DeviceSession:
             out += heat_cmd
         return out
 
-    async def _apply_absolute(self, target: Target, timeout: float) -> None:
+    async def _apply_absolute(self, target: Target, timeout: float, epoch: int) -> None:
         commands = self._absolute_commands(target)
         for index, command in enumerate(commands):
-            await self._write(command)
+            await self._write(command, epoch)
             # Power-on resets intensity/mode on most devices: wait until it is on
             # before the next command so the next one is not overridden.
             if (
@@ -439,7 +457,7 @@ class DeviceSession:
             return "press_heat"
         return None
 
-    async def _press(self, key: CommandName) -> bool:
+    async def _press(self, key: CommandName, epoch: int | None = None) -> bool:
         """Press one key and wait until the field it moves has changed; a periodic
         report that predates the press must not count as its result."""
         field = _KEY_FIELD[key]
@@ -448,13 +466,13 @@ class DeviceSession:
         def moved() -> bool:
             return bool(getattr(self._state, field) != old)
 
-        await self._write(Command(key))
+        await self._write(Command(key), epoch)
         if await self._wait_for(moved, KEY_PRESS_WAIT_S):
             return True
         await self._query()
         return await self._wait_for(moved, KEY_PRESS_WAIT_S)
 
-    async def _apply_keys(self, target: Target, timeout: float) -> None:
+    async def _apply_keys(self, target: Target, timeout: float, epoch: int) -> None:
         deadline = time.monotonic() + timeout
         if self._state.reports == 0:
             before = self._state.reports
@@ -464,11 +482,12 @@ class DeviceSession:
             key = self._next_key(target)
             if key is None or time.monotonic() > deadline:
                 return
-            await self._press(key)
+            await self._press(key, epoch)
 
     async def all_off(self, timeout: float = CONFIRM_TIMEOUT_S) -> DeviceState:
         """Everything off (heat first, then motor). Always sent, whatever the believed
         state, and re-sent until the device confirms or ``timeout`` passes."""
+        self._off_epoch += 1
         off = Target(running=False)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

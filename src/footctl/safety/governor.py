@@ -1,10 +1,12 @@
 """The SafetyGovernor: the one path from every command source to a DeviceSession.
 
 It turns a :class:`Request` into a :class:`Target` within the effective limits
-(refusing or clamping with a reason), runs the heat and session timers on the
-monotonic clock, and owns the fail-safe actions: heat off when the heat cap
-expires, everything off when the session cap expires, on shutdown, and when a
-link comes back after a cap expired while the device was away.
+(refusing or clamping with a reason), raises intensity no faster than the ramp,
+coalesces floods, runs the heat and session timers on the monotonic clock, and
+owns the fail-safe actions: heat off when the heat cap expires or the device
+reports heat it was not asked for or a temperature above the cap; everything off
+when the session cap expires, when a controller heartbeat or a remote lease is
+missed, on shutdown, and when a link comes back after a cap expired while away.
 """
 
 from __future__ import annotations
@@ -14,51 +16,36 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from footctl.errors import FootctlError, SafetyRefused, UsageError
-from footctl.profile.schema import Profile
+from footctl.errors import FootctlError, SafetyRefused
+from footctl.safety.decide import Decision, Request, decide
 from footctl.safety.limits import Limits
+from footctl.safety.markers import MarkerStore
 from footctl.session import DeviceSession, Target
 from footctl.state import DeviceState
 
 _LOG = logging.getLogger(__name__)
 
-# How often the watchdog looks at the timers. Caps are minutes long; a second of
-# slack is far below any cap and keeps the loop cheap.
+# How often the watchdog looks at the timers. Caps are minutes long; half a second
+# of slack is far below any cap and keeps the loop cheap.
 WATCH_INTERVAL_S = 0.5
 
 # The everything-off write on shutdown gets its own budget, so a hung link cannot
 # keep the process (and the heat) alive.
 SHUTDOWN_OFF_TIMEOUT_S = 5.0
 
-SOURCES = ("cli", "tui", "mqtt", "schedule", "program", "daemon")
+# A reported temperature this far above the cap is a fault, not sensor noise.
+OVERTEMP_MARGIN_C = 1.0
 
+# After we lower heat, the device may report the old level for a moment.
+HEAT_SETTLE_S = 2.0
 
-@dataclass(frozen=True)
-class Request:
-    """What a command source asks for. ``None`` leaves a field as it is."""
+# The controller's own heartbeat source name.
+CONTROLLER = "controller"
 
-    source: str = "cli"
-    power: bool | None = None
-    intensity: int | None = None
-    heat: int | None = None
-    mode: str | None = None
-    zone: int | None = None
-
-    @property
-    def is_off(self) -> bool:
-        """True if this asks to switch off."""
-        return self.power is False
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The approved target and any notes on what was clamped."""
-
-    target: Target
-    notes: tuple[str, ...] = ()
+__all__ = ["CONTROLLER", "Decision", "Request", "SafetyGovernor", "Timers"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +57,7 @@ class Timers:
 
     def to_dict(self) -> dict[str, float | None]:
         """A JSON-ready view."""
+
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 1)
 
@@ -85,136 +73,146 @@ class SafetyGovernor:
         limits: Limits,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        markers: MarkerStore | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
-        self.profile: Profile = session.profile
+        self.profile = session.profile
         self.limits = limits
         self._clock = clock
+        self._sleep = sleep
+        self._markers = markers
+        self._progress = on_progress or (lambda _m: None)
         self.desired = Target(running=False)
         self._session_started: float | None = None
         self._heat_started: float | None = None
+        self._heat_lowered_at: float | None = None
+        self._last_raise_at: float | None = None
         self._heat_locked = False
         self._pending_off = False
+        self._generation = 0
+        self._submit_lock = asyncio.Lock()
+        self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
+        self._lost_at: float | None = None
+        self.fault: str | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self.events: list[tuple[float, str]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe = session.register_callback(self._observe)
         self._unlink = session.register_link_callback(self._link_changed)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- deciding ------------------------------------------------------------
 
     def decide(self, request: Request) -> Decision:
         """The target for ``request`` within the limits; raises SafetyRefused or
-        UsageError with the reason."""
-        if request.is_off:
-            return Decision(Target(running=False))
-        caps = self.profile.capabilities
-        lim = self.limits
-        notes: list[str] = []
-        base = self.desired if self.desired.running else Target(running=True)
+        UsageError with the reason. Pure: nothing is written."""
+        return decide(self.profile, self.limits, self.desired, request, self._heat_locked)
 
-        intensity = request.intensity
-        if intensity is not None:
-            if intensity < lim.intensity_min:
-                raise SafetyRefused(
-                    "intensity_out_of_range",
-                    f"intensity {intensity} is below this massager's minimum {lim.intensity_min}",
-                )
-            if intensity > lim.intensity_max:
-                why = (
-                    f"this massager's range ends at {caps.intensity.max}"
-                    if lim.intensity_max == caps.intensity.max
-                    else f"your cap is {lim.intensity_max}"
-                )
-                if not lim.clamp or intensity > caps.intensity.max:
-                    raise SafetyRefused(
-                        "intensity_above_cap",
-                        f"intensity {intensity} refused: {why}",
-                        advice=f"ask for {lim.intensity_max} or less",
-                    )
-                notes.append(f"intensity {intensity} clamped to {lim.intensity_max} ({why})")
-                intensity = lim.intensity_max
+    # --- heartbeat and leases ----------------------------------------------------
 
-        heat = request.heat
-        if heat is not None and heat > 0:
-            if lim.no_heat:
-                raise SafetyRefused(
-                    "no_heat",
-                    "heat refused: the no_heat medical setting forbids heat from every source",
-                )
-            if heat > caps.max_heat_level:
-                raise SafetyRefused(
-                    "heat_out_of_range",
-                    f"heat {heat} refused: this massager's heat levels are 0-{caps.max_heat_level}",
-                )
-            if self._heat_locked:
-                raise SafetyRefused(
-                    "heat_cap_reached",
-                    f"heat refused: heat already ran for its cap of "
-                    f"{lim.heat_s / 60:g} min in this session",
-                    advice="let the feet cool down and start a new session later",
-                )
-            if heat > lim.heat_max:
-                if not lim.clamp or lim.heat_max == 0:
-                    raise SafetyRefused(
-                        "heat_above_cap",
-                        f"heat {heat} refused: {lim.heat_max_reason}",
-                        advice=f"ask for heat {lim.heat_max} or less" if lim.heat_max else None,
-                    )
-                notes.append(f"heat {heat} clamped to {lim.heat_max} ({lim.heat_max_reason})")
-                heat = lim.heat_max
+    def heartbeat(self, source: str = CONTROLLER) -> None:
+        """The controlling loop is alive (call at least every ``heartbeat_s``)."""
+        self._leases[source] = (self._clock(), self.limits.heartbeat_s)
 
-        mode = request.mode
-        if mode is not None and caps.mode_named(mode) is None:
-            names = ", ".join(m.name for m in caps.modes)
-            raise UsageError(f"no mode {mode!r} on {self.profile.id}", advice=f"modes: {names}")
-        zone = request.zone
-        if zone is not None and (caps.zones is None or zone not in caps.zones):
-            raise UsageError(
-                f"zone {zone} is not available on {self.profile.id}",
-                advice=(
-                    f"zones: {caps.zones.min}-{caps.zones.max}"
-                    if caps.zones
-                    else "this massager has no zones"
-                ),
-            )
+    def lease(self, source: str, seconds: float | None = None) -> None:
+        """A remote source (MQTT, a daemon client) renews its hold on the session."""
+        self._leases[source] = (self._clock(), seconds or self.limits.heartbeat_s)
 
-        target = Target(
-            running=True,
-            intensity=intensity if intensity is not None else base.intensity,
-            heat=heat if heat is not None else base.heat,
-            mode=mode if mode is not None else base.mode,
-            zone=zone if zone is not None else base.zone,
-        )
-        return Decision(target, tuple(notes))
+    def release(self, source: str) -> None:
+        """A source no longer holds the session."""
+        self._leases.pop(source, None)
+
+    def _missed_lease(self) -> str | None:
+        now = self._clock()
+        for source, (renewed, seconds) in self._leases.items():
+            if now - renewed > seconds:
+                return source
+        return None
 
     # --- acting ----------------------------------------------------------------
 
-    async def submit(self, request: Request) -> tuple[DeviceState, Decision]:
-        """Decide, then drive the device and wait for its confirmation."""
-        if request.is_off:
-            return await self.stop(source=request.source), Decision(Target(running=False))
-        decision = self.decide(request)
-        if self.ended.is_set() or self._session_started is None:  # a new session
+    def _start_session(self, source: str) -> None:
+        if self.ended.is_set() or self._session_started is None:
             self.ended.clear()
             self.end_reason = None
-        self.desired = decision.target
+            self.fault = None
         now = self._clock()
         if self._session_started is None:
             self._session_started = now
-        if decision.target.heat and self._heat_started is None:
-            self._heat_started = now
-        if not decision.target.heat:
-            self._heat_started = None
-        self._log(f"{request.source}: {decision.target}")
-        # On failure the desired state stays: it is within the caps, and a returning
-        # link re-asserts it (or sends off, if a cap expired meanwhile).
-        state = await self.session.apply(decision.target)
+            self._last_raise_at = now  # power-on counts as the first step up
+            if self._markers is not None and self.session.state.address:
+                self._markers.write(self.session.state.address, self.profile.id, source)
+        self.heartbeat()
+
+    def _allowed_intensity(self, wanted: int | None) -> int | None:
+        """The highest intensity the ramp allows now, given what the device reports."""
+        if wanted is None or self.limits.ramp_step_s <= 0:
+            return wanted
+        state = self.session.state
+        current = state.intensity if state.running and state.intensity is not None else None
+        if current is None:
+            current = self.limits.intensity_min
+        if wanted <= current:
+            return wanted
+        now = self._clock()
+        if self._last_raise_at is not None and now - self._last_raise_at < self.limits.ramp_step_s:
+            return current
+        return current + 1
+
+    async def submit(self, request: Request) -> tuple[DeviceState, Decision]:
+        """Decide, then drive the device (stepping intensity up along the ramp) and
+        wait for its confirmation. A newer request supersedes this one: a flood
+        is coalesced to its latest request."""
+        if request.is_off:
+            return await self.stop(source=request.source), Decision(Target(running=False))
+        decision = self.decide(request)
+        self._generation += 1
+        generation = self._generation
+        async with self._submit_lock:
+            if generation != self._generation:
+                return self.session.state, decision  # coalesced: a newer request follows
+            previous_heat = self.desired.heat or 0
+            self.desired = decision.target
+            self._start_session(request.source)
+            now = self._clock()
+            if decision.target.heat and self._heat_started is None:
+                self._heat_started = now
+            if (decision.target.heat or 0) < previous_heat:
+                self._heat_lowered_at = now
+            if not decision.target.heat:
+                self._heat_started = None
+            self._log(f"{request.source}: {decision.target}")
+            state = await self._ramp_to(decision.target, generation)
         return state, decision
 
+    async def _ramp_to(self, target: Target, generation: int) -> DeviceState:
+        while True:
+            allowed = self._allowed_intensity(target.intensity)
+            step = dataclasses.replace(target, intensity=allowed)
+            before = self.session.state.intensity if self.session.state.running else None
+            # On failure the desired state stays: it is within the caps, and a
+            # returning link re-asserts it (or sends off if a cap expired meanwhile).
+            state = await self.session.apply(step)
+            if allowed is not None and before is not None and allowed > before:
+                self._last_raise_at = self._clock()
+            if allowed == target.intensity or generation != self._generation:
+                return state
+            wait = self.limits.ramp_step_s
+            self._progress(
+                f"ramping intensity: {state.intensity} of {target.intensity}, "
+                f"next step in {wait:g} s"
+            )
+            await self._sleep(wait)
+            if generation != self._generation or not self.desired.running:
+                return self.session.state
+            self.heartbeat()
+
     async def stop(self, *, source: str = "cli", reason: str = "stopped") -> DeviceState:
-        """Everything off. Never deduplicated, never rate-limited."""
+        """Everything off. Never deduplicated, never rate-limited, never queued
+        behind other writes: it overtakes any request in flight."""
+        self._generation += 1
         self.desired = Target(running=False)
         # Recorded before writing: the device's confirmation may end the session first.
         if self.end_reason is None:
@@ -232,14 +230,27 @@ class SafetyGovernor:
     def _end(self, reason: str) -> None:
         if self.end_reason is None:
             self.end_reason = reason
+        if self._markers is not None and self.session.state.address:
+            self._markers.clear(self.session.state.address)
         self._session_started = None
         self._heat_started = None
         self._heat_locked = False
+        self._leases.clear()
         self.ended.set()
 
     def _log(self, message: str) -> None:
         self.events.append((self._clock(), message))
         _LOG.info("governor[%s]: %s", self.profile.id, message)
+
+    def _spawn(self, coro: Awaitable[None], what: str) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(
+            run(), name=f"footctl[{self.session.state.address}].{what}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- timers ------------------------------------------------------------------
 
@@ -254,7 +265,8 @@ class SafetyGovernor:
         return Timers(session, heat)
 
     def _observe(self, state: DeviceState) -> None:
-        """Start timers for what the device reports even if we did not ask for it."""
+        """Follow what the device reports: start timers for what we did not ask for,
+        and act at once on heat we did not ask for or a temperature over the cap."""
         now = self._clock()
         if state.running and self._session_started is None and not self.ended.is_set():
             self._session_started = now
@@ -264,36 +276,76 @@ class SafetyGovernor:
             self._log("device reports heat: heat timer started")
         if not state.heat and not state.assumed and not self.desired.heat:
             self._heat_started = None
+        if state.assumed or not state.connected:
+            return
+        fault = self._heat_fault(state, now)
+        if fault is not None and self.fault is None:
+            self.fault = fault
+            self._log(f"{fault}: heat off at once")
+            self._spawn(self._cut_heat(fault), "fault")
         if (
             not state.running
-            and not state.assumed
             and self._session_started is not None
             and not self.desired.running
         ):
             self._end(self.end_reason or "stopped")
 
+    def _heat_fault(self, state: DeviceState, now: float) -> str | None:
+        if (
+            state.temperature is not None
+            and state.heat
+            and state.temperature > self.limits.temperature_c + OVERTEMP_MARGIN_C
+        ):
+            return "over_temperature"
+        asked = self.desired.heat or 0
+        if state.heat > asked:
+            settling = (
+                self._heat_lowered_at is not None and now - self._heat_lowered_at < HEAT_SETTLE_S
+            )
+            if not settling and not self.session.busy:
+                return "unexpected_heat"
+        return None
+
+    async def _cut_heat(self, reason: str) -> None:
+        """Heat off now; if the device keeps heating, everything off."""
+        self._heat_locked = True
+        self._heat_started = None
+        self._heat_lowered_at = self._clock()
+        self.desired = dataclasses.replace(self.desired, heat=0)
+        try:
+            await self.session.apply(self.desired)
+        except FootctlError as exc:
+            self._log(f"{reason}: heat off not confirmed ({exc}); everything off")
+            with contextlib.suppress(FootctlError):
+                await self.stop(source="governor", reason=reason)
+            return
+        if not self.desired.running:
+            return
+        self._log(f"{reason}: heat off confirmed; the session ends")
+        with contextlib.suppress(FootctlError):
+            await self.stop(source="governor", reason=reason)
+
     def _link_changed(self, connected: bool) -> None:
         if not connected:
             self._log("link lost; caps keep counting")
+            self._lost_at = self._clock()
             return
-        task = asyncio.get_running_loop().create_task(
-            self._after_reconnect(), name=f"footctl[{self.session.state.address}].reassert"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._after_reconnect(), "reassert")
 
     async def _after_reconnect(self) -> None:
+        gap = self._clock() - (self._lost_at if self._lost_at is not None else self._clock())
         expired = self._expired()
         if self._pending_off or expired:
             reason = "cap_expired_while_away" if expired else self.end_reason or "stopped"
-            self._log(f"link back: sending everything off first ({reason})")
+            self._log(f"link back after {gap:.1f} s: everything off first ({reason})")
+            self.end_reason = None if expired else self.end_reason
             with contextlib.suppress(FootctlError):
                 await self.stop(source="governor", reason=reason)
             return
         if self.desired.running:
-            self._log("link back in time: re-asserting the desired state")
+            self._log(f"link back after {gap:.1f} s, in time: re-asserting the desired state")
             with contextlib.suppress(FootctlError):
-                await self.session.apply(self.desired)
+                await self._ramp_to(self.desired, self._generation)
 
     def _expired(self) -> str | None:
         t = self.timers()
@@ -301,49 +353,59 @@ class SafetyGovernor:
             return "session_cap"
         if t.heat_left_s is not None and t.heat_left_s <= 0:
             return "heat_cap"
+        if self.desired.running or self.session.state.running:
+            missed = self._missed_lease()
+            if missed is not None:
+                return "heartbeat_missed"
         return None
 
     async def enforce(self) -> None:
         """Act on expired caps now: heat off at the heat cap, everything off at the
-        session cap. While the link is down the off is owed and sent on return."""
+        session cap or a missed heartbeat. While the link is down the off is owed
+        and sent on return."""
         expired = self._expired()
         if expired is None:
             return
         if not self.session.connected:
             self._pending_off = True
             return
-        if expired == "session_cap":
-            self._log("session cap reached: everything off")
-            self.end_reason = "session_cap"
-            await self.stop(source="governor", reason="session_cap")
+        if expired in ("session_cap", "heartbeat_missed"):
+            self._log(f"{expired}: everything off")
+            await self.stop(source="governor", reason=expired)
             return
         self._log("heat cap reached: heat off")
         self._heat_locked = True
         self._heat_started = None
+        self._heat_lowered_at = self._clock()
         self.desired = dataclasses.replace(self.desired, heat=0)
         try:
             await self.session.apply(self.desired)
+        except SafetyRefused:
+            return  # overtaken by a stop
         except FootctlError:
             await self.stop(source="governor", reason="heat_cap")
 
-    async def watch(self) -> None:
-        """Enforce the caps until the session ends (run as a named task)."""
+    async def watch(self, *, heartbeat: bool = True) -> None:
+        """Enforce the caps until cancelled (run as a named task). With ``heartbeat``
+        this loop is also the controller's heartbeat: if it stalls, the next pass
+        finds the heartbeat missed and switches everything off."""
         while True:
             try:
                 await self.enforce()
             except FootctlError as exc:
                 _LOG.warning("enforcing caps: %s (retrying)", exc)
+            if heartbeat:
+                self.heartbeat()
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     async def shutdown(self, reason: str = "shutdown") -> None:
         """Everything off under its own timeout; used in ``finally`` on every exit path."""
         for task in list(self._tasks):
             task.cancel()
-        if not self.session.connected:
-            return
         try:
-            async with asyncio.timeout(SHUTDOWN_OFF_TIMEOUT_S):
-                await self.stop(source="governor", reason=reason)
+            if self.session.connected:
+                async with asyncio.timeout(SHUTDOWN_OFF_TIMEOUT_S):
+                    await self.stop(source="governor", reason=reason)
         except (FootctlError, TimeoutError) as exc:
             _LOG.error("could not confirm everything off on %s: %s", reason, exc)
         finally:

@@ -66,6 +66,9 @@ class Limits:
     temperature_c: float
     clamp: bool
     no_heat: bool
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    ramp_step_s: float = DEFAULT_RAMP_STEP_S
+    unattended_heat_level: int = DEFAULT_UNATTENDED_HEAT_LEVEL
 
     @classmethod
     def compute(cls, profile: Profile, caps: Caps) -> Limits:
@@ -100,4 +103,7 @@ class Limits:
             temperature_c=temperature,
             clamp=caps.clamp,
             no_heat=caps.no_heat,
+            heartbeat_s=caps.heartbeat_s,
+            ramp_step_s=caps.ramp_step_s,
+            unattended_heat_level=min(caps.unattended_heat_level, heat_max),
         )
