@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -29,7 +29,7 @@ from footctl.errors import (
 )
 from footctl.profile.schema import CommandName, Profile
 from footctl.state import Command, DeviceState, Report
-from footctl.transport.ble import BleLink, Radio, Seen, scan
+from footctl.transport.ble import BleLink, Link, Radio, Seen, scan
 
 _LOG = logging.getLogger(__name__)
 
@@ -84,14 +84,16 @@ class DeviceSession:
         name: str | None = None,
         scan_timeout: float = SCAN_TIMEOUT_S,
         on_progress: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.profile = profile
+        self._sleep = sleep
         self.radio = radio
         self._want_address = address
         self._want_name = name
         self._scan_timeout = scan_timeout
         self._progress = on_progress or (lambda _msg: None)
-        self._link: BleLink | None = None
+        self._link: Link | None = None
         self._state = DeviceState(address=address or "", profile_id=profile.id)
         self._callbacks: list[StateCallback] = []
         self._link_callbacks: list[Callable[[bool], None]] = []
@@ -223,14 +225,25 @@ class DeviceSession:
             self._progress(f"connecting to {seen.name or seen.address} ({seen.address})...")
             link = BleLink(self.radio, self.profile, seen.device, self._on_notify, self._lost)
             await link.connect()
-            self._link = link
-            self._closing = False
-            self._set_state(
-                dataclasses.replace(
-                    self._state, address=seen.address, name=seen.name or "", connected=True
-                )
-            )
-            _LOG.info("%s: connected", seen.address)
+        await self.attach(link, seen.address, seen.name or "")
+
+    def on_notify(self, data: bytes) -> None:
+        """Feed one notification (the link calls this)."""
+        self._on_notify(data)
+
+    def on_link_lost(self) -> None:
+        """The link dropped unexpectedly (the link calls this)."""
+        self._lost()
+
+    async def attach(self, link: Link, address: str, name: str = "") -> None:
+        """Take over a connected link: learn the state, start the keepalive. A link
+        must call :meth:`on_notify` and :meth:`on_link_lost`."""
+        self._link = link
+        self._closing = False
+        self._set_state(
+            dataclasses.replace(self._state, address=address, name=name, connected=True)
+        )
+        _LOG.info("%s: connected", address)
         before = self._state.reports
         await self._query()
         if self.profile.capabilities.reports_status:
@@ -250,7 +263,7 @@ class DeviceSession:
         attempt = 0
         while not self._closing:
             delay = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
             attempt += 1
             link = self._link
             if link is None or self._closing:
@@ -259,9 +272,9 @@ class DeviceSession:
                 async with self._connect_lock:
                     await link.connect()
             except FootctlError as exc:
-                _LOG.info("%s: reconnect attempt %d failed: %s", link.device.address, attempt, exc)
+                _LOG.info("%s: reconnect attempt %d failed: %s", self._state.address, attempt, exc)
                 continue
-            _LOG.warning("%s: reconnected after %d attempt(s)", link.device.address, attempt)
+            _LOG.warning("%s: reconnected after %d attempt(s)", self._state.address, attempt)
             self._set_state(dataclasses.replace(self._state, connected=True))
             # Learn what the device is doing now before anyone acts on the old state.
             before = self._state.reports
@@ -275,7 +288,7 @@ class DeviceSession:
     async def _keepalive(self) -> None:
         interval = self.profile.capabilities.keepalive_seconds or 0
         while not self._closing:
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
             if self.connected:
                 # A keepalive only ever asks; it never replays a command.
                 await self._query()

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import bleak_retry_connector
 from bleak import BleakClient, BleakScanner
@@ -138,6 +138,23 @@ async def scan(
             advice="check that Bluetooth is on, or use --simulate/--link for a virtual massager",
         ) from exc
     return sorted(seen.values(), key=lambda s: -s.rssi)
+
+
+class Link(Protocol):
+    """What a DeviceSession needs from a link (BleLink, or a scripted fake in tests)."""
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the link is up."""
+
+    async def connect(self) -> None:
+        """(Re)connect and subscribe."""
+
+    async def write(self, data: bytes) -> None:
+        """Write one frame."""
+
+    async def disconnect(self) -> None:
+        """Disconnect on purpose."""
 
 
 @dataclass
