@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from footctl.errors import FootctlError, SafetyRefused
 from footctl.safety.decide import Decision, Request, decide
@@ -45,7 +46,17 @@ HEAT_SETTLE_S = 2.0
 # The controller's own heartbeat source name.
 CONTROLLER = "controller"
 
-__all__ = ["CONTROLLER", "Decision", "Request", "SafetyGovernor", "Timers"]
+__all__ = ["CONTROLLER", "Decision", "Request", "SafetyGovernor", "SessionHooks", "Timers"]
+
+
+class SessionHooks(Protocol):
+    """Told when a governed session starts and ends (the journal implements this)."""
+
+    def session_started(self, governor: SafetyGovernor, source: str) -> None:
+        """A session started (first request that switched the device on)."""
+
+    def session_ended(self, governor: SafetyGovernor, reason: str) -> None:
+        """The session ended; ``governor.peak_heat`` and ``heat_seconds`` are final."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,10 @@ class SafetyGovernor:
         self.end_reason: str | None = None
         self.events: list[tuple[float, str]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._hooks: list[SessionHooks] = []
+        self.source: str | None = None
+        self.peak_heat = 0
+        self.heat_seconds = 0.0
         self._unsubscribe = session.register_callback(self._observe)
         self._unlink = session.register_link_callback(self._link_changed)
 
@@ -109,6 +124,18 @@ class SafetyGovernor:
         """The target for ``request`` within the limits; raises SafetyRefused or
         UsageError with the reason. Pure: nothing is written."""
         return decide(self.profile, self.limits, self.desired, request, self._heat_locked)
+
+    # --- session hooks (the journal listens here) -----------------------------------
+
+    def add_hooks(self, hooks: SessionHooks) -> Callable[[], None]:
+        """Be told when a session starts and ends; returns the unsubscribe function."""
+        self._hooks.append(hooks)
+        return lambda: self._hooks.remove(hooks)
+
+    def _heat_stopped(self, now: float) -> None:
+        if self._heat_started is not None:
+            self.heat_seconds += max(0.0, now - self._heat_started)
+        self._heat_started = None
 
     # --- heartbeat and leases ----------------------------------------------------
 
@@ -142,8 +169,13 @@ class SafetyGovernor:
         if self._session_started is None:
             self._session_started = now
             self._last_raise_at = now  # power-on counts as the first step up
+            self.source = source
+            self.peak_heat = 0
+            self.heat_seconds = 0.0
             if self._markers is not None and self.session.state.address:
                 self._markers.write(self.session.state.address, self.profile.id, source)
+            for hooks in list(self._hooks):
+                hooks.session_started(self, source)
         self.heartbeat()
 
     def _allowed_intensity(self, wanted: int | None) -> int | None:
@@ -182,7 +214,8 @@ class SafetyGovernor:
             if (decision.target.heat or 0) < previous_heat:
                 self._heat_lowered_at = now
             if not decision.target.heat:
-                self._heat_started = None
+                self._heat_stopped(now)
+            self.peak_heat = max(self.peak_heat, decision.target.heat or 0)
             self._log(f"{request.source}: {decision.target}")
             state = await self._ramp_to(decision.target, generation)
         return state, decision
@@ -232,11 +265,15 @@ class SafetyGovernor:
             self.end_reason = reason
         if self._markers is not None and self.session.state.address:
             self._markers.clear(self.session.state.address)
+        was_running = self._session_started is not None
+        self._heat_stopped(self._clock())
         self._session_started = None
-        self._heat_started = None
         self._heat_locked = False
         self._leases.clear()
         self.ended.set()
+        if was_running:
+            for hooks in list(self._hooks):
+                hooks.session_ended(self, self.end_reason or reason)
 
     def _log(self, message: str) -> None:
         self.events.append((self._clock(), message))
@@ -274,8 +311,9 @@ class SafetyGovernor:
         if state.heat and self._heat_started is None and not self.ended.is_set():
             self._heat_started = now
             self._log("device reports heat: heat timer started")
+        self.peak_heat = max(self.peak_heat, state.heat)
         if not state.heat and not state.assumed and not self.desired.heat:
-            self._heat_started = None
+            self._heat_stopped(self._clock())
         if state.assumed or not state.connected:
             return
         fault = self._heat_fault(state, now)
@@ -309,7 +347,7 @@ class SafetyGovernor:
     async def _cut_heat(self, reason: str) -> None:
         """Heat off now; if the device keeps heating, everything off."""
         self._heat_locked = True
-        self._heat_started = None
+        self._heat_stopped(self._clock())
         self._heat_lowered_at = self._clock()
         self.desired = dataclasses.replace(self.desired, heat=0)
         try:
@@ -375,7 +413,7 @@ class SafetyGovernor:
             return
         self._log("heat cap reached: heat off")
         self._heat_locked = True
-        self._heat_started = None
+        self._heat_stopped(self._clock())
         self._heat_lowered_at = self._clock()
         self.desired = dataclasses.replace(self.desired, heat=0)
         try:
