@@ -7,7 +7,6 @@ writes come back as notifications on fff4, and a read-only characteristic fff2.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakError, BleakGATTProtocolError
+from bleak.exc import BleakError
 from bumble import att, hci
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
@@ -238,95 +237,19 @@ async def test_write_reaches_peripheral_and_notification_comes_back(
     await client.disconnect()
 
 
-async def test_write_round_trip_is_sub_millisecond(echo: Echo, radio: VirtualRadio) -> None:
-    client = await connected(radio, await find(radio))
-    times = []
-    for i in range(200):
-        start = time.perf_counter()
-        await client.write_gatt_char(WRITE, bytes([i % 256]), response=True)
-        times.append(time.perf_counter() - start)
-    await client.disconnect()
-    # measured ~0.35 ms median; a generous bound keeps slow CI machines green
-    assert statistics.median(times) < 0.005
-
-
-async def test_att_error_becomes_gatt_protocol_error(echo: Echo, radio: VirtualRadio) -> None:
-    client = await connected(radio, await find(radio))
-    with pytest.raises(BleakGATTProtocolError) as caught:
-        await client.write_gatt_char(WRITE, REJECTED, response=True)
-    assert caught.value.code == 0x03
-    assert client.is_connected
-    await client.disconnect()
-
-
-async def test_pairing_is_not_supported(echo: Echo, radio: VirtualRadio) -> None:
-    client = await connected(radio, await find(radio))
-    with pytest.raises(NotImplementedError):
-        await client.pair()
-    await client.disconnect()
-
-
-# --------------------------------------------------------------------- link loss
-
-
-async def test_drop_fires_disconnected_callback_and_write_raises_bleak_error(
-    world: VirtualWorld, echo: Echo, radio: VirtualRadio
-) -> None:
-    lost = asyncio.Event()
-    client = await connected(radio, await find(radio), lost)
-    await world.drop(echo.device)
-    await asyncio.wait_for(lost.wait(), 0.5)
-    assert not client.is_connected
-    with pytest.raises(BleakError):
-        await client.write_gatt_char(WRITE, b"x", response=True)
-    with pytest.raises(BleakError):
-        await client.write_gatt_char(WRITE, b"x", response=False)
-
-
-async def test_drop_during_write_is_a_bleak_error_not_a_cancellation(
-    world: VirtualWorld, echo: Echo, radio: VirtualRadio
-) -> None:
-    lost = asyncio.Event()
-    client = await connected(radio, await find(radio), lost)
-    echo.gate.clear()  # the peripheral holds the write response
-    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
-    await asyncio.wait_for(echo.entered.wait(), 1.0)
-    await world.drop(echo.device)
-    with pytest.raises(BleakError, match="link lost"):
-        await asyncio.wait_for(write, 1.0)
-    assert not write.cancelled()
-    assert lost.is_set()
-    echo.gate.set()
-
-
-async def test_real_cancellation_of_the_caller_still_propagates(
-    echo: Echo, radio: VirtualRadio
-) -> None:
-    client = await connected(radio, await find(radio))
-    echo.gate.clear()
-    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
-    await asyncio.wait_for(echo.entered.wait(), 1.0)
-    write.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await write
-    # a timeout around a write is a TimeoutError for the caller
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.05):
-            await client.write_gatt_char(WRITE, b"held", response=True)
-    echo.gate.set()
-    await client.disconnect()
-
-
 async def test_connect_to_dropped_device_times_out_then_works_after_restore(
     world: VirtualWorld, echo: Echo, radio: VirtualRadio
 ) -> None:
     device = await find(radio)
     await world.drop(echo.device)
     client = BleakClient(device, backend=radio.client_backend, timeout=0.2)
-    start = time.perf_counter()
-    with pytest.raises(TimeoutError):
-        await client.connect()
-    assert time.perf_counter() - start < 0.6  # Bumble alone would hang here forever
+    # Bumble alone would hang here for ever; the outer bound turns a hang into a failure
+    try:
+        async with asyncio.timeout(5.0):
+            with pytest.raises(TimeoutError):
+                await client.connect()
+    except TimeoutError:
+        pytest.fail("connect to a dropped device hung instead of timing out")
     await world.restore(echo.device)
     await client.connect()  # the controller is free again (no COMMAND_DISALLOWED)
     assert client.is_connected

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -113,11 +112,11 @@ async def test_controller_fix_connect_timeout_returns_and_next_connect_works(
     echo = await add_echo(world)
     central = await world.add_central_device()
     await world.drop(echo)
-    start = time.perf_counter()
+    # Stock Bumble would hang here for ever: the outer timeout would then raise the
+    # built-in TimeoutError, not Bumble's, and fail the test.
     with pytest.raises(core.TimeoutError):
-        async with asyncio.timeout(1.0):  # stock Bumble would hang here for ever
+        async with asyncio.timeout(5.0):
             await central.connect(echo.random_address, timeout=0.1)
-    assert time.perf_counter() - start < 0.5
     await world.restore(echo)
     connection = await central.connect(echo.random_address, timeout=1.0)
     assert connection.peer_address == echo.random_address
