@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from footctl.virtual.sim import SimControl
 
 pytestmark = pytest.mark.e2e
