@@ -26,6 +26,7 @@ from footctl.profile.schema import Profile
 from footctl.safety.governor import Decision, Request, SafetyGovernor
 from footctl.safety.limits import Limits
 from footctl.safety.markers import Marker, MarkerStore
+from footctl.safety.watchdog import LoopWatchdog
 from footctl.session import DeviceSession, Target
 from footctl.state import DeviceState
 from footctl.transport.ble import Radio, scan
@@ -477,9 +478,12 @@ async def _guard(gov: SafetyGovernor, out: Output) -> int:
             flush=True,
         )
     watcher = asyncio.create_task(gov.watch(), name=f"footctl[{gov.session.state.address}].watch")
+    dog = LoopWatchdog(gov.limits.heartbeat_s)
+    dog.start()
     try:
         await gov.ended.wait()
     finally:
+        dog.stop()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
