@@ -344,24 +344,31 @@ class SafetyGovernor:
                 return "unexpected_heat"
         return None
 
-    async def _cut_heat(self, reason: str) -> None:
-        """Heat off now; if the device keeps heating, everything off."""
+    async def _heat_off(self, reason: str) -> bool:
+        """Heat off for the rest of the session; if that is not confirmed, everything
+        off. True if heat is off and the massage may go on."""
+        now = self._clock()
         self._heat_locked = True
-        self._heat_stopped(self._clock())
-        self._heat_lowered_at = self._clock()
+        self._heat_stopped(now)
+        self._heat_lowered_at = now
         self.desired = dataclasses.replace(self.desired, heat=0)
         try:
             await self.session.apply(self.desired)
+        except SafetyRefused:
+            return False  # overtaken by a stop
         except FootctlError as exc:
             self._log(f"{reason}: heat off not confirmed ({exc}); everything off")
             with contextlib.suppress(FootctlError):
                 await self.stop(source="governor", reason=reason)
-            return
-        if not self.desired.running:
-            return
-        self._log(f"{reason}: heat off confirmed; the session ends")
-        with contextlib.suppress(FootctlError):
-            await self.stop(source="governor", reason=reason)
+            return False
+        return True
+
+    async def _cut_heat(self, reason: str) -> None:
+        """A heat fault: heat off now, then the session ends."""
+        if await self._heat_off(reason) and self.desired.running:
+            self._log(f"{reason}: heat off confirmed; the session ends")
+            with contextlib.suppress(FootctlError):
+                await self.stop(source="governor", reason=reason)
 
     def _link_changed(self, connected: bool) -> None:
         if not connected:
@@ -412,16 +419,7 @@ class SafetyGovernor:
             await self.stop(source="governor", reason=expired)
             return
         self._log("heat cap reached: heat off")
-        self._heat_locked = True
-        self._heat_stopped(self._clock())
-        self._heat_lowered_at = self._clock()
-        self.desired = dataclasses.replace(self.desired, heat=0)
-        try:
-            await self.session.apply(self.desired)
-        except SafetyRefused:
-            return  # overtaken by a stop
-        except FootctlError:
-            await self.stop(source="governor", reason="heat_cap")
+        await self._heat_off("heat_cap")
 
     async def watch(self, *, heartbeat: bool = True) -> None:
         """Enforce the caps until cancelled (run as a named task). With ``heartbeat``
