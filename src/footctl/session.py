@@ -138,7 +138,12 @@ class DeviceSession:
     def register_link_callback(self, callback: Callable[[bool], None]) -> Callable[[], None]:
         """Call ``callback(connected)`` when the link goes up or down (not the first connect)."""
         self._link_callbacks.append(callback)
-        return lambda: self._link_callbacks.remove(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._link_callbacks.remove(callback)
+
+        return unsubscribe
 
     def _set_state(self, state: DeviceState) -> None:
         if state == self._state:
@@ -514,10 +519,17 @@ class DeviceSession:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            if last_error is not None:
+                # The write failed (link down). A stale state that believes "off" proves
+                # nothing, and retrying at once never yields: the loop froze for the
+                # whole timeout (found by tests/test_safety_stateful.py). Wait for the
+                # next re-send instead.
+                await asyncio.sleep(min(STOP_RESEND_S, remaining))
+                continue
             confirmed = await self._wait_for(
                 lambda: self.matches(off), min(STOP_RESEND_S, remaining)
             )
-            if confirmed and last_error is None:
+            if confirmed:
                 return self._state
             if loop.time() >= deadline:
                 break
