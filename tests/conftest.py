@@ -33,4 +33,6 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOOTCTL_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("FOOTCTL_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("FOOTCTL_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("FOOTCTL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FOOTCTL_PROGRAM_DIR", str(tmp_path / "programs"))
     monkeypatch.delenv("FOOTCTL_LINK", raising=False)

@@ -13,28 +13,41 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from footctl.config import Config, config_path, load_config
-from footctl.errors import DeviceUnavailable, ExitCode, FootctlError, ProfileError, UsageError
-from footctl.guardian import GuardianServer, ask, reachable_guardian, socket_path
+from footctl.devices import (
+    RECOVERY_SCAN_S,
+    controlled_device,
+    open_radio,
+    radio_is_inprocess,
+    recover_after_crash,
+)
+from footctl.errors import ExitCode, FootctlError, ProfileError, UsageError
+from footctl.guardian import (
+    GuardianServer,
+    ask_holder,
+    reachable_daemon,
+    reachable_guardian,
+    socket_path,
+    submit_for_client,
+)
 from footctl.profile.loader import find_profiles, get_profile, load_profile
 from footctl.profile.schema import Profile
+from footctl.render import state_payload, state_text
 from footctl.safety.governor import Decision, Request, SafetyGovernor
-from footctl.safety.limits import Limits
-from footctl.safety.markers import Marker, MarkerStore
 from footctl.safety.watchdog import LoopWatchdog
-from footctl.session import DeviceSession, Target
+from footctl.session import Target
 from footctl.state import DeviceState
-from footctl.transport.ble import Radio, scan
+from footctl.transport.ble import scan
 
 if TYPE_CHECKING:
     from footctl.cli import Output
 
 DEVICE_COMMANDS = ("status", "on", "off", "stop", "set")
+NEW_COMMANDS = ("run", "program", "schedule", "history", "rate", "daemon", "service")
 
 _LOG = logging.getLogger(__name__)
 
@@ -94,6 +107,11 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return ExitCode.OK
     if command == "scan":
         return await _scan(args, config, out)
+    if command in NEW_COMMANDS:
+        # Bedtime programs, schedules, the journal and the daemon (issue 4).
+        from footctl.commands import dispatch
+
+        return await dispatch(args, config, out)
     return await _device_command(args, config, out)
 
 
@@ -153,42 +171,6 @@ def _profile_check(files: list[Path], out: Output) -> int:
 # --- radios -------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def open_radio(args: argparse.Namespace, config: Config) -> AsyncIterator[Radio]:
-    """The radio for this run: in-process virtual massager, a sim process, or Bluetooth."""
-    if args.simulate:
-        from footctl.virtual import radio_for_world
-        from footctl.virtual.link import VirtualWorld
-        from footctl.virtual.peripheral import VirtualMassager
-
-        profile = get_profile(args.simulate, list(config.profile_dirs))
-        world = VirtualWorld()
-        massager = await VirtualMassager.create(world, profile)
-        vradio = await radio_for_world(world)
-        try:
-            yield Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
-        finally:
-            await vradio.close()
-            await massager.close()
-            await world.close()
-    elif args.link:
-        from footctl.virtual import radio_for_link
-
-        try:
-            vradio = await radio_for_link(args.link)
-        except OSError as exc:
-            raise DeviceUnavailable(
-                f"no footctl sim at {args.link}: {exc.strerror or exc}",
-                advice="start one with 'footctl sim PROFILE_ID' and pass the address it prints",
-            ) from exc
-        try:
-            yield Radio(f"link {args.link}", vradio.scanner_backend, vradio.client_backend)
-        finally:
-            await vradio.close()
-    else:
-        yield Radio()
-
-
 async def _scan(args: argparse.Namespace, config: Config, out: Output) -> int:
     profiles = find_profiles(list(config.profile_dirs))
     async with open_radio(args, config) as radio:
@@ -224,44 +206,6 @@ def _request(args: argparse.Namespace) -> Request | None:
     return None
 
 
-def _resolve_profile(args: argparse.Namespace, config: Config) -> Profile | None:
-    dirs = list(config.profile_dirs)
-    if args.simulate:
-        return get_profile(args.simulate, dirs)
-    if args.profile:
-        return get_profile(args.profile, dirs)
-    if args.device:
-        for dev in config.devices:
-            if args.device.lower() in (dev.address.lower(), (dev.name or "").lower()):
-                return get_profile(dev.profile, dirs)
-    if len(config.devices) == 1 and not args.device:
-        return get_profile(config.devices[0].profile, dirs)
-    return None
-
-
-async def _find_profile_by_scan(
-    args: argparse.Namespace, config: Config, radio: Radio, progress: Any
-) -> tuple[Profile, str]:
-    profiles = find_profiles(list(config.profile_dirs))
-    want = args.device.lower() if args.device else None
-
-    def wanted(s: Any) -> bool:
-        if s.profile is None:
-            return False
-        return want is None or want in (s.address.lower(), (s.name or "").lower())
-
-    progress(f"scanning {radio.label} for a known massager...")
-    seen = await scan(radio, profiles, args.scan_timeout, until=wanted)
-    for s in seen:
-        if wanted(s) and s.profile is not None:
-            return s.profile, s.address
-    raise DeviceUnavailable(
-        f"no known massager found within {args.scan_timeout:g} s ({len(seen)} device(s) seen)",
-        advice="switch it on, or name it with --device and --profile; 'footctl scan' shows why "
-        "each device matched no profile",
-    )
-
-
 @dataclass
 class _Outcome:
     state: DeviceState
@@ -269,71 +213,41 @@ class _Outcome:
 
 
 def _payload(gov: SafetyGovernor, outcome: _Outcome, via: str) -> dict[str, Any]:
-    state = outcome.state.to_dict()
-    state["heat_celsius"] = gov.profile.capabilities.heat_celsius(outcome.state.heat)
-    return {
-        "ok": True,
-        "via": via,
-        "profile": gov.profile.id,
-        "device": state,
-        "timers": gov.timers().to_dict(),
-        "notes": list(outcome.notes),
-        "end_reason": gov.end_reason,
-        "fault": gov.fault,
-    }
+    return state_payload(gov, outcome.state, via, outcome.notes)
 
 
 def _text(payload: dict[str, Any]) -> str:
-    d = payload["device"]
-    who = f"{d['name'] or payload['profile']} ({d['address']})"
-    if not d["running"]:
-        body = "off" + (f", heat {d['heat']}" if d["heat"] else "")
-    else:
-        heat = f"heat {d['heat']}" + (f" ({d['heat_celsius']:g} C)" if d["heat_celsius"] else "")
-        body = f"on, intensity {d['intensity']}, {heat}, mode {d['mode']}"
-        if d.get("zone") is not None:
-            body += f", zone {d['zone']}"
-    if d.get("temperature") is not None:
-        body += f", {d['temperature']:.1f} C measured"
-    if d.get("assumed"):
-        body += " [assumed: the device reports no status]"
-    timers = payload["timers"]
-    caps = []
-    if timers["session_left_s"] is not None:
-        caps.append(f"session {_mmss(timers['session_left_s'])} left")
-    if timers["heat_left_s"] is not None:
-        caps.append(f"heat {_mmss(timers['heat_left_s'])} left")
-    line = f"{who}: {body}" + (f" - {', '.join(caps)}" if caps else "")
-    for note in payload.get("notes", []):
-        line += f"\nnote: {note}"
-    return line
-
-
-def _mmss(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60}:{s % 60:02d}"
+    return state_text(payload)
 
 
 async def _via_guardian(args: argparse.Namespace, out: Output) -> int | None:
+    """Forward the command to the running daemon, else to a guardian holding the
+    device; None if neither runs (or ``--simulate``: that massager is our own)."""
     if args.simulate:
         return None
-    path = await reachable_guardian(args.device)
+    via, what = "daemon", "the footctl daemon"
+    path = await reachable_daemon()
+    if path is None:
+        via, what = "guardian", "the guardian process holding the connection"
+        path = await reachable_guardian(args.device)
     if path is None:
         return None
     request: dict[str, Any] = {"cmd": args.command}
+    if via == "daemon" and args.device:
+        request["device"] = args.device
     if args.command == "set":
         request.update(
             intensity=args.intensity, heat=args.heat, mode=args.mode, zone=args.zone
         )
-    reply = await ask(path, request)
+    reply = await ask_holder(path, request)
     if not reply.get("ok"):
         message = str(reply.get("message", "refused"))
         if reply.get("advice"):
             message += f" ({reply['advice']})"
         out.error({k: v for k, v in reply.items() if k != "ok"}, message)
         return int(reply.get("exit_code", ExitCode.OTHER))
-    reply["via"] = "guardian"
-    out.result(reply, _text(reply) + "\n(via the guardian process holding the connection)")
+    reply["via"] = via
+    out.result(reply, _text(reply) + f"\n(via {what})")
     return ExitCode.OK
 
 
@@ -348,92 +262,19 @@ async def _device_command(args: argparse.Namespace, config: Config, out: Output)
         if show:
             print(message, file=sys.stderr, flush=True)
 
-    async with open_radio(args, config) as radio:
-        profile = _resolve_profile(args, config)
-        address = args.device
-        if profile is None:
-            profile, address = await _find_profile_by_scan(args, config, radio, progress)
-        is_address = address is not None and address.count(":") == 5
-        session = DeviceSession(
-            profile,
-            radio,
-            address=address if is_address else None,
-            name=None if is_address else address,
-            scan_timeout=args.scan_timeout,
-            on_progress=progress,
-        )
-        # An in-process virtual massager dies with us: no marker to recover from.
-        markers = None if radio_is_inprocess(args) else MarkerStore()
-        governor = SafetyGovernor(
-            session,
-            Limits.compute(profile, config.caps.to_caps()),
-            markers=markers,
-            on_progress=progress,
-        )
+    def check(governor: SafetyGovernor) -> None:
         if request is not None and not request.is_off:
-            governor.decide(request)  # refuse before scanning, not after
-        if markers is not None:
-            await recover_after_crash(radio, config, markers, progress)
-        try:
-            await session.connect()
-            outcome = await _act(governor, request)
-            payload = _payload(governor, outcome, "direct")
-            out.result(payload, _text(payload))
-            if governor.desired.running and not radio_is_inprocess(args):
-                return await _guard(governor, out)
-            return ExitCode.OK
-        finally:
-            if governor.desired.running or session.state.running:
-                await governor.shutdown("exit")
-            await session.close()
+            governor.decide(request)  # refuse before connecting, not after
 
-
-# Looking for a device a crashed run left on: long enough for a nearby massager to
-# advertise a few times, short enough not to hold up the command the user asked for.
-RECOVERY_SCAN_S = 5.0
-
-
-async def recover_after_crash(
-    radio: Radio, config: Config, markers: MarkerStore, progress: Any
-) -> list[Marker]:
-    """Turn off every device a dead footctl run left mid-session; returns those done."""
-    done: list[Marker] = []
-    for marker in markers.orphaned():
-        try:
-            profile = get_profile(marker.profile_id, list(config.profile_dirs))
-        except UsageError:
-            continue
-        print(
-            f"footctl: the run that started a session on {marker.address} (pid {marker.pid}) "
-            "died; turning that massager off first",
-            file=sys.stderr,
-            flush=True,
-        )
-        session = DeviceSession(
-            profile, radio, address=marker.address, scan_timeout=RECOVERY_SCAN_S,
-            on_progress=progress,
-        )
-        try:
-            await session.connect()
-            await session.all_off()
-        except FootctlError as exc:
-            print(
-                f"footctl: could not reach {marker.address} to turn it off: {exc}; "
-                "will try again next time",
-                file=sys.stderr,
-            )
-            continue
-        finally:
-            await session.close()
-        markers.clear(marker.address)
-        _LOG.warning("%s: recovered_after_crash (pid %d)", marker.address, marker.pid)
-        done.append(marker)
-    return done
-
-
-def radio_is_inprocess(args: argparse.Namespace) -> bool:
-    """True when the virtual massager lives and dies with this process."""
-    return bool(args.simulate)
+    async with controlled_device(args, config, progress, check=check) as dev:
+        governor = dev.governor
+        await dev.session.connect()
+        outcome = await _act(governor, request)
+        payload = _payload(governor, outcome, "direct")
+        out.result(payload, _text(payload))
+        if governor.desired.running and not dev.inprocess:
+            return await _guard(governor, out)
+        return ExitCode.OK
 
 
 async def _act(gov: SafetyGovernor, request: Request | None) -> _Outcome:
@@ -464,8 +305,8 @@ async def _guard(gov: SafetyGovernor, out: Output) -> int:
                 source="cli", power=True, intensity=request.get("intensity"),
                 heat=request.get("heat"), mode=request.get("mode"), zone=request.get("zone"),
             )
-            state, decision = await gov.submit(req)
-            return _payload(gov, _Outcome(state, decision.notes), "guardian")
+            state, notes = await submit_for_client(gov, req)
+            return _payload(gov, _Outcome(state, notes), "guardian")
         raise UsageError(f"unknown guardian command {cmd!r}")
 
     server = GuardianServer(socket_path(gov.session.state.address), handle)
@@ -496,4 +337,12 @@ async def _guard(gov: SafetyGovernor, out: Output) -> int:
     return ExitCode.OK
 
 
-__all__ = ["Decision", "Target", "run_command"]
+__all__ = [
+    "RECOVERY_SCAN_S",
+    "Decision",
+    "Target",
+    "open_radio",
+    "radio_is_inprocess",
+    "recover_after_crash",
+    "run_command",
+]

@@ -71,12 +71,62 @@ def build_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     pc = psub.add_parser("check", help="validate profile files")
     pc.add_argument("files", nargs="+", metavar="FILE")
+    _add_issue4_commands(sub)
     p = sub.add_parser("sim", help="run a virtual massager as its own process")
     p.add_argument("profile_id", metavar="PROFILE_ID")
     p.add_argument("--port", type=int, default=0, help="link port (default: any free port)")
     p.add_argument("--control-port", type=int, default=0, help="control port (default: any)")
     p.add_argument("--log-frames", action="store_true", help="log every frame received")
     return parser
+
+
+def _device_flags(p: argparse.ArgumentParser) -> None:
+    """--simulate/--device/--profile after the command too (``program check X
+    --simulate ems-v2``); SUPPRESS keeps the global flag when they are not given."""
+    p.add_argument("--simulate", metavar="PROFILE_ID", default=argparse.SUPPRESS,
+                   help="a virtual massager of this profile, in this process")
+    p.add_argument("--device", metavar="ADDRESS_OR_NAME", default=argparse.SUPPRESS,
+                   help="which massager")
+    p.add_argument("--profile", metavar="PROFILE_ID", default=argparse.SUPPRESS,
+                   help="the profile of --device")
+
+
+def _add_issue4_commands(sub: Any) -> None:
+    """Programs, schedules, the journal, the daemon and its systemd unit."""
+    p = sub.add_parser(
+        "run", help="run a program now (progress on stderr; Ctrl-C stops the massager)"
+    )
+    p.add_argument("program", metavar="PROGRAM", help="a program name or a .toml file")
+    _device_flags(p)
+    p = sub.add_parser("program", help="bedtime programs: list, check")
+    psub = p.add_subparsers(dest="program_command", metavar="ACTION", required=True)
+    psub.add_parser("list", help="the shipped programs and yours")
+    pc = psub.add_parser(
+        "check", help="each step as the caps of a massager treat it (exit 4 if refused)"
+    )
+    pc.add_argument("program", metavar="PROGRAM", help="a program name or a .toml file")
+    pc.add_argument("--scheduled", action="store_true",
+                    help="as a scheduled start: heat lowered to the unattended level")
+    _device_flags(pc)
+    p = sub.add_parser("schedule", help="when programs start: list, next")
+    ssub = p.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    ssub.add_parser("list", help="the schedules in the config file")
+    sn = ssub.add_parser("next", help="the next starts of all schedules, in local time")
+    sn.add_argument("--count", type=_int_arg, default=5, metavar="N", help="how many (5)")
+    p = sub.add_parser("history", help="past sessions from the journal")
+    p.add_argument("--days", type=float, default=14.0, metavar="N", help="how far back (14)")
+    p.add_argument("--plot", action="store_true", help="minutes per night and rating, drawn")
+    p = sub.add_parser("rate", help="rate last night's sleep (1-5) on the latest session")
+    p.add_argument("rating", type=_int_arg, metavar="N")
+    p.add_argument("--note", metavar="TEXT")
+    p = sub.add_parser(
+        "daemon", help="hold the massagers, run the schedules, serve the control socket"
+    )
+    _device_flags(p)
+    p = sub.add_parser("service", help="the systemd user unit for the daemon")
+    vsub = p.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    vi = vsub.add_parser("install", help="write ~/.config/systemd/user/footctl.service")
+    vi.add_argument("--print", action="store_true", help="print the unit instead of writing it")
 
 
 class Output:

@@ -16,11 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from footctl.errors import ConfigError
 from footctl.safety import limits as L
+from footctl.schedule import DEFAULT_MAX_SESSIONS_PER_NIGHT, Schedule
 
 APP_NAME = "footctl"
 CONFIG_ENV = "FOOTCTL_CONFIG"
 STATE_DIR_ENV = "FOOTCTL_STATE_DIR"
 RUNTIME_DIR_ENV = "FOOTCTL_RUNTIME_DIR"
+DATA_DIR_ENV = "FOOTCTL_DATA_DIR"
+
+# Sessions per night may be lowered to 1; past this bound a scheduling mistake (a
+# cron expression matching every few minutes) could start program after program.
+CEILING_SESSIONS_PER_NIGHT = 4
 
 
 class _Model(BaseModel):
@@ -41,6 +47,9 @@ class CapsConfig(_Model):
     )
     max_intensity: Annotated[int, Field(ge=0)] | None = None
     cooldown_minutes: Annotated[float, Field(ge=0)] = L.DEFAULT_COOLDOWN_S / 60
+    max_sessions_per_night: Annotated[int, Field(ge=1, le=CEILING_SESSIONS_PER_NIGHT)] = (
+        DEFAULT_MAX_SESSIONS_PER_NIGHT
+    )
     heartbeat_seconds: Annotated[float, Field(ge=5, le=600)] = L.DEFAULT_HEARTBEAT_S
     intensity_step_seconds: Annotated[float, Field(ge=0, le=120)] = L.DEFAULT_RAMP_STEP_S
     unattended_heat_level: Annotated[int, Field(ge=0, le=15)] = L.DEFAULT_UNATTENDED_HEAT_LEVEL
@@ -79,6 +88,7 @@ class Config(_Model):
     caps: CapsConfig = CapsConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     profile_dirs: list[Path] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
 
 
 def config_path(flag: str | None = None) -> Path:
@@ -95,6 +105,18 @@ def state_dir() -> Path:
     """Where footctl keeps state between runs (crash markers, journal)."""
     env = os.environ.get(STATE_DIR_ENV)
     return Path(env) if env else Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    """Where footctl keeps the user's data (the session journal): ``$FOOTCTL_DATA_DIR``,
+    else the platform's user data dir (``~/.local/share/footctl`` on Linux)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def journal_path() -> Path:
+    """The session journal (SQLite)."""
+    return data_dir() / "journal.sqlite3"
 
 
 def runtime_dir() -> Path:

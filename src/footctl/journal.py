@@ -77,12 +77,23 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX sessions_program ON sessions (program, end_reason)",
         ),
     ),
+    (
+        2,
+        (
+            # The process that holds a running session: crash recovery ends only the
+            # rows of processes that are gone.
+            "ALTER TABLE sessions ADD COLUMN pid INTEGER",
+            # The governor's own word for how the session ended (session_cap,
+            # over_temperature, heartbeat_missed, ...), under the coarse end_reason.
+            "ALTER TABLE sessions ADD COLUMN ended_by TEXT",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _COLUMNS = (
     "id, started_at, ended_at, device, profile_id, source, program, steps_run, "
-    "peak_heat, heat_s, end_reason, rating, note"
+    "peak_heat, heat_s, end_reason, rating, note, pid, ended_by"
 )
 
 
@@ -114,7 +125,9 @@ def _parse(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class SessionRecord:
-    """One journal row. Times are aware UTC datetimes; ``heat_s`` is seconds of heat."""
+    """One journal row. Times are aware UTC datetimes; ``heat_s`` is seconds of heat.
+    ``pid`` is the process that ran the session; ``ended_by`` the governor's detailed
+    reason under the coarse ``end_reason``."""
 
     id: int
     started_at: datetime
@@ -129,6 +142,8 @@ class SessionRecord:
     end_reason: str | None
     rating: int | None
     note: str | None
+    pid: int | None = None
+    ended_by: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -212,6 +227,10 @@ class Journal:
             db.execute("ROLLBACK")
             raise
 
+    def now(self) -> datetime:
+        """The journal's "now" (its injected clock)."""
+        return self._clock()
+
     @property
     def schema_version(self) -> int:
         """The schema version of the open file."""
@@ -243,14 +262,15 @@ class Journal:
         profile_id: str | None = None,
         program: str | None = None,
         at: datetime | None = None,
+        pid: int | None = None,
     ) -> int:
         """Record that a session started; returns its id. Until it is ended, the row is
-        the crash-recovery marker."""
+        the crash-recovery marker (``pid``: the process that runs it)."""
         _check_one_of(source, SOURCES, "source")
         cur = self._db.execute(
-            "INSERT INTO sessions (started_at, device, profile_id, source, program) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (_iso(at or self._clock()), device, profile_id, source, program),
+            "INSERT INTO sessions (started_at, device, profile_id, source, program, pid) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (_iso(at or self._clock()), device, profile_id, source, program, pid),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -283,18 +303,20 @@ class Journal:
         peak_heat: int | None = None,
         heat_s: float | None = None,
         note: str | None = None,
+        ended_by: str | None = None,
     ) -> SessionRecord:
-        """Record how and when a session ended; returns the final record. Ending a
-        session twice is an error (the first end is the truth)."""
+        """Record how and when a session ended (``ended_by``: the detailed reason);
+        returns the final record. Ending a session twice is an error (the first end is
+        the truth)."""
         _check_one_of(reason, END_REASONS, "reason")
         record = self.get(session_id)
         if record.finished:
             raise JournalError(f"session {session_id} already ended ({record.end_reason})")
         self.update_session(session_id, steps_run=steps_run, peak_heat=peak_heat, heat_s=heat_s)
         self._db.execute(
-            "UPDATE sessions SET ended_at = ?, end_reason = ?, note = COALESCE(?, note) "
-            "WHERE id = ?",
-            (_iso(at or self._clock()), reason, note, session_id),
+            "UPDATE sessions SET ended_at = ?, end_reason = ?, note = COALESCE(?, note), "
+            "ended_by = ? WHERE id = ?",
+            (_iso(at or self._clock()), reason, note, ended_by, session_id),
         )
         return self.get(session_id)
 
@@ -445,6 +467,14 @@ _TABLE_HEADERS = (
 )  # fmt: skip
 
 
+def _ended(r: SessionRecord) -> str:
+    if r.end_reason is None:
+        return "running"
+    if r.ended_by and r.ended_by != r.end_reason:
+        return f"{r.end_reason} ({r.ended_by})"
+    return r.end_reason
+
+
 def _minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f}"
 
@@ -463,7 +493,7 @@ def render_history_table(records: Iterable[SessionRecord], *, zone: tzinfo | Non
             str(r.steps_run),
             str(r.peak_heat),
             _minutes(r.heat_s),
-            r.end_reason or "running",
+            _ended(r),
             "-" if r.rating is None else str(r.rating),
             r.note or "",
         )

@@ -1,0 +1,46 @@
+"""``footctl history`` and ``footctl rate``: the session journal."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from footctl.config import journal_path
+from footctl.errors import ExitCode
+from footctl.journal import Journal, plot_history, render_history_table, summarize_nights
+
+if TYPE_CHECKING:
+    from footctl.cli import Output
+
+
+def history(args: argparse.Namespace, out: Output) -> int:
+    """The sessions of the last ``--days`` days: a table, JSON, or a terminal plot."""
+    with Journal(journal_path()) as journal:
+        records = journal.history(args.days)
+    nights = [
+        {"night": n.night.isoformat(), "minutes": round(n.minutes, 1), "rating": n.rating}
+        for n in summarize_nights(records)
+    ]
+    data = {
+        "ok": True,
+        "journal": str(journal_path()),
+        "days": args.days,
+        "sessions": [r.to_dict() for r in records],
+        "nights": nights,
+    }
+    text = plot_history(records) if args.plot else render_history_table(records)
+    out.result(data, text)
+    return ExitCode.OK
+
+
+def rate(args: argparse.Namespace, out: Output) -> int:
+    """Rate last night's sleep (1-5) on the latest session that ran."""
+    with Journal(journal_path()) as journal:
+        record = journal.rate_last(args.rating, args.note)
+    when = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
+    what = record.program or "manual session"
+    text = f"rated session {record.id} ({what}, {when}): {record.rating}/5"
+    if record.note:
+        text += f" - {record.note}"
+    out.result({"ok": True, "session": record.to_dict()}, text)
+    return ExitCode.OK

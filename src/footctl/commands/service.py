@@ -1,0 +1,149 @@
+"""``footctl daemon`` and ``footctl service install`` (the systemd user unit)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from footctl.config import Config, journal_path, state_dir
+from footctl.daemon import Daemon, DeviceSpec
+from footctl.devices import open_radio, radio_is_inprocess
+from footctl.errors import ExitCode, UsageError
+from footctl.guardian import ask, daemon_socket_path, reachable_daemon
+from footctl.journal import Journal
+from footctl.profile.loader import get_profile
+from footctl.programs.loader import default_user_dir
+from footctl.safety.markers import MarkerStore
+from footctl.safety.watchdog import LoopWatchdog
+from footctl.sdnotify import notify, watchdog_period
+
+if TYPE_CHECKING:
+    from footctl.cli import Output
+
+# Without a systemd watchdog the main loop still wakes this often (to notice nothing).
+IDLE_WAKE_S = 60.0
+
+# What `service install` writes and `contrib/footctl.service` holds. systemd restarts
+# the daemon if it fails or stops pinging (WatchdogSec); 130/143 are our exit codes
+# after SIGINT/SIGTERM, which have already turned everything off: a clean stop.
+UNIT_TEMPLATE = """\
+[Unit]
+Description=footctl: bedtime programs for heated foot massagers
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={exec_start} daemon
+Restart=on-failure
+RestartSec=5
+WatchdogSec=30
+TimeoutStopSec=20
+SuccessExitStatus=130 143
+
+[Install]
+WantedBy=default.target
+"""
+
+# The shipped unit assumes a `pip install --user` (or pipx) footctl in ~/.local/bin.
+DEFAULT_EXEC = "%h/.local/bin/footctl"
+
+
+def unit_text(exec_start: str = DEFAULT_EXEC) -> str:
+    """The systemd user unit that runs ``exec_start daemon``."""
+    return UNIT_TEMPLATE.format(exec_start=exec_start)
+
+
+def _footctl_executable() -> str:
+    """The footctl this is: the script beside our Python (a venv), else on PATH, else
+    ``python -m footctl.cli``."""
+    beside = Path(sys.executable).parent / "footctl"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("footctl")
+    if found:
+        return found
+    return f"{sys.executable} -m footctl.cli"
+
+
+def unit_path() -> Path:
+    """Where systemd looks for the user's units."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "systemd" / "user" / "footctl.service"
+
+
+def install(args: argparse.Namespace, out: Output) -> int:
+    """Write (or print) the systemd user unit for this footctl."""
+    text = unit_text(_footctl_executable())
+    if args.print:
+        out.result({"ok": True, "written": False, "unit": text}, text.rstrip())
+        return ExitCode.OK
+    path = unit_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    hint = "systemctl --user daemon-reload && systemctl --user enable --now footctl"
+    out.result(
+        {"ok": True, "written": True, "path": str(path), "unit": text, "next": hint},
+        f"wrote {path}\nnow run: {hint}",
+    )
+    return ExitCode.OK
+
+
+def _specs(args: argparse.Namespace, config: Config) -> list[DeviceSpec]:
+    dirs = list(config.profile_dirs)
+    if args.simulate:
+        return [DeviceSpec(get_profile(args.simulate, dirs))]
+    if config.devices:
+        return [
+            DeviceSpec(get_profile(d.profile, dirs), d.address, d.name) for d in config.devices
+        ]
+    if args.profile:
+        return [DeviceSpec(get_profile(args.profile, dirs), None, args.device)]
+    raise UsageError(
+        "the daemon has no massager to hold",
+        advice="add [[devices]] to the config file, or pass --simulate PROFILE_ID",
+    )
+
+
+async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
+    """Run the daemon until SIGINT/SIGTERM (everything off first)."""
+    running = await reachable_daemon()
+    if running is not None:
+        pid = (await ask(running, {"cmd": "ping"})).get("pid")
+        raise UsageError(f"a footctl daemon already runs (pid {pid})", advice=f"socket {running}")
+    specs = _specs(args, config)
+    async with open_radio(args, config) as radio:
+        with Journal(journal_path()) as journal:
+            d = Daemon(
+                config,
+                radio,
+                specs,
+                journal,
+                socket_path=daemon_socket_path(),
+                state_path=state_dir() / "scheduler.json",
+                markers=None if radio_is_inprocess(args) else MarkerStore(),
+                program_dir=default_user_dir(),
+                scan_timeout=args.scan_timeout,
+            )
+            dog = LoopWatchdog(config.caps.heartbeat_seconds)
+            try:
+                await d.start()
+                dog.start()
+                notify("READY=1")
+                names = ", ".join(m.key for m in d.devices)
+                print(f"footctl daemon: holding {names}; {len(config.schedules)} schedule(s); "
+                      f"socket {d.server.path}", file=sys.stderr, flush=True)
+                period = watchdog_period()
+                while True:
+                    await asyncio.sleep(period or IDLE_WAKE_S)
+                    # A dead scheduler or watch task stops the pings: systemd restarts us.
+                    if period and d.healthy:
+                        notify("WATCHDOG=1")
+            finally:
+                notify("STOPPING=1")
+                dog.stop()
+                await d.close()

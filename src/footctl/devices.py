@@ -1,0 +1,232 @@
+"""Reaching the massager a command acts on: the radio, its profile, a governed
+session with the journal listening, and crash recovery before anything else."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from footctl.config import Config
+from footctl.errors import DeviceUnavailable, FootctlError, UsageError
+from footctl.journal import Journal
+from footctl.journal_hooks import JournalHooks, open_journal, recover_journal
+from footctl.profile.loader import find_profiles, get_profile
+from footctl.profile.schema import Profile
+from footctl.safety.governor import SafetyGovernor
+from footctl.safety.limits import Limits
+from footctl.safety.markers import Marker, MarkerStore
+from footctl.session import DeviceSession
+from footctl.transport.ble import Radio, scan
+
+_LOG = logging.getLogger(__name__)
+
+# Looking for a device a crashed run left on: long enough for a nearby massager to
+# advertise a few times, short enough not to hold up the command the user asked for.
+RECOVERY_SCAN_S = 5.0
+
+Progress = Callable[[str], None]
+
+
+@contextlib.asynccontextmanager
+async def open_radio(args: argparse.Namespace, config: Config) -> AsyncIterator[Radio]:
+    """The radio for this run: in-process virtual massager, a sim process, or Bluetooth."""
+    if args.simulate:
+        from footctl.virtual import radio_for_world  # noqa: PLC0415 - Bumble only when used
+        from footctl.virtual.link import VirtualWorld  # noqa: PLC0415
+        from footctl.virtual.peripheral import VirtualMassager  # noqa: PLC0415
+
+        profile = get_profile(args.simulate, list(config.profile_dirs))
+        world = VirtualWorld()
+        massager = await VirtualMassager.create(world, profile)
+        vradio = await radio_for_world(world)
+        try:
+            yield Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
+        finally:
+            await vradio.close()
+            await massager.close()
+            await world.close()
+    elif args.link:
+        from footctl.virtual import radio_for_link  # noqa: PLC0415
+
+        try:
+            vradio = await radio_for_link(args.link)
+        except OSError as exc:
+            raise DeviceUnavailable(
+                f"no footctl sim at {args.link}: {exc.strerror or exc}",
+                advice="start one with 'footctl sim PROFILE_ID' and pass the address it prints",
+            ) from exc
+        try:
+            yield Radio(f"link {args.link}", vradio.scanner_backend, vradio.client_backend)
+        finally:
+            await vradio.close()
+    else:
+        yield Radio()
+
+
+def radio_is_inprocess(args: argparse.Namespace) -> bool:
+    """True when the virtual massager lives and dies with this process."""
+    return bool(args.simulate)
+
+
+def resolve_profile(args: argparse.Namespace, config: Config) -> Profile | None:
+    """The profile named by flags or config, or None if only a scan can tell."""
+    dirs = list(config.profile_dirs)
+    if args.simulate:
+        return get_profile(args.simulate, dirs)
+    if args.profile:
+        return get_profile(args.profile, dirs)
+    if args.device:
+        for dev in config.devices:
+            if args.device.lower() in (dev.address.lower(), (dev.name or "").lower()):
+                return get_profile(dev.profile, dirs)
+    if len(config.devices) == 1 and not args.device:
+        return get_profile(config.devices[0].profile, dirs)
+    return None
+
+
+async def find_profile_by_scan(
+    args: argparse.Namespace, config: Config, radio: Radio, progress: Progress
+) -> tuple[Profile, str]:
+    """Scan for a massager matching ``--device`` (or any known one)."""
+    profiles = find_profiles(list(config.profile_dirs))
+    want = args.device.lower() if args.device else None
+
+    def wanted(s: Any) -> bool:
+        if s.profile is None:
+            return False
+        return want is None or want in (s.address.lower(), (s.name or "").lower())
+
+    progress(f"scanning {radio.label} for a known massager...")
+    seen = await scan(radio, profiles, args.scan_timeout, until=wanted)
+    for s in seen:
+        if wanted(s) and s.profile is not None:
+            return s.profile, s.address
+    raise DeviceUnavailable(
+        f"no known massager found within {args.scan_timeout:g} s ({len(seen)} device(s) seen)",
+        advice="switch it on, or name it with --device and --profile; 'footctl scan' shows why "
+        "each device matched no profile",
+    )
+
+
+async def recover_after_crash(
+    radio: Radio,
+    config: Config,
+    markers: MarkerStore,
+    progress: Progress,
+    journal: Journal | None = None,
+) -> list[Marker]:
+    """Turn off every device a dead footctl run left mid-session; returns those done.
+    With a ``journal``, the dead run's rows end as ``recovered_after_crash``."""
+    done: list[Marker] = []
+    for marker in markers.orphaned():
+        try:
+            profile = get_profile(marker.profile_id, list(config.profile_dirs))
+        except UsageError:
+            continue
+        print(
+            f"footctl: the run that started a session on {marker.address} (pid {marker.pid}) "
+            "died; turning that massager off first",
+            file=sys.stderr,
+            flush=True,
+        )
+        session = DeviceSession(
+            profile, radio, address=marker.address, scan_timeout=RECOVERY_SCAN_S,
+            on_progress=progress,
+        )
+        try:
+            await session.connect()
+            await session.all_off()
+        except FootctlError as exc:
+            print(
+                f"footctl: could not reach {marker.address} to turn it off: {exc}; "
+                "will try again next time",
+                file=sys.stderr,
+            )
+            continue
+        finally:
+            await session.close()
+        markers.clear(marker.address)
+        _LOG.warning("%s: recovered_after_crash (pid %d)", marker.address, marker.pid)
+        done.append(marker)
+    if journal is not None:
+        recover_journal(
+            journal,
+            turned_off=[m.address for m in done],
+            still_owed=[m.address for m in markers.all()],
+        )
+    return done
+
+
+@dataclass
+class Controlled:
+    """A governed session on one massager, not yet connected."""
+
+    radio: Radio
+    session: DeviceSession
+    governor: SafetyGovernor
+    hooks: JournalHooks | None
+    inprocess: bool
+
+
+@contextlib.asynccontextmanager
+async def controlled_device(
+    args: argparse.Namespace,
+    config: Config,
+    progress: Progress,
+    *,
+    check: Callable[[SafetyGovernor], None] | None = None,
+) -> AsyncIterator[Controlled]:
+    """Radio, profile, session and governor for one command, with the journal
+    listening and crash recovery done first (``check`` runs before recovery, so a
+    refused request costs no recovery scan). On exit: everything off if anything
+    still runs, then disconnect."""
+    async with open_radio(args, config) as radio:
+        profile = resolve_profile(args, config)
+        address = args.device
+        if profile is None:
+            profile, address = await find_profile_by_scan(args, config, radio, progress)
+        is_address = address is not None and address.count(":") == 5
+        session = DeviceSession(
+            profile,
+            radio,
+            address=address if is_address else None,
+            name=None if is_address else address,
+            scan_timeout=args.scan_timeout,
+            on_progress=progress,
+        )
+        inprocess = radio_is_inprocess(args)
+        # An in-process virtual massager dies with us: no marker to recover from.
+        markers = None if inprocess else MarkerStore()
+        governor = SafetyGovernor(
+            session,
+            Limits.compute(profile, config.caps.to_caps()),
+            markers=markers,
+            on_progress=progress,
+        )
+        if check is not None:
+            check(governor)
+        journal = open_journal()
+        hooks = JournalHooks(journal) if journal is not None else None
+        if hooks is not None:
+            hooks.attach(governor)
+        try:
+            if markers is not None:
+                await recover_after_crash(radio, config, markers, progress, journal)
+            elif journal is not None:
+                recover_journal(
+                    journal, turned_off=(), still_owed=[m.address for m in MarkerStore().all()]
+                )
+            yield Controlled(radio, session, governor, hooks, inprocess)
+        finally:
+            try:
+                if governor.desired.running or session.state.running:
+                    await governor.shutdown("exit")
+                await session.close()
+            finally:
+                if journal is not None:
+                    journal.close()
