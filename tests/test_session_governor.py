@@ -290,3 +290,31 @@ async def test_garbage_notifications_are_ignored_not_fatal(
     rig.massager.model.set_fault("garbage", False)
     state, _ = await rig.governor.submit(Request(intensity=2))
     assert state.intensity == 2
+
+
+async def test_new_session_within_cooldown_is_refused(
+    rigs: Rigs, profiles: dict[str, Profile]
+) -> None:
+    profile = profiles["shiatsu-aa55"]
+    rig = await rig_for(rigs, profile, Caps(cooldown_s=30 * 60))
+    wall = [1_000_000.0]
+    ends: dict[str, float] = {}
+    gov = SafetyGovernor(
+        rig.session,
+        Limits.compute(profile, Caps(cooldown_s=30 * 60, ramp_step_s=0)),
+        clock=rig.clock,
+        sleep=rig.clock.sleep,
+        last_session_end=ends.get,
+        wall_clock=lambda: wall[0],
+    )
+    await gov.submit(Request(intensity=2))
+    await gov.stop()
+    ends[rig.session.state.address] = wall[0]
+    wall[0] += 10 * 60
+    with pytest.raises(SafetyRefused) as info:
+        await gov.submit(Request(intensity=2))
+    assert info.value.reason == "cooldown"
+    assert not rig.massager.model.running
+    wall[0] += 21 * 60  # 31 min after the end: rested
+    state, _ = await gov.submit(Request(intensity=2))
+    assert state.running

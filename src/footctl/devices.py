@@ -162,6 +162,18 @@ async def recover_after_crash(
     return done
 
 
+def _last_end_from(journal: Journal | None) -> Callable[[str], float | None] | None:
+    """The journal's last session end for an address, as epoch seconds (cooldown)."""
+    if journal is None:
+        return None
+
+    def last_end(address: str) -> float | None:
+        ended = journal.last_session_end(address.upper())
+        return ended.timestamp() if ended is not None else None
+
+    return last_end
+
+
 @dataclass
 class Controlled:
     """A governed session on one massager, not yet connected."""
@@ -202,15 +214,21 @@ async def controlled_device(
         inprocess = radio_is_inprocess(args)
         # An in-process virtual massager dies with us: no marker to recover from.
         markers = None if inprocess else MarkerStore()
+        journal = open_journal()
         governor = SafetyGovernor(
             session,
             Limits.compute(profile, config.caps.to_caps()),
             markers=markers,
             on_progress=progress,
+            last_session_end=_last_end_from(journal),
         )
         if check is not None:
-            check(governor)
-        journal = open_journal()
+            try:
+                check(governor)
+            except BaseException:
+                if journal is not None:
+                    journal.close()
+                raise
         hooks = JournalHooks(journal) if journal is not None else None
         if hooks is not None:
             hooks.attach(governor)

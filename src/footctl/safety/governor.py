@@ -87,8 +87,13 @@ class SafetyGovernor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         markers: MarkerStore | None = None,
         on_progress: Callable[[str], None] | None = None,
+        last_session_end: Callable[[str], float | None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
+        # Cooldown spans processes, so it needs a record (the journal) and the wall clock.
+        self._last_session_end = last_session_end
+        self._wall = wall_clock
         self.profile = session.profile
         self.limits = limits
         self._clock = clock
@@ -178,6 +183,24 @@ class SafetyGovernor:
                 hooks.session_started(self, source)
         self.heartbeat()
 
+    def _check_cooldown(self) -> None:
+        """Refuse a new session within the cooldown after the last one ended."""
+        address = self.session.state.address
+        if self._last_session_end is None or not address or self.limits.cooldown_s <= 0:
+            return
+        ended = self._last_session_end(address)
+        if ended is None:
+            return
+        rested = self._wall() - ended
+        if 0 <= rested < self.limits.cooldown_s:
+            left = (self.limits.cooldown_s - rested) / 60
+            raise SafetyRefused(
+                "cooldown",
+                f"a session on this massager ended {rested / 60:.0f} min ago; "
+                f"the feet rest {self.limits.cooldown_s / 60:g} min between sessions",
+                advice=f"try again in {left:.0f} min",
+            )
+
     def _allowed_intensity(self, wanted: int | None) -> int | None:
         """The highest intensity the ramp allows now, given what the device reports."""
         if wanted is None or self.limits.ramp_step_s <= 0:
@@ -200,6 +223,8 @@ class SafetyGovernor:
         if request.is_off:
             return await self.stop(source=request.source), Decision(Target(running=False))
         decision = self.decide(request)
+        if self._session_started is None:
+            self._check_cooldown()
         self._generation += 1
         generation = self._generation
         async with self._submit_lock:
@@ -240,6 +265,10 @@ class SafetyGovernor:
             await self._sleep(wait)
             if generation != self._generation or not self.desired.running:
                 return self.session.state
+            # A safety action (heat cap, heat fault) may have lowered the desired state
+            # while we slept: go on from it, or the next step writes the old heat again
+            # (found by tests/test_safety_stateful.py).
+            target = self.desired
             self.heartbeat()
 
     async def stop(self, *, source: str = "cli", reason: str = "stopped") -> DeviceState:
@@ -353,7 +382,14 @@ class SafetyGovernor:
         self._heat_lowered_at = now
         self.desired = dataclasses.replace(self.desired, heat=0)
         try:
-            await self.session.apply(self.desired)
+            # Heat only. Not ``apply(self.desired)``: that holds the final intensity of a
+            # ramp in progress (writing it skipped the ramp) and ``running`` (writing it
+            # powered a massager that had stopped on its own back on). Both found by
+            # tests/test_safety_stateful.py.
+            if self.session.state.running:
+                await self.session.apply(Target(running=True, heat=0))
+            else:
+                await self.session.all_off()
         except SafetyRefused:
             return False  # overtaken by a stop
         except FootctlError as exc:

@@ -69,6 +69,7 @@ class Limits:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     ramp_step_s: float = DEFAULT_RAMP_STEP_S
     unattended_heat_level: int = DEFAULT_UNATTENDED_HEAT_LEVEL
+    cooldown_s: float = DEFAULT_COOLDOWN_S
 
     @classmethod
     def compute(cls, profile: Profile, caps: Caps) -> Limits:
@@ -106,4 +107,5 @@ class Limits:
             heartbeat_s=caps.heartbeat_s,
             ramp_step_s=caps.ramp_step_s,
             unattended_heat_level=min(caps.unattended_heat_level, heat_max),
+            cooldown_s=caps.cooldown_s,
         )
