@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from footctl.schedule import (
     BedtimeSchedule,
@@ -62,10 +63,16 @@ class Upcoming:
     schedule: Schedule
 
     def to_dict(self, zone: tzinfo) -> dict[str, object]:
-        """A JSON-ready view; ``local`` is in ``zone``."""
+        """A JSON-ready view; ``local`` is in ``zone``, followed by the schedule's own
+        zone's wall time when that differs (a laptop travelling, a server in UTC)."""
+        local = self.at.astimezone(zone)
+        text = local.strftime("%a %Y-%m-%d %H:%M %Z")
+        own = self.at.astimezone(ZoneInfo(self.schedule.tz)) if self.schedule.tz else None
+        if own is not None and own.utcoffset() != local.utcoffset():
+            text += f" ({own.strftime('%H:%M')} {self.schedule.tz})"
         return {
             "at": self.at.isoformat(),
-            "local": self.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
+            "local": text,
             "schedule": self.index,
             "program": self.schedule.program,
             "device": self.schedule.device,
