@@ -1,0 +1,249 @@
+"""Fault injection on the real virtual link, for each shipped profile.
+
+Each test runs a Bumble virtual massager behind the bleak backend, footctl's
+DeviceSession and SafetyGovernor (with a fake governor clock), injects one fault,
+and asserts what the DEVICE saw last: its frame log and its own state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from footctl.errors import ConfirmTimeout, FootctlError
+from footctl.profile.schema import Profile
+from footctl.safety.governor import Request, SafetyGovernor
+from footctl.safety.limits import Caps, Limits
+from footctl.session import DeviceSession, Target
+from footctl.transport.ble import Radio
+from footctl.virtual import VirtualRadio, radio_for_world
+from footctl.virtual.link import VirtualWorld
+from footctl.virtual.model import FrameRecord, MassagerModel
+from footctl.virtual.peripheral import VirtualMassager
+
+SHIPPED = ["ems-v2", "shiatsu-aa55", "shiatsu-keys"]
+OFF_COMMANDS = {("heat", 0), ("power", 0), ("stop", None), ("press_heat", None),
+                ("press_power", None)}
+FAULTS_INJECTED: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_faults(request: pytest.FixtureRequest) -> object:
+    """After the module: print how many faults it injected."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"fault injection: {len(FAULTS_INJECTED)} faults injected over the virtual link"
+        )
+
+
+class Clock:
+    """One fake monotonic clock for the governor and the device's model."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@dataclass
+class Bench:
+    world: VirtualWorld
+    massager: VirtualMassager
+    vradio: VirtualRadio
+    session: DeviceSession
+    governor: SafetyGovernor
+    clock: Clock
+
+    @property
+    def model(self) -> MassagerModel:
+        return self.massager.model
+
+    def acted(self) -> list[FrameRecord]:
+        """Frames the device acted on, queries left out."""
+        return [f for f in self.massager.frames if f.outcome == "applied" and f.command != "query"]
+
+
+async def eventually(predicate: object, timeout: float = 10.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.01)
+    return bool(predicate())  # type: ignore[operator]
+
+
+@pytest.fixture
+async def bench_factory() -> AsyncIterator[object]:
+    made: list[Bench] = []
+
+    async def make(profile: Profile, caps: Caps | None = None) -> Bench:
+        clock = Clock()
+        world = VirtualWorld()
+        model = MassagerModel(profile, now=clock)
+        massager = await VirtualMassager.create(world, profile, model=model)
+        vradio = await radio_for_world(world)
+        radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
+        session = DeviceSession(profile, radio, scan_timeout=5.0)
+        limits = Limits.compute(profile, caps or Caps(ramp_step_s=0))
+        governor = SafetyGovernor(session, limits, clock=clock, sleep=clock.sleep)
+        await session.connect()
+        bench = Bench(world, massager, vradio, session, governor, clock)
+        made.append(bench)
+        return bench
+
+    yield make
+    for b in made:
+        await b.session.close()
+        await b.vradio.close()
+        await b.massager.close()
+        await b.world.close()
+
+
+@pytest.mark.parametrize("pid", SHIPPED)
+async def test_drop_mid_heat_away_past_the_heat_cap_turns_heat_off_first(
+    bench_factory: object, profiles: dict[str, Profile], pid: str
+) -> None:
+    FAULTS_INJECTED.append(f"{pid}: drop mid-heat past the heat cap")
+    b: Bench = await bench_factory(profiles[pid], Caps(heat_s=120, ramp_step_s=0))  # type: ignore[operator]
+    await b.governor.submit(Request(intensity=profiles[pid].capabilities.intensity.min + 1, heat=1))
+    assert b.model.effective_heat == 1
+    await b.massager.drop()
+    assert await eventually(lambda: not b.session.connected)
+    b.clock.now += 300  # away for 5 (fake) minutes: the 2 min heat cap expired meanwhile
+    await b.governor.enforce()  # cannot write now: the off is owed
+    acted_before = len(b.acted())
+    await b.massager.restore()
+    assert await eventually(b.governor.ended.is_set)
+    assert await eventually(lambda: not b.model.running and b.model.effective_heat == 0)
+    after = b.acted()[acted_before:]
+    assert after, "nothing written after the link came back"
+    assert (after[0].command, after[0].value) in OFF_COMMANDS  # off comes first
+    assert all((f.command, f.value) in OFF_COMMANDS for f in after)  # and nothing else
+    assert b.governor.end_reason == "cap_expired_while_away"
+
+
+@pytest.mark.parametrize("pid", SHIPPED)
+async def test_device_refusing_reconnection_for_a_minute_then_back_in_time(
+    bench_factory: object, profiles: dict[str, Profile], pid: str
+) -> None:
+    FAULTS_INJECTED.append(f"{pid}: refuses reconnection")
+    profile = profiles[pid]
+    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    level = profile.capabilities.intensity.min + 2
+    await b.governor.submit(Request(intensity=level, heat=1))
+    await b.massager.drop()
+    assert await eventually(lambda: not b.session.connected)
+    await b.world.refuse_connections(b.massager.device, True)
+    await b.massager.restore()
+    await asyncio.sleep(0.3)  # reconnect attempts are refused meanwhile
+    assert not b.session.connected
+    b.clock.now += 60  # a (fake) minute: within the 15 min heat cap
+    await b.massager.reboot(disconnect=False)  # it forgot its state while away
+    await b.world.refuse_connections(b.massager.device, False)
+    assert await eventually(lambda: b.session.connected)
+    # back in time: the desired state is re-asserted, within the caps
+    assert await eventually(lambda: b.model.running and b.model.intensity == level)
+    assert await eventually(lambda: b.model.effective_heat == 1)
+    assert any("link back after" in message for _, message in b.governor.events)
+    assert not b.governor.ended.is_set()
+
+
+@pytest.mark.parametrize("fault", ["garbage", "truncate"])
+@pytest.mark.parametrize("pid", SHIPPED)
+async def test_garbled_notifications_are_ignored_and_do_not_corrupt_state(
+    bench_factory: object, profiles: dict[str, Profile], pid: str, fault: str
+) -> None:
+    FAULTS_INJECTED.append(f"{pid}: {fault} notifications")
+    profile = profiles[pid]
+    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    level = profile.capabilities.intensity.min + 1
+    await b.governor.submit(Request(intensity=level))
+    b.model.set_fault(fault, True)
+    for _ in range(5):
+        await b.massager.notify()
+    assert await eventually(lambda: b.session.bad_frames >= 3)
+    assert b.session.connected
+    assert b.session.state.intensity == level  # nothing garbled was believed
+    assert b.session.state.running
+    b.model.set_fault(fault, False)
+    await b.governor.stop()
+    assert not b.model.running
+
+
+@pytest.mark.parametrize("fault", ["mute", "ignore_writes"])
+@pytest.mark.parametrize("pid", SHIPPED)
+async def test_device_that_stops_answering_gets_the_stop_resent_until_timeout(
+    bench_factory: object, profiles: dict[str, Profile], pid: str, fault: str
+) -> None:
+    FAULTS_INJECTED.append(f"{pid}: {fault}")
+    profile = profiles[pid]
+    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    await b.governor.submit(Request(intensity=profile.capabilities.intensity.min + 1))
+    b.model.set_fault(fault, True)
+    seen_before = len(b.massager.frames)
+    with pytest.raises(ConfirmTimeout):
+        await b.session.apply(
+            Target(running=True, intensity=profile.capabilities.intensity.max),
+            timeout=1.0,
+        )
+    with pytest.raises(FootctlError):
+        await b.session.all_off(timeout=1.5)
+    stop_frames = [
+        f for f in list(b.massager.frames)[seen_before:]
+        if (f.command, f.value) in OFF_COMMANDS or f.command == "query"
+    ]
+    # never silently dropped: the stop (or, for key devices, the query that must
+    # precede a toggle) was written again and again while unconfirmed
+    assert len(stop_frames) >= 2
+    assert b.model.running  # the faulty device really did not act
+    b.model.set_fault(fault, False)
+    await b.governor.stop()
+    assert await eventually(lambda: not b.model.running)
+
+
+@pytest.mark.parametrize("pid", SHIPPED)
+async def test_heat_not_asked_for_is_cut_at_once_and_ends_the_session(
+    bench_factory: object, profiles: dict[str, Profile], pid: str
+) -> None:
+    FAULTS_INJECTED.append(f"{pid}: rogue heat")
+    profile = profiles[pid]
+    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    await b.governor.submit(Request(intensity=profile.capabilities.intensity.min + 1, heat=0))
+    b.model.set_fault("rogue_heat", 1)  # a failed relay: heat on by itself
+    await b.massager.notify()
+    assert await eventually(lambda: b.governor.fault == "unexpected_heat")
+    assert await eventually(b.governor.ended.is_set, timeout=15)
+    assert b.governor.end_reason == "unexpected_heat"
+    assert not b.model.running  # everything the governor could switch off, is off
+    last = b.acted()[-1]
+    assert (last.command, last.value) in OFF_COMMANDS
+
+
+async def test_over_temperature_is_cut_at_once(
+    bench_factory: object, profiles: dict[str, Profile]
+) -> None:
+    # Only shiatsu-aa55 reports a temperature; the others cannot show this fault.
+    FAULTS_INJECTED.append("shiatsu-aa55: over-temperature")
+    b: Bench = await bench_factory(profiles["shiatsu-aa55"])  # type: ignore[operator]
+    await b.governor.submit(Request(intensity=2, heat=1))
+    b.model.set_fault("rogue_heat", 1)  # stuck at the level we asked for...
+    b.model.set_fault("rogue_celsius", 48.0)  # ...with a failed thermostat
+    b.clock.now += 120  # the pad heats towards 48 C over two (fake) minutes
+    b.model.tick()
+    await b.massager.notify()
+    assert await eventually(lambda: b.governor.fault == "over_temperature")
+    assert await eventually(b.governor.ended.is_set, timeout=15)
+    assert not b.model.running
+    heat_frames = [f for f in b.acted() if f.command == "heat"]
+    assert (heat_frames[-1].command, heat_frames[-1].value) == ("heat", 0)
