@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
@@ -107,6 +106,8 @@ class DeviceSession:
         self._closing = False
         self.bad_frames = 0
         self.frames_written: list[bytes] = []
+        # The report count at which a key press went unanswered (see _may_press).
+        self._blind_at: int | None = None
 
     # --- state -------------------------------------------------------------
 
@@ -484,21 +485,36 @@ class DeviceSession:
         def moved() -> bool:
             return bool(getattr(self._state, field) != old)
 
+        before = self._state.reports
         await self._write(Command(key), epoch)
         if await self._wait_for(moved, KEY_PRESS_WAIT_S):
             return True
         await self._query()
-        return await self._wait_for(moved, KEY_PRESS_WAIT_S)
+        if await self._wait_for(moved, KEY_PRESS_WAIT_S):
+            return True
+        if self._state.reports == before:
+            self._blind_at = before  # not a single report since: did the press take?
+        return False
+
+    def _may_press(self) -> bool:
+        """Keys toggle: never press again on a state that no report has refreshed since
+        a press went unanswered. With notifications lost (garbled, truncated) the stale
+        state still says "on", and each re-send of a stop pressed power again, switching
+        the massager back on (found by tests/test_safety_stateful.py)."""
+        return self._blind_at != self._state.reports
 
     async def _apply_keys(self, target: Target, timeout: float, epoch: int) -> None:
-        deadline = time.monotonic() + timeout
+        # The loop's clock, as every other wait here (the same as time.monotonic in
+        # production; a test's virtual-time loop moves only this one).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self._state.reports == 0:
             before = self._state.reports
             await self._query()
             await self._wait_report(before, KEY_PRESS_WAIT_S)
         for _ in range(MAX_KEY_PRESSES):
             key = self._next_key(target)
-            if key is None or time.monotonic() > deadline:
+            if key is None or loop.time() > deadline or not self._may_press():
                 return
             await self._press(key, epoch)
 
@@ -559,9 +575,9 @@ class DeviceSession:
             await self._query()
             await self._wait_report(before, KEY_PRESS_WAIT_S)
         s = self._state
-        if s.heat and s.running and "press_heat" in commands:
+        if s.heat and s.running and "press_heat" in commands and self._may_press():
             await self._press("press_heat")
-        if self._state.running:
+        if self._state.running and self._may_press():
             await self._press("press_power")
         else:
             await self._query()
