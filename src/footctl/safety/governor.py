@@ -206,7 +206,12 @@ class SafetyGovernor:
         if wanted is None or self.limits.ramp_step_s <= 0:
             return wanted
         state = self.session.state
-        current = state.intensity if state.running and state.intensity is not None else None
+        if not state.running:
+            # This step powers the massager on, at its lowest level: that is the step up.
+            # (Powering on straight to a higher level, e.g. re-asserting after the device
+            # switched itself off, was found by tests/test_safety_stateful.py.)
+            return min(wanted, self.limits.intensity_min)
+        current = state.intensity if state.intensity is not None else None
         if current is None:
             current = self.limits.intensity_min
         if wanted <= current:
@@ -249,12 +254,13 @@ class SafetyGovernor:
         while True:
             allowed = self._allowed_intensity(target.intensity)
             step = dataclasses.replace(target, intensity=allowed)
-            before = self.session.state.intensity if self.session.state.running else None
+            powering_on = not self.session.state.running
+            before = None if powering_on else self.session.state.intensity
             # On failure the desired state stays: it is within the caps, and a
             # returning link re-asserts it (or sends off if a cap expired meanwhile).
             state = await self.session.apply(step)
-            if allowed is not None and before is not None and allowed > before:
-                self._last_raise_at = self._clock()
+            if powering_on or (allowed is not None and before is not None and allowed > before):
+                self._last_raise_at = self._clock()  # power-on counts as a step up
             if allowed == target.intensity or generation != self._generation:
                 return state
             wait = self.limits.ramp_step_s
