@@ -235,7 +235,8 @@ def test_ctrl_c_during_run_stops_the_massager(
         while "step 1/2" not in line:
             line = run.stderr.readline()
             assert line, "no progress line"
-        assert ctl.request({"cmd": "state"})["heat"] == 1
+        # the progress line can come before the device confirmed step 1's heat
+        wait_until(lambda: ctl.request({"cmd": "state"})["heat"] == 1, what="step 1's heat")
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=CLI_TIMEOUT_S) == 130
     finally:
