@@ -179,6 +179,8 @@ class Daemon:
             await recover_after_crash(
                 self.radio, self.config, self.markers, lambda m: _LOG.info("%s", m), self.journal
             )
+            for managed in self.devices:  # what recovery could not confirm off is owed
+                managed.governor.adopt_unrecovered()
         else:
             recover_journal(self.journal, turned_off=(), still_owed=())
 

@@ -135,7 +135,10 @@ async def recover_after_crash(
             flush=True,
         )
         session = DeviceSession(
-            profile, radio, address=marker.address, scan_timeout=RECOVERY_SCAN_S,
+            profile,
+            radio,
+            address=marker.address,
+            scan_timeout=RECOVERY_SCAN_S,
             on_progress=progress,
         )
         try:
@@ -235,6 +238,7 @@ async def controlled_device(
         try:
             if markers is not None:
                 await recover_after_crash(radio, config, markers, progress, journal)
+                governor.adopt_unrecovered()
             elif journal is not None:
                 recover_journal(
                     journal, turned_off=(), still_owed=[m.address for m in MarkerStore().all()]

@@ -106,8 +106,6 @@ class DeviceSession:
         self._closing = False
         self.bad_frames = 0
         self.frames_written: list[bytes] = []
-        # The report count at which a key press went unanswered (see _may_press).
-        self._blind_at: int | None = None
 
     # --- state -------------------------------------------------------------
 
@@ -216,8 +214,7 @@ class DeviceSession:
             if self._wants(seen):
                 return seen
         raise DeviceUnavailable(
-            f"{what} not found within {self._scan_timeout:g} s "
-            f"({len(found)} other device(s) seen)",
+            f"{what} not found within {self._scan_timeout:g} s ({len(found)} other device(s) seen)",
             advice="switch the massager on and bring it within a few metres; "
             "'footctl scan' lists what is in range",
         )
@@ -402,12 +399,15 @@ class DeviceSession:
         if not target.running:
             return await self.all_off(timeout)
         epoch = self._off_epoch
+        loop = asyncio.get_running_loop()
         async with self._op_lock:
+            deadline = loop.time() + timeout  # one budget for the writes and the confirmation
             if self.profile.capabilities.command_style == "keys":
-                await self._apply_keys(target, timeout, epoch)
+                await self._apply_keys(target, deadline, epoch)
             else:
                 await self._apply_absolute(target, timeout, epoch)
-            if not await self._wait_for(lambda: self.matches(target), timeout):
+            remaining = max(0.0, deadline - loop.time())
+            if not await self._wait_for(lambda: self.confirmed(target), remaining):
                 raise ConfirmTimeout(
                     f"the massager did not confirm {_describe(target)} within {timeout:g} s "
                     f"(it reports {_describe_state(self._state)})",
@@ -481,42 +481,91 @@ class DeviceSession:
         report that predates the press must not count as its result."""
         field = _KEY_FIELD[key]
         old = getattr(self._state, field)
+        before = self._state.reports
 
         def moved() -> bool:
-            return bool(getattr(self._state, field) != old)
+            return self._state.reports > before and bool(getattr(self._state, field) != old)
 
-        before = self._state.reports
+        believed = dataclasses.replace(self._pressed(key), assumed=True)
         await self._write(Command(key), epoch)
+        if self._state.reports == before:
+            # Keys toggle, so until a report shows what the press did, everything else
+            # must build on it: believe it took, as *assumed* (never a confirmation).
+            # Without this a concurrent stop "confirmed" off from the report before the
+            # press and cleared the crash marker of a massager the press had switched on,
+            # and with notifications lost a re-sent stop pressed power again on the stale
+            # state and switched a stopped massager back on (all found by
+            # tests/test_safety_stateful.py).
+            self._set_state(believed)
         if await self._wait_for(moved, KEY_PRESS_WAIT_S):
             return True
         await self._query()
-        if await self._wait_for(moved, KEY_PRESS_WAIT_S):
-            return True
-        if self._state.reports == before:
-            self._blind_at = before  # not a single report since: did the press take?
-        return False
+        return await self._wait_for(moved, KEY_PRESS_WAIT_S)
 
-    def _may_press(self) -> bool:
-        """Keys toggle: never press again on a state that no report has refreshed since
-        a press went unanswered. With notifications lost (garbled, truncated) the stale
-        state still says "on", and each re-send of a stop pressed power again, switching
-        the massager back on (found by tests/test_safety_stateful.py)."""
-        return self._blind_at != self._state.reports
+    def _pressed(self, key: CommandName) -> DeviceState:
+        """The state after ``key``, as the device's keys work (see virtual/model.py)."""
+        s = self._state
+        caps = self.profile.capabilities
+        if key == "press_power":
+            if s.running:
+                return dataclasses.replace(s, running=False, heat=0)
+            first = caps.modes[0].name
+            return dataclasses.replace(
+                s, running=True, intensity=caps.intensity.min, heat=0, mode=first
+            )
+        if not s.running:
+            return s  # a device that is off ignores every key but power
+        if key == "press_heat":
+            return dataclasses.replace(s, heat=0 if s.heat >= caps.max_heat_level else s.heat + 1)
+        level = s.intensity if s.intensity is not None else caps.intensity.min
+        if key == "press_intensity_up":
+            return dataclasses.replace(s, intensity=min(caps.intensity.max, level + 1))
+        if key == "press_intensity_down":
+            return dataclasses.replace(s, intensity=max(caps.intensity.min, level - 1))
+        names = [m.name for m in caps.modes]
+        index = names.index(s.mode) if s.mode in names else -1
+        return dataclasses.replace(s, mode=names[(index + 1) % len(names)])
 
-    async def _apply_keys(self, target: Target, timeout: float, epoch: int) -> None:
-        # The loop's clock, as every other wait here (the same as time.monotonic in
-        # production; a test's virtual-time loop moves only this one).
+    def confirmed(self, target: Target) -> bool:
+        """True if the device has confirmed ``target``: it matches, and (for a device
+        that reports status) what matches was reported, not assumed."""
+        assumed = self._state.assumed and self.profile.capabilities.reports_status
+        return self.matches(target) and not assumed
+
+    async def _apply_keys(self, target: Target, deadline: float, epoch: int) -> None:
+        # ``deadline`` is on the loop's clock, as every other wait here (the same as
+        # time.monotonic in production; a test's virtual-time loop moves only this one).
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        if self._state.reports == 0:
+        if self._state.reports == 0 or self._state.assumed:
             before = self._state.reports
             await self._query()
-            await self._wait_report(before, KEY_PRESS_WAIT_S)
+            if not await self._wait_report(before, KEY_PRESS_WAIT_S):
+                raise self._blind()
         for _ in range(MAX_KEY_PRESSES):
             key = self._next_key(target)
-            if key is None or loop.time() > deadline or not self._may_press():
+            if key is None or loop.time() > deadline:
                 return
-            await self._press(key, epoch)
+            if not await self._press(key, epoch):
+                # Keys toggle: a press whose effect we cannot see must not be followed by
+                # another. Either no report came (the next press would build on a guess:
+                # a chain of them stepped intensity past the ramp), or the device reported
+                # and the key's field did not move (a heater stuck on hides the heat
+                # level; pressing again cycled it). Both found by
+                # tests/test_safety_stateful.py.
+                if self._state.assumed:
+                    raise self._blind()
+                raise ConfirmTimeout(
+                    f"the massager did not respond to its {key.removeprefix('press_')} key "
+                    f"(it reports {_describe_state(self._state)})",
+                    advice="check the massager; switch it off by hand if it keeps running",
+                )
+
+    def _blind(self) -> ConfirmTimeout:
+        return ConfirmTimeout(
+            "the massager's status reports are not arriving, and footctl does not press "
+            "its keys without seeing what they did",
+            advice="move closer or restart the massager; switch it off by hand if it runs",
+        )
 
     async def all_off(self, timeout: float = CONFIRM_TIMEOUT_S) -> DeviceState:
         """Everything off (heat first, then motor). Always sent, whatever the believed
@@ -543,7 +592,7 @@ class DeviceSession:
                 await asyncio.sleep(min(STOP_RESEND_S, remaining))
                 continue
             confirmed = await self._wait_for(
-                lambda: self.matches(off), min(STOP_RESEND_S, remaining)
+                lambda: self.confirmed(off), min(STOP_RESEND_S, remaining)
             )
             if confirmed:
                 return self._state
@@ -551,7 +600,7 @@ class DeviceSession:
                 break
         if last_error is not None:
             raise last_error
-        if self.matches(off):
+        if self.confirmed(off):
             return self._state
         raise ConfirmTimeout(
             f"the massager did not confirm 'everything off' within {timeout:g} s",
@@ -574,11 +623,15 @@ class DeviceSession:
             before = self._state.reports
             await self._query()
             await self._wait_report(before, KEY_PRESS_WAIT_S)
+        # The power key of a running massager switches everything off, heat with it, in
+        # one frame. Pressing heat first cost a key-press wait, and with a heater stuck on
+        # (the report never moves) the heat key is a blind toggle: each re-send switched
+        # the commanded heat back on (found by tests/test_safety_stateful.py).
         s = self._state
-        if s.heat and s.running and "press_heat" in commands and self._may_press():
-            await self._press("press_heat")
-        if self._state.running and self._may_press():
+        if s.running:
             await self._press("press_power")
+        elif s.heat and "press_heat" in commands:
+            await self._press("press_heat")
         else:
             await self._query()
 

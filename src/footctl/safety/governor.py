@@ -107,6 +107,7 @@ class SafetyGovernor:
         self._last_raise_at: float | None = None
         self._heat_locked = False
         self._pending_off = False
+        self._recovery_owed = False
         self._generation = 0
         self._submit_lock = asyncio.Lock()
         self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
@@ -201,6 +202,28 @@ class SafetyGovernor:
                 advice=f"try again in {left:.0f} min",
             )
 
+    def _check_heater(self) -> None:
+        """Refuse while the massager reports heat footctl did not ask for, or a
+        temperature over the cap: its heater is out of our hands. (Starting a new session
+        on such a device powered it on again right after a heat fault had switched it
+        off; found by tests/test_safety_stateful.py.)"""
+        state = self.session.state
+        if state.assumed or not state.connected:
+            return
+        fault = self._heat_fault(state, self._clock())
+        if fault is None:
+            return
+        what = (
+            f"a temperature of {state.temperature:g} C"
+            if fault == "over_temperature"
+            else f"heat {state.heat}, which footctl did not ask for"
+        )
+        raise SafetyRefused(
+            fault,
+            f"the massager reports {what}: its heater may be faulty",
+            advice="unplug it and let it cool down; check the heater before using heat again",
+        )
+
     def _allowed_intensity(self, wanted: int | None) -> int | None:
         """The highest intensity the ramp allows now, given what the device reports."""
         if wanted is None or self.limits.ramp_step_s <= 0:
@@ -228,6 +251,15 @@ class SafetyGovernor:
         if request.is_off:
             return await self.stop(source=request.source), Decision(Target(running=False))
         decision = self.decide(request)
+        if self._recovery_owed:
+            raise SafetyRefused(
+                "recovery_pending",
+                "the last footctl run died while this massager was on, and it is not "
+                "confirmed off yet",
+                advice="footctl keeps switching it off; wait until it answers, or switch it "
+                "off by hand",
+            )
+        self._check_heater()
         if self._session_started is None:
             self._check_cooldown()
         self._generation += 1
@@ -237,6 +269,7 @@ class SafetyGovernor:
                 return self.session.state, decision  # coalesced: a newer request follows
             previous_heat = self.desired.heat or 0
             self.desired = decision.target
+            self._pending_off = False  # a new request supersedes an owed stop
             self._start_session(request.source)
             now = self._clock()
             if decision.target.heat and self._heat_started is None:
@@ -277,10 +310,32 @@ class SafetyGovernor:
             target = self.desired
             self.heartbeat()
 
+    def owe_recovery(self) -> None:
+        """A dead run left this massager mid-session and crash recovery could not confirm
+        it off (out of reach, or a key-press massager whose status is lost). The off is
+        owed: ``enforce`` keeps sending it, and new sessions are refused until it lands
+        (its success clears the dead run's marker)."""
+        self._recovery_owed = True
+        self._pending_off = True
+        self.end_reason = "recovered_after_crash"
+        self._log("crash recovery not confirmed: everything off is owed")
+
+    def adopt_unrecovered(self) -> bool:
+        """After crash recovery: if a dead run's marker for this massager is still there
+        (recovery could not confirm it off), the off is owed here (``owe_recovery``)."""
+        address = self.session.state.address.lower()
+        if self._markers is None or not address:
+            return False
+        if not any(m.address.lower() == address for m in self._markers.orphaned()):
+            return False
+        self.owe_recovery()
+        return True
+
     async def stop(self, *, source: str = "cli", reason: str = "stopped") -> DeviceState:
         """Everything off. Never deduplicated, never rate-limited, never queued
         behind other writes: it overtakes any request in flight."""
         self._generation += 1
+        generation = self._generation
         self.desired = Target(running=False)
         # Recorded before writing: the device's confirmation may end the session first.
         if self.end_reason is None:
@@ -289,10 +344,16 @@ class SafetyGovernor:
         try:
             state = await self.session.all_off()
         except FootctlError:
-            self._pending_off = True
+            if generation == self._generation:
+                self._pending_off = True
             raise
-        self._pending_off = False
-        self._end(reason)
+        self._recovery_owed = False
+        if generation == self._generation:
+            self._pending_off = False
+            self._end(reason)
+        # else a request came in while the off was confirmed: the session is its own now
+        # (ending it here cleared the crash marker of a massager that request switched
+        # on; found by tests/test_safety_stateful.py)
         return state
 
     def _end(self, reason: str) -> None:
@@ -356,11 +417,7 @@ class SafetyGovernor:
             self.fault = fault
             self._log(f"{fault}: heat off at once")
             self._spawn(self._cut_heat(fault), "fault")
-        if (
-            not state.running
-            and self._session_started is not None
-            and not self.desired.running
-        ):
+        if not state.running and self._session_started is not None and not self.desired.running:
             self._end(self.end_reason or "stopped")
 
     def _heat_fault(self, state: DeviceState, now: float) -> str | None:
@@ -451,6 +508,11 @@ class SafetyGovernor:
         session cap or a missed heartbeat. While the link is down the off is owed
         and sent on return."""
         expired = self._expired()
+        if expired is None and self._pending_off and self.session.connected:
+            # An off that did not land (unconfirmed, or owed by crash recovery): send it
+            # again until it does; nothing else will.
+            await self.stop(source="governor", reason=self.end_reason or "stopped")
+            return
         if expired is None:
             return
         if not self.session.connected:

@@ -1,0 +1,357 @@
+"""Shared helpers for the safety suites: a fake clock, an event loop that runs on it,
+and a scripted fake link in front of a :class:`MassagerModel`.
+
+The stateful safety test drives the REAL DeviceSession, SafetyGovernor and codec; only
+the radio is replaced by :class:`FakeLink`, which hands each written frame to the
+device model (``MassagerModel.receive``: ``codec.decode_command`` and apply) and
+delivers the model's status (``MassagerModel.status_frame``: ``codec.encode_status``
+with the notification faults applied) back to ``session.on_notify`` from
+``loop.call_soon``, the way a notification arrives.
+
+Time: :class:`VirtualTimeLoop` is an asyncio loop whose ``time()`` is a
+:class:`FakeClock`. When nothing is ready to run, instead of waiting it moves the
+clock straight to the next timer. So everything that waits on the loop
+(``asyncio.sleep``, ``asyncio.timeout``: the session's confirmation timeouts and
+re-sends, the reconnect backoff, the governor's ramp and its watch loop) runs in
+fake time, in order, and minutes of fake time cost milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import selectors
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from functools import cache
+from typing import Any, TypeVar
+
+from footctl.codec import encode_status
+from footctl.errors import DeviceUnavailable, TransportError
+from footctl.profile.schema import Profile
+from footctl.safety.markers import MarkerStore
+from footctl.state import Report
+from footctl.virtual.model import FrameRecord, MassagerModel
+
+T = TypeVar("T")
+
+__all__ = [
+    "ADDRESS",
+    "FakeClock",
+    "FakeLink",
+    "FakeMassager",
+    "VirtualTimeLoop",
+    "dead_pid",
+    "is_off_frame",
+    "mark_owner_dead",
+    "without_auto_off",
+]
+
+#: The address the fake massager answers on.
+ADDRESS = "C0:FF:EE:00:00:01"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """Time passes at once (for rigs on a real-time loop, like the virtual link's)."""
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+class Deadlock(RuntimeError):
+    """The virtual-time loop has nothing to run and no timer to wait for."""
+
+
+class Livelock(RuntimeError):
+    """Tasks keep the virtual-time loop busy without ever letting time pass: in real
+    time that is a CPU spin that starves everything else on the loop."""
+
+
+#: Loop iterations without fake time moving before we call it a livelock.
+LIVELOCK_ITERATIONS = 200_000
+
+
+class _FastForwardSelector(selectors.DefaultSelector):
+    """A selector that never blocks: with nothing ready it moves the fake clock to the
+    next timer (the loop asks for exactly that timeout) and returns no events.
+
+    The tests do no real I/O on this loop, so it never polls the OS either.
+    """
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.on_idle: Callable[[], None] | None = None
+        self.busy = 0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout <= 0:
+            self.busy += 1
+            if self.busy > LIVELOCK_ITERATIONS:
+                self.busy = 0
+                raise Livelock(f"{LIVELOCK_ITERATIONS} loop iterations and no time passed")
+            return []
+        self.busy = 0
+        if self.on_idle is not None:
+            self.on_idle()  # "settle" mode: stop instead of letting time pass
+            return []
+        if timeout is None:
+            raise Deadlock("virtual time: nothing is ready and no timer is pending")
+        self.clock.advance(timeout)
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on a :class:`FakeClock` (see the module docstring).
+
+    ``run(coro)`` runs a coroutine to completion, letting fake time pass while it
+    waits; ``settle()`` runs whatever is ready *without* letting time pass.
+    """
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._ff = _FastForwardSelector(clock)
+        super().__init__(self._ff)
+        self.clock = clock
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion (fake time passes while it waits)."""
+        return self.run_until_complete(coro)
+
+    def settle(self) -> None:
+        """Run every callback and task that can run now; time does not move."""
+        self._ff.on_idle = self.stop
+        try:
+            self.run_forever()
+        finally:
+            self._ff.on_idle = None
+
+
+def without_auto_off(profile: Profile) -> Profile:
+    """``profile`` for a device without its own auto-off: the worst case, where only
+    footctl's caps stand between the feet and the heater (the shipped profiles all
+    switch off after 15 min, which would hide a cap the governor fails to enforce)."""
+    caps = profile.capabilities.model_copy(update={"auto_off_minutes": None})
+    return profile.model_copy(update={"capabilities": caps})
+
+
+# --- the device side -------------------------------------------------------------------
+
+
+class FakeMassager:
+    """A :class:`MassagerModel` in (fake) radio range, with at most one connection.
+
+    ``listeners`` are told about each delivered status frame; ``frame_listeners`` about
+    each frame the device received (after the model handled it).
+    """
+
+    def __init__(self, profile: Profile, model: MassagerModel) -> None:
+        self.profile = profile
+        self.model = model
+        self.in_range = True
+        self.connection: FakeLink | None = None
+        self.connects = 0
+        self.notifications = 0
+        self.report_listeners: list[Callable[[bytes], None]] = []
+        self.frame_listeners: list[Callable[[FrameRecord], None]] = []
+        self.connect_listeners: list[Callable[[], None]] = []
+        self._pending = False
+        self._frames: dict[Report, bytes] = {}
+        model.subscribe(self.notify_soon)  # a device tells its subscriber about changes
+        status = profile.status
+        self.interval = (
+            status.interval_seconds
+            if status is not None and profile.capabilities.reports_status
+            else None
+        )
+
+    @property
+    def connected(self) -> bool:
+        """True while a link is connected to this device."""
+        return self.connection is not None
+
+    def notify_soon(self) -> None:
+        """Send a status notification from the loop (coalesced, like the real one)."""
+        if self._pending or self.connection is None or self.interval is None:
+            return
+        self._pending = True
+        asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._pending = False
+        link = self.connection
+        if link is None or link.session is None:
+            return
+        frame = self.status_frame()
+        if frame is None:
+            return
+        self.notifications += 1
+        for listener in list(self.report_listeners):
+            listener(frame)
+        link.session.on_notify(frame)
+
+    def status_frame(self) -> bytes | None:
+        """``model.status_frame()``, with the encoding of a fault-free report reused: a
+        periodic status repeats the same report, and encoding (CRCs) is the hot spot of
+        a long run."""
+        model = self.model
+        if model.garbage or model.truncate or model.mute or self.interval is None:
+            return model.status_frame()
+        report = model.report()
+        frame = self._frames.get(report)
+        if frame is None:
+            frame = self._frames[report] = encode_status(self.profile, report)
+        return frame
+
+    async def status_loop(self) -> None:
+        """The periodic status a subscribed central receives (run it as a task)."""
+        if self.interval is None:
+            return
+        while True:
+            await asyncio.sleep(self.interval)
+            if self.connection is not None:
+                self.notify_soon()
+
+    def receive(self, data: bytes) -> FrameRecord:
+        """One written frame: decode and apply (faults allowing), then answer."""
+        record = self.model.receive(data)
+        for listener in list(self.frame_listeners):
+            listener(record)
+        if record.outcome in ("applied", "ignored") and not self.model.ignore_writes:
+            self.notify_soon()
+        return record
+
+    def drop(self) -> None:
+        """Go out of range: the connection dies (the central is told), no reconnects."""
+        self.in_range = False
+        link, self.connection = self.connection, None
+        if link is not None:
+            link.lost()
+
+    def back(self) -> None:
+        """Come back in range: a connect succeeds again."""
+        self.in_range = True
+
+
+class SessionLike:
+    """What the fake link calls on the controller side (a DeviceSession)."""
+
+    def on_notify(self, data: bytes) -> None:  # pragma: no cover - protocol
+        """A notification arrived."""
+
+    def on_link_lost(self) -> None:  # pragma: no cover - protocol
+        """The link dropped."""
+
+
+class FakeLink:
+    """One controller's connection to a :class:`FakeMassager` (the ``Link`` protocol)."""
+
+    def __init__(self, device: FakeMassager) -> None:
+        self.device = device
+        self.session: Any = None  # a DeviceSession, set before attach
+        self._connected = False
+        self.dead = False  # the process that owned this link is gone
+        self.writes = 0
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the link is up."""
+        return self._connected
+
+    async def connect(self) -> None:
+        """(Re)connect; fails while the device is out of range or another link holds it."""
+        if self.dead:
+            raise TransportError("this link's process is gone")
+        if not self.device.in_range:
+            raise DeviceUnavailable(f"{ADDRESS}: out of range (fake link)")
+        if self.device.connection not in (None, self):
+            raise DeviceUnavailable(f"{ADDRESS}: already connected to another central")
+        self.device.connection = self
+        self._connected = True
+        self.device.connects += 1
+        for listener in list(self.device.connect_listeners):
+            listener()
+        await asyncio.sleep(0)
+
+    async def write(self, data: bytes) -> None:
+        """Write one frame; a link that is down raises TransportError."""
+        if not self._connected or self.device.connection is not self:
+            raise TransportError(f"{ADDRESS}: not connected (fake link)")
+        self.writes += 1
+        self.device.receive(bytes(data))
+        await asyncio.sleep(0)  # a write round trip lets others run
+
+    async def disconnect(self) -> None:
+        """Disconnect on purpose (no callback)."""
+        self._connected = False
+        if self.device.connection is self:
+            self.device.connection = None
+
+    def lost(self) -> None:
+        """The device went away under us: tell the session (from the loop)."""
+        was = self._connected
+        self._connected = False
+        if was and not self.dead and self.session is not None:
+            self.session.on_link_lost()
+
+    def kill(self) -> None:
+        """The owning process died: the device sees the connection end; nobody is told."""
+        self.dead = True
+        self._connected = False
+        if self.device.connection is self:
+            self.device.connection = None
+
+
+# --- frames ----------------------------------------------------------------------------
+
+_OFF = {("stop", None), ("power", 0), ("heat", 0), ("press_power", None), ("press_heat", None)}
+_HEAT_OFF = {("stop", None), ("heat", 0), ("press_heat", None), ("power", 0), ("press_power", None)}
+
+
+def is_off_frame(record: FrameRecord, *, heat_first: bool = False) -> bool:
+    """True if ``record`` is a frame that switches something off.
+
+    With ``heat_first``, a frame that powers the motor off before the heat is off
+    only counts where it takes the heat with it in one frame (``stop``, ``power 0``
+    on absolute devices; a key-press device's power key while heat is on does too)."""
+    pair = (record.command, record.value)
+    return pair in (_HEAT_OFF if heat_first else _OFF)
+
+
+# --- markers ---------------------------------------------------------------------------
+
+
+@cache
+def dead_pid() -> int:
+    """The pid of a process that has exited (so a marker naming it is orphaned)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def mark_owner_dead(store: MarkerStore) -> int:
+    """Rewrite every marker as if its writer had died; returns how many there were."""
+    count = 0
+    for path in sorted(store.directory.glob("*.json")) if store.directory.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["pid"] = dead_pid()
+            path.write_text(json.dumps(data), encoding="utf-8")
+            count += 1
+    return count

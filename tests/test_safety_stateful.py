@@ -1,0 +1,938 @@
+"""The governor's promises, checked by a hypothesis state machine on what the DEVICE did.
+
+One :class:`RuleBasedStateMachine` per shipped profile drives the real DeviceSession,
+SafetyGovernor and codec over a scripted fake link (``tests/safety_harness.py``) to a
+:class:`MassagerModel`, all on one fake clock (a virtual-time event loop: the
+session's timeouts and re-sends, the reconnect backoff, the ramp and the governor's
+own watch loop run in fake time). Rules interleave requests from every source (with
+over-cap values), stop, time passing, controller heartbeats and stalls, a remote
+(MQTT) lease, link drops and returns, garbled and truncated notifications, a heater
+stuck on (``rogue_heat``) and overheating (``rogue_celsius``), device reboots, and
+restarts: a crash (the process dies, its marker stays behind) then a start that does
+crash recovery like ``footctl.app.recover_after_crash``, or a clean shutdown.
+
+The checks watch the model (what the massager actually did), on fake time, with every
+change of the model seen as it happens and the time-based checks run every
+enforcement interval and after every step:
+
+* heat is never on (as commanded to the device) longer than the heat cap, and the
+  massage never runs longer than the session cap, while the link is up: the slack is
+  ONE ENFORCEMENT INTERVAL (``WATCH_INTERVAL_S``, 0.5 s), measured from the later of
+  the cap's expiry and the moment the link (re)connected;
+* when the link returns (or a new process starts) after a cap expired, an owed stop,
+  or a missed lease, the first non-query frame the device receives switches off
+  (heat first if heat is on) and the device is off within ``RETURN_SLACK``;
+* intensity never above the cap; intensity never rises by more than one level, nor
+  sooner than the ramp interval after the previous rise or power-on;
+* heat never above the level the temperature cap allows, and never on under
+  ``no_heat`` (a heater stuck on by the rogue fault is the device's doing: then the
+  governor must flag it and switch everything off within ``FAULT_OFF_S``);
+* a report of heat the governor did not ask for, or of a temperature above the cap
+  plus the margin, is flagged (``fault``) and the first frame after it switches off;
+* a missed controller heartbeat or an unrenewed remote lease ends the session within
+  one enforcement interval of the lease running out;
+* every stop writes a frame (never deduplicated) and leaves the device off; a stop that
+  could not be delivered is owed, and nothing is switched on before it lands;
+* a crash marker exists whenever the device is on, so a crash is always recovered.
+
+Examples: ``FOOTCTL_STATEFUL_EXAMPLES`` in total (default 2,000), split across the
+three profiles; ``scripts/soak`` raises it. The last test prints the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from footctl import codec
+from footctl.errors import FootctlError, SafetyRefused, UsageError
+from footctl.profile.loader import find_profiles
+from footctl.profile.schema import Profile
+from footctl.safety import governor as governor_module
+from footctl.safety.governor import (
+    CONTROLLER,
+    OVERTEMP_MARGIN_C,
+    WATCH_INTERVAL_S,
+    Request,
+    SafetyGovernor,
+)
+from footctl.safety.limits import (
+    CEILING_HEAT_S,
+    CEILING_SESSION_S,
+    CEILING_TEMPERATURE_C,
+    Caps,
+    Limits,
+)
+from footctl.safety.markers import MarkerStore
+from footctl.session import CONFIRM_TIMEOUT_S, KEY_PRESS_WAIT_S, DeviceSession
+from footctl.state import Report
+from footctl.transport.ble import Radio
+from footctl.virtual.model import FrameRecord, MassagerModel
+from safety_harness import (
+    ADDRESS,
+    FakeClock,
+    FakeLink,
+    FakeMassager,
+    VirtualTimeLoop,
+    is_off_frame,
+    mark_owner_dead,
+    without_auto_off,
+)
+
+PROFILES = find_profiles()
+SHIPPED = ("ems-v2", "shiatsu-aa55", "shiatsu-keys")
+
+TOTAL_EXAMPLES = int(os.environ.get("FOOTCTL_STATEFUL_EXAMPLES", "2000"))
+PER_PROFILE = math.ceil(TOTAL_EXAMPLES / len(SHIPPED))
+STEPS = int(os.environ.get("FOOTCTL_STATEFUL_STEPS", "40"))
+
+# --- slack, stated ----------------------------------------------------------------------
+
+#: The governor's watch loop enforces the caps this often: the slack on every cap.
+E = WATCH_INTERVAL_S
+CAP_SLACK = E + 1e-6
+#: After a reconnect the session waits up to KEY_PRESS_WAIT_S for a fresh report before
+#: the governor acts on the returned link; then one enforcement interval.
+RETURN_SLACK = KEY_PRESS_WAIT_S + E + 1e-6
+#: A report of heat not asked for may arrive while the governor is still lowering the heat
+#: (a settle window) or while a write waits for its confirmation (busy): it is flagged at
+#: the first report after that, so within two confirmation timeouts plus a status
+#: interval; everything is off one more confirmation timeout later (the heat-off it sends
+#: first cannot be confirmed while the heater is stuck).
+FAULT_FLAG_S = 2 * CONFIRM_TIMEOUT_S + 1.0 + E
+#: ... and everything is off this long after it was flagged: the heat-off it sends first
+#: cannot be confirmed while the heater is stuck (a confirmation timeout; on a key-press
+#: device, presses for up to one more), then the stop lands at once.
+FAULT_OFF_S = 2 * CONFIRM_TIMEOUT_S + 2 * KEY_PRESS_WAIT_S + E
+
+SOURCES = ("cli", "tui", "mqtt", "schedule", "program")
+
+#: What ran, printed by the last test.
+STATS: Counter[str] = Counter()
+
+
+@dataclasses.dataclass
+class Proc:
+    """One footctl process: its session, governor, link and the tasks it runs."""
+
+    session: DeviceSession
+    governor: SafetyGovernor
+    link: FakeLink
+    tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
+    controller_alive: bool = True
+
+
+class SafetyMachine(RuleBasedStateMachine):
+    """The governor and session against a device model, under faults (see the module)."""
+
+    profile_id: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.profile: Profile = PROFILES[self.profile_id]
+        self.clock = FakeClock()
+        self.loop = VirtualTimeLoop(self.clock)
+        self.loop.set_task_factory(self._task_factory)
+        self.owner: Proc | None = None
+        self.proc: Proc | None = None
+        self.device: FakeMassager | None = None
+        self.device_tasks: list[asyncio.Task[Any]] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="footctl-stateful-"))
+        self.markers = MarkerStore(self.tmp / "active")
+        self.violations: list[str] = []
+        self.decoded: dict[bytes, Report] = {}
+        self.violation_kinds: set[str] = set()
+        self.ready = False
+        self.frames_received = 0
+        STATS[f"examples:{self.profile_id}"] += 1
+        STATS["examples"] += 1
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _task_factory(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kw: Any
+    ) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kw)
+        owner = self.owner
+        if owner is not None:  # tasks a process starts die with it
+            owner.tasks.add(task)
+            task.add_done_callback(owner.tasks.discard)
+        return task
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run one step's coroutine for the live process, then let spawned work settle."""
+        self.owner = self.proc
+        try:
+            return self.loop.run(coro)
+        finally:
+            self.loop.settle()
+
+    def violation(self, what: str) -> None:
+        """Record a broken promise (the invariant reports it after the step); the first
+        of each kind only (the kind is the message without its numbers)."""
+        kind = "".join(c for c in what if not c.isdigit())
+        if kind not in self.violation_kinds:
+            self.violation_kinds.add(kind)
+            self.violations.append(f"t={self.clock.now - 1000:.2f}: {what}")
+
+    @property
+    def model(self) -> MassagerModel:
+        assert self.device is not None
+        return self.device.model
+
+    def teardown(self) -> None:
+        try:
+            if self.proc is not None:
+                self._kill(self.proc)
+            for task in self.device_tasks:
+                task.cancel()
+            self.owner = None
+            with contextlib.suppress(Exception):
+                self.loop.settle()
+        finally:
+            self.loop.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- setting up ------------------------------------------------------------------------
+
+    @initialize(data=st.data())
+    def setup(self, data: st.DataObject) -> None:
+        caps_ = self.profile.capabilities
+        draw = data.draw
+        self.caps = Caps(
+            session_s=draw(st.sampled_from([120.0, 300.0, 600.0, 1200.0, 4000.0]), "session_s"),
+            heat_s=draw(st.sampled_from([60.0, 150.0, 600.0, 900.0, 2400.0]), "heat_s"),
+            temperature_c=draw(st.sampled_from([38.0, 40.0, 41.0, 42.0, 45.0, 50.0]), "temp"),
+            intensity=draw(st.none() | st.integers(0, caps_.intensity.max + 2), "intensity_cap"),
+            heartbeat_s=draw(st.sampled_from([20.0, 60.0]), "heartbeat_s"),
+            ramp_step_s=draw(st.sampled_from([5.0, 10.0, 30.0]), "ramp_step_s"),
+            unattended_heat_level=draw(st.integers(0, 3), "unattended_heat_level"),
+            no_heat=draw(st.booleans(), "no_heat"),
+            clamp=draw(st.booleans(), "clamp"),
+        )
+        own_auto_off = draw(st.integers(0, 9), "device_auto_off") == 0  # mostly none
+        # Expectations computed here, independently of Limits.compute.
+        self.exp_session_s = min(self.caps.session_s, CEILING_SESSION_S)
+        self.exp_heat_s = min(self.caps.heat_s, CEILING_HEAT_S)
+        self.exp_temp_c = min(self.caps.temperature_c, CEILING_TEMPERATURE_C)
+        top = caps_.intensity.max
+        if self.caps.intensity is not None:
+            top = max(caps_.intensity.min, min(top, self.caps.intensity))
+        self.exp_intensity_max = top
+        self.exp_heat_max = (
+            0
+            if self.caps.no_heat
+            else max(
+                [h.level for h in caps_.heat_levels if h.celsius <= self.exp_temp_c], default=0
+            )
+        )
+        self.limits = Limits.compute(self.profile, self.caps)
+        model_profile = self.profile if own_auto_off else without_auto_off(self.profile)
+        model = MassagerModel(model_profile, now=self.clock, rng=random.Random(0))
+        self.device = FakeMassager(self.profile, model)
+        self.interval = self.device.interval or 1.0
+        # what the device did, tracked over fake time
+        self.prev = (model.running, model.heat, model.intensity)
+        self.running_since: float | None = None
+        self.heat_since: float | None = None
+        self.last_raise: float | None = None
+        self.last_up = self.clock()
+        self.on_since = self.clock()
+        self.leases: dict[str, tuple[float, float]] = {}
+        self.sighted_at = -math.inf  # see reachable_since
+        self.owed_off_since: float | None = None
+        self.return_need: tuple[str, float, bool] | None = None
+        self.first_frame_check: tuple[str, bool] | None = None
+        self.unexpected_since: float | None = None
+        self.overtemp_since: float | None = None
+        self.fault_seen: str | None = None
+        self.fault_at: float | None = None
+        self.recovering = False
+        model.subscribe(self._model_changed)
+        self.device.report_listeners.append(self._report_delivered)
+        self.device.frame_listeners.append(self._frame_received)
+        self.device.connect_listeners.append(self._connected)
+        self.owner = None
+        self.device_tasks.append(self.loop.create_task(self.device.status_loop()))
+        self._start_process(recover=False)
+        self.ready = True
+
+    def _start_process(self, *, recover: bool) -> None:
+        assert self.device is not None
+        device = self.device
+        profile = self.profile
+        if recover and (self.model.running or self.model.heat):
+            # what the new process must do first: switch the device off
+            self.return_need = ("all", self.clock(), self.model.heat > 0)
+            self.first_frame_check = ("restart", self.model.heat > 0)
+        session = DeviceSession(profile, Radio("fake link"), address=ADDRESS, sleep=asyncio.sleep)
+        governor = SafetyGovernor(
+            session, self.limits, clock=self.clock, sleep=asyncio.sleep, markers=self.markers
+        )
+        proc = Proc(session, governor, FakeLink(device))
+        proc.link.session = session
+        self._spy(governor)
+        self.proc = proc
+
+        async def start() -> None:
+            if recover:
+                await self._recover_after_crash()
+                if governor.adopt_unrecovered():  # as footctl.devices.controlled_device
+                    STATS["recovery_owed"] += 1
+            await proc.link.connect()
+            await session.attach(proc.link, ADDRESS)
+            proc.tasks.add(asyncio.create_task(governor.watch(heartbeat=False)))
+            proc.tasks.add(asyncio.create_task(self._controller(proc)))
+
+        self.run(start())
+
+    async def _recover_after_crash(self) -> None:
+        """What ``footctl.app.recover_after_crash`` does, over the fake link."""
+        assert self.device is not None
+        for marker in self.markers.orphaned():
+            self.recovering = True
+            session = DeviceSession(
+                PROFILES[marker.profile_id],
+                Radio("fake link"),
+                address=marker.address,
+                sleep=asyncio.sleep,
+            )
+            link = FakeLink(self.device)
+            link.session = session
+            try:
+                await link.connect()
+                await session.attach(link, marker.address)
+                await session.all_off()
+            except FootctlError:
+                continue
+            finally:
+                await session.close()
+                self.recovering = False
+            self.markers.clear(marker.address)
+            STATS["recovered_after_crash"] += 1
+
+    def _spy(self, governor: SafetyGovernor) -> None:
+        """Record every lease renewal and session end (the dead-man check needs them)."""
+        heartbeat, lease, release = governor.heartbeat, governor.lease, governor.release
+
+        def spy_heartbeat(source: str = CONTROLLER) -> None:
+            self.leases[source] = (self.clock(), self.limits.heartbeat_s)
+            heartbeat(source)
+
+        def spy_lease(source: str, seconds: float | None = None) -> None:
+            self.leases[source] = (self.clock(), seconds or self.limits.heartbeat_s)
+            lease(source, seconds)
+
+        def spy_release(source: str) -> None:
+            self.leases.pop(source, None)
+            release(source)
+
+        end = governor._end
+
+        def spy_end(reason: str) -> None:
+            self.leases.clear()  # the session ended: nobody holds it any more
+            end(reason)
+
+        governor._end = spy_end  # type: ignore[method-assign]
+        governor.heartbeat = spy_heartbeat  # type: ignore[method-assign]
+        governor.lease = spy_lease  # type: ignore[method-assign]
+        governor.release = spy_release  # type: ignore[method-assign]
+
+    async def _controller(self, proc: Proc) -> None:
+        """The controlling loop: renews the heartbeat (unless stalled); checks the promises."""
+        every = min(5.0, self.limits.heartbeat_s / 4)
+        while True:
+            if proc.controller_alive:
+                proc.governor.heartbeat()
+            await asyncio.sleep(every)
+
+    def _kill(self, proc: Proc) -> None:
+        """The process dies at once: its link ends, its tasks never run again."""
+        proc.link.kill()
+        for task in list(proc.tasks):
+            task.cancel()
+        self.owner = None
+        self.loop.settle()
+        mark_owner_dead(self.markers)
+        self.proc = None
+        self.leases.clear()
+        self.unexpected_since = self.overtemp_since = None
+
+    # --- what the device did ----------------------------------------------------------------
+
+    @property
+    def device_on(self) -> bool:
+        return self.model.running or self.model.heat > 0
+
+    @property
+    def rogue_toggles(self) -> bool:
+        """A key-press device while a heater is stuck on, or while the governor handles
+        the heat fault it caused: the heat key is a toggle, and pressing it to turn the
+        reported heat off may switch the (masked) commanded heat on. FAULT_OFF_S bounds
+        how long that may last: by then the massager must be off."""
+        return self.profile.capabilities.command_style == "keys" and (
+            self.model.rogue_heat is not None or self.fault_at is not None
+        )
+
+    def _model_changed(self) -> None:
+        now = self.clock()
+        m = self.model
+        was_running, was_heat, was_intensity = self.prev
+        running, heat, intensity = m.running, m.heat, m.intensity
+        if (running or heat) and not (was_running or was_heat):
+            self.on_since = now
+        if running and not was_running:
+            self.running_since = now
+            self.last_raise = now  # power-on counts as a step up
+        if not running and was_running:
+            self._overdue("session cap", self.running_since, self.exp_session_s, now)
+            self.running_since = None
+        if heat and not was_heat:
+            self.heat_since = now
+        if not heat and was_heat:
+            self._overdue("heat cap", self.heat_since, self.exp_heat_s, now)
+            self.heat_since = None
+        if running and was_running and intensity > was_intensity:
+            if intensity - was_intensity > 1:
+                self.violation(f"intensity jumped {was_intensity} -> {intensity}")
+            if self.last_raise is not None and now - self.last_raise < self.caps.ramp_step_s - 1e-6:
+                self.violation(
+                    f"intensity rose to {intensity} {now - self.last_raise:.2f} s after the "
+                    f"previous rise (ramp {self.caps.ramp_step_s:g} s)"
+                )
+            self.last_raise = now
+        turned_on = (running and not was_running) or (running and intensity > was_intensity)
+        heated = heat > was_heat and not self.rogue_toggles
+        owed = self.owed_off_since is not None or self.return_need
+        if (turned_on or heated) and owed and not self.blind:
+            why = "a stop is owed" if self.owed_off_since is not None else "an off is owed"
+            self.violation(
+                f"device switched on/up while {why}: running {was_running}->{running}, "
+                f"heat {was_heat}->{heat}, intensity {was_intensity}->{intensity}"
+            )
+        if running and intensity > self.exp_intensity_max:
+            self.violation(f"intensity {intensity} above the cap {self.exp_intensity_max}")
+        if heat > self.exp_heat_max and not self.rogue_toggles:
+            self.violation(
+                f"heat {heat} above the allowed {self.exp_heat_max} (no_heat={self.caps.no_heat})"
+            )
+        if not running and not heat:
+            self.owed_off_since = None
+        if self.return_need is not None:
+            kind = self.return_need[0]
+            if (kind == "heat" and not heat) or (not running and not heat):
+                self.return_need = None
+        self.prev = (running, heat, intensity)
+
+    def _overdue(self, what: str, since: float | None, cap: float, now: float) -> None:
+        proc = self.proc
+        if since is None or proc is None or not proc.link.is_connected:
+            return  # the device did it on its own while nobody could reach it
+        late = now - max(since + cap, self.reachable_since)
+        if late > CAP_SLACK:
+            self.violation(
+                f"{what}: on {now - since:.2f} s (cap {cap:g} s), {late:.2f} s late "
+                f"(link up since t={self.last_up - 1000:.2f})"
+            )
+
+    @property
+    def blind(self) -> bool:
+        """A key-press device whose notifications are all lost (see reachable_since)."""
+        return self.sighted_at == math.inf
+
+    @property
+    def reachable_since(self) -> float:
+        """Since when footctl could act on the device: the link is up and, for a
+        key-press device, its notifications are readable. Keys toggle: while every
+        notification is lost nobody can tell whether a press switched the massager on
+        or off (pressing blindly may switch it on), so the clock-bound promises for
+        such a device count from when it can be seen again."""
+        return max(self.last_up, self.sighted_at)
+
+    def _connected(self) -> None:
+        """A link came up: what is owed must be the first thing written."""
+        now = self.clock()
+        self.last_up = now
+        if self.recovering or not self.device_on:
+            return
+        m = self.model
+        need: str | None = None
+        if m.heat and self.heat_since is not None and now - self.heat_since > self.exp_heat_s:
+            need = "heat"
+        if (
+            m.running
+            and self.running_since is not None
+            and now - self.running_since > self.exp_session_s
+        ):
+            need = "all"
+        if self.owed_off_since is not None:
+            need = "all"
+        if any(now - renewed > seconds for renewed, seconds in self.leases.values()):
+            need = "all"
+        if self.fault_at is not None:
+            need = "all"  # a heat fault ends the session: still owed
+        if need is not None and self.return_need is None:
+            self.return_need = (need, now, m.heat > 0)
+            self.first_frame_check = ("return", m.heat > 0)
+
+    def _frame_received(self, record: FrameRecord) -> None:
+        self.frames_received += 1  # (the model's own log is bounded)
+        if record.command == "query" or record.outcome == "error":
+            return
+        if self.first_frame_check is not None:
+            why, heat_on = self.first_frame_check
+            self.first_frame_check = None
+            if not is_off_frame(record, heat_first=heat_on):
+                self.violation(
+                    f"first frame after {why} was {record.command} {record.value}, not off"
+                    + (" (heat first)" if heat_on else "")
+                )
+        proc = self.proc
+        fault = proc.governor.fault if proc is not None else None
+        if fault is None:
+            self.fault_seen = None
+        elif self.fault_seen is None:  # the first frame since the governor saw the fault
+            self.fault_seen = fault
+            self.fault_at = self.fault_at or self.clock()
+            STATS[f"fault:{fault}"] += 1
+            if not is_off_frame(record):
+                self.violation(
+                    f"first frame after the {fault} fault was {record.command} {record.value}"
+                )
+
+    def _report_delivered(self, frame: bytes) -> None:
+        """The session is about to read this status: does it show a fault?"""
+        report = self.decoded.get(frame)
+        if report is None:
+            try:
+                report = self.decoded[frame] = codec.decode_status(self.profile, frame)
+            except FootctlError:  # the governor sees nothing: nothing to act on
+                self.unexpected_since = self.overtemp_since = None
+                return
+        proc = self.proc
+        if proc is None:
+            return
+        now = self.clock()
+        asked = proc.governor.desired.heat or 0
+        heat = report.heat or 0
+        self._check_time()  # a status arrives every interval: check the clock-bound promises
+        if proc.governor.fault is not None:  # flagged: now it must switch off (_check_time)
+            self.unexpected_since = self.overtemp_since = None
+            return
+        if heat > asked:
+            if self.unexpected_since is None:
+                self.unexpected_since = now
+        else:
+            self.unexpected_since = None
+        hot = (
+            report.temperature is not None
+            and heat > 0
+            and report.temperature > self.exp_temp_c + OVERTEMP_MARGIN_C
+        )
+        if hot:
+            if self.overtemp_since is None:
+                self.overtemp_since = now
+        else:
+            self.overtemp_since = None
+
+    def _check_time(self) -> None:
+        """The time-based promises, at this instant (run every E and after each step)."""
+        proc = self.proc
+        if proc is None or self.device is None or not proc.link.is_connected:
+            return
+        now = self.clock()
+        if self.heat_since is not None:
+            late = now - max(self.heat_since + self.exp_heat_s, self.reachable_since)
+            if late > CAP_SLACK:
+                self.violation(f"heat on {late:.2f} s past the heat cap {self.exp_heat_s:g} s")
+        if self.running_since is not None:
+            late = now - max(self.running_since + self.exp_session_s, self.reachable_since)
+            if late > CAP_SLACK:
+                self.violation(
+                    f"massage on {late:.2f} s past the session cap {self.exp_session_s:g} s"
+                )
+        if self.device_on:
+            for source, (renewed, seconds) in self.leases.items():
+                # the governor only has to act once the device is on
+                late = now - max(renewed + seconds, self.reachable_since, self.on_since)
+                if late > CAP_SLACK:
+                    self.violation(
+                        f"{source} lease ({seconds:g} s) ran out {late:.2f} s ago; still on"
+                    )
+            if self.owed_off_since is not None:
+                late = now - max(self.owed_off_since, self.reachable_since)
+                if late > RETURN_SLACK:
+                    self.violation(f"a stop is owed for {late:.2f} s; still on")
+        back = None if self.return_need is None else max(self.return_need[1], self.sighted_at)
+        if self.return_need is not None and back is not None and now - back > RETURN_SLACK:
+            self.violation(
+                f"link back {now - back:.2f} s ago after {self.return_need[0]} expired; not off"
+            )
+        fault = proc.governor.fault
+        for since, what in (
+            (self.unexpected_since, "heat not asked for"),
+            (self.overtemp_since, "over-temperature"),
+        ):
+            if since is not None and now - since > FAULT_FLAG_S and fault is None:
+                self.violation(f"{what} reported {now - since:.2f} s ago; no fault flagged")
+        if fault is None:
+            self.fault_at = None
+        elif self.fault_at is None:
+            self.fault_at = now
+        if self.fault_at is not None and self.device_on:
+            late = now - max(self.fault_at, self.reachable_since)
+            if late > FAULT_OFF_S:
+                self.violation(f"{fault} flagged {late:.2f} s ago; the device is still on")
+
+    # --- rules: command sources ----------------------------------------------------------------
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule(data=st.data())
+    def request(self, data: st.DataObject) -> None:
+        assert self.proc is not None
+        caps_ = self.profile.capabilities
+        source = data.draw(st.sampled_from(SOURCES), "source")
+        intensity = data.draw(
+            st.none() | st.integers(caps_.intensity.min - 1, caps_.intensity.max + 2),
+            "intensity",
+        )
+        heat = data.draw(st.none() | st.integers(0, caps_.max_heat_level + 1), "heat")
+        modes = [m.name for m in caps_.modes]
+        mode = data.draw(st.none() | st.sampled_from([*modes, "no-such-mode"]), "mode")
+        zone = None
+        if caps_.zones is not None:
+            zone = data.draw(st.none() | st.integers(caps_.zones.min, caps_.zones.max), "zone")
+        unattended = source == "schedule"
+        request = Request(
+            source=source,
+            power=True,
+            intensity=intensity,
+            heat=heat,
+            mode=mode,
+            zone=zone,
+            unattended=unattended,
+        )
+        governor = self.proc.governor
+        if source == "mqtt":
+            governor.lease("mqtt", data.draw(st.sampled_from([None, 30.0, 90.0]), "lease_s"))
+        STATS["requests"] += 1
+        try:
+            governor.decide(request)
+        except (SafetyRefused, UsageError):
+            refused = True
+        else:
+            refused = False
+        owed = self.owed_off_since
+        if not refused:
+            self.owed_off_since = None  # a request the governor takes supersedes an owed stop
+        try:
+            _state, decision = self.run(governor.submit(request))
+        except (SafetyRefused, UsageError) as exc:
+            STATS["refused"] += 1
+            STATS[f"refused:{getattr(exc, 'reason', 'usage')}"] += 1
+            self.owed_off_since = owed  # refused: still owed
+            if not refused and not isinstance(exc, SafetyRefused):
+                self.violation(f"decide accepted {request} but submit refused it: {exc}")
+            self._check_refusal(request, exc)
+            return
+        except FootctlError:
+            STATS["request_failed"] += 1
+            return
+        target = decision.target
+        if refused:
+            self.violation(f"decide refused {request} but submit accepted it")
+        if target.intensity is not None and target.intensity > self.exp_intensity_max:
+            self.violation(f"approved intensity {target.intensity} over the cap")
+        if (target.heat or 0) > self.exp_heat_max:
+            self.violation(f"approved heat {target.heat} over the allowed {self.exp_heat_max}")
+        if unattended and (target.heat or 0) > min(
+            self.caps.unattended_heat_level, self.exp_heat_max
+        ):
+            self.violation(f"unattended start approved heat {target.heat}")
+        if (
+            intensity is not None
+            and intensity > self.exp_intensity_max
+            and (not self.caps.clamp or intensity > caps_.intensity.max)
+        ):
+            self.violation(f"over-cap intensity {intensity} was not refused")
+
+    def _check_refusal(self, request: Request, exc: FootctlError) -> None:
+        caps_ = self.profile.capabilities
+        if not isinstance(exc, SafetyRefused):
+            return
+        if exc.reason == "no_heat" and not self.caps.no_heat:
+            self.violation("refused for no_heat without no_heat set")
+        if not exc.message:
+            self.violation(f"refusal {exc.reason} without a message")
+        valid_intensity = request.intensity is None or (
+            caps_.intensity.min <= request.intensity <= self.exp_intensity_max
+        )
+        if (
+            self.caps.no_heat
+            and (request.heat or 0) > 0
+            and valid_intensity
+            and exc.reason != "no_heat"
+        ):
+            self.violation(f"heat under no_heat refused as {exc.reason}, not no_heat")
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule(source=st.sampled_from((*SOURCES, "governor")))
+    def stop(self, source: str) -> None:
+        assert self.proc is not None
+        received = self.frames_received
+        up = self.proc.link.is_connected
+        self.owed_off_since = self.clock()
+        STATS["stops"] += 1
+        try:
+            self.run(self.proc.governor.stop(source=source))
+        except FootctlError:
+            return  # owed: the off must land as soon as the link allows
+        if up and self.frames_received == received:
+            self.violation("stop wrote nothing")
+        if self.model.running or (self.model.heat and not self.rogue_toggles):
+            self.violation("stop returned but the device is still on")
+
+    # --- rules: time, heartbeats, leases ----------------------------------------------------
+
+    @precondition(lambda self: self.ready)
+    @rule(
+        seconds=st.one_of(
+            st.floats(0.05, 20), st.floats(0.05, 20), st.floats(20, 200), st.floats(200, 1200)
+        )
+    )
+    def advance(self, seconds: float) -> None:
+        self.run(asyncio.sleep(seconds))
+        if self.proc is not None:
+            with contextlib.suppress(FootctlError):
+                self.run(self.proc.governor.enforce())
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule(alive=st.booleans())
+    def controller(self, alive: bool) -> None:
+        """The controlling loop stalls (no more heartbeats) or resumes."""
+        assert self.proc is not None
+        self.proc.controller_alive = alive
+        if alive:
+            self.proc.governor.heartbeat()
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule(seconds=st.none() | st.sampled_from([30.0, 90.0]), release=st.booleans())
+    def mqtt_lease(self, seconds: float | None, release: bool) -> None:
+        assert self.proc is not None
+        if release:
+            self.proc.governor.release("mqtt")
+        else:
+            self.proc.governor.lease("mqtt", seconds)
+
+    # --- rules: the link and the device ----------------------------------------------------
+
+    @precondition(lambda self: self.ready and self.device is not None and self.device.in_range)
+    @rule()
+    def link_drop(self) -> None:
+        assert self.device is not None
+        device = self.device
+        STATS["link_drops"] += 1
+
+        async def drop() -> None:
+            device.drop()
+
+        self.run(drop())
+        self.unexpected_since = self.overtemp_since = None
+
+    @precondition(lambda self: self.ready and self.device is not None and not self.device.in_range)
+    @rule()
+    def link_return(self) -> None:
+        assert self.device is not None
+        self.device.back()
+
+    @precondition(lambda self: self.ready)
+    @rule(level=st.integers(0, 3), celsius=st.sampled_from([None, 44.0, 50.0, 60.0]))
+    def heater_fault(self, level: int, celsius: float | None) -> None:
+        """The heater sticks at ``level`` (0 repairs it), optionally overheating."""
+        top = self.profile.capabilities.max_heat_level
+        if level > top:
+            return
+        STATS["rogue_heat" if level else "heater_repaired"] += 1
+
+        async def set_fault() -> None:
+            self.model.set_fault("rogue_celsius", celsius if level else None)
+            self.model.set_fault("rogue_heat", level or None)
+
+        self.run(set_fault())
+
+    @precondition(lambda self: self.ready)
+    @rule(garbage=st.booleans(), truncate=st.booleans())
+    def notification_faults(self, garbage: bool, truncate: bool) -> None:
+        STATS["garbled_notifications"] += int(garbage) + int(truncate)
+        if self.profile.capabilities.command_style == "keys":
+            if garbage or truncate:
+                self.sighted_at = math.inf
+            elif self.sighted_at == math.inf:
+                self.sighted_at = self.clock()
+        self.model.set_fault("garbage", garbage)
+        self.model.set_fault("truncate", truncate)
+
+    @precondition(lambda self: self.ready and self.device is not None and self.device.connected)
+    @rule()
+    def spurious_notification(self) -> None:
+        assert self.device is not None
+
+        async def notify() -> None:
+            assert self.device is not None
+            self.device.notify_soon()
+
+        self.run(notify())
+
+    @precondition(lambda self: self.ready)
+    @rule()
+    def device_reboot(self) -> None:
+        """A power blip: the device comes back off (the link survives)."""
+        STATS["device_reboots"] += 1
+
+        async def reboot() -> None:
+            self.model.reset()
+
+        self.run(reboot())
+
+    # --- rules: the process ----------------------------------------------------------------
+
+    def _marker_present(self) -> bool:
+        return any(m.address == ADDRESS for m in self.markers.all())
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule()
+    def crash(self) -> None:
+        """SIGKILL: nothing runs any more; the marker stays behind."""
+        assert self.proc is not None
+        STATS["crashes"] += 1
+        if self.device_on and not self._marker_present():
+            self.violation("the process died with the device on and no crash marker")
+        self._kill(self.proc)
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule()
+    def shutdown(self) -> None:
+        """A clean exit (SIGTERM): everything off under its own timeout, then gone."""
+        assert self.proc is not None
+        proc = self.proc
+        up = proc.link.is_connected
+        STATS["shutdowns"] += 1
+        self.run(proc.governor.shutdown("exit"))
+        self.run(proc.session.close())
+        if (
+            up
+            and not self.blind
+            and (self.model.running or (self.model.heat and not self.rogue_toggles))
+        ):
+            self.violation("clean shutdown left the device on")
+        if self.device_on and not self._marker_present():
+            self.violation("shutdown left the device on and no crash marker")
+        self._kill(proc)
+
+    @precondition(
+        lambda self: (
+            self.ready
+            and self.proc is None
+            and self.device is not None
+            and self.device.in_range
+            and self.device.connection is None
+        )
+    )
+    @rule()
+    def restart(self) -> None:
+        """The next footctl start: crash recovery first, then a fresh session."""
+        STATS["restarts"] += 1
+        self._start_process(recover=True)
+
+    # --- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def promises_hold(self) -> None:
+        if not self.ready:
+            return
+        self._check_time()
+        proc = self.proc
+        if proc is not None:
+            desired = proc.governor.desired
+            if (desired.heat or 0) > self.exp_heat_max:
+                self.violation(f"the governor wants heat {desired.heat}")
+            if desired.intensity is not None and desired.intensity > self.exp_intensity_max:
+                self.violation(f"the governor wants intensity {desired.intensity}")
+            if self.device_on and not self._marker_present():
+                self.violation("the device is on and there is no crash marker")
+        if self.violations and proc is not None:
+            events = "\n  ".join(f"{t - 1000:.2f} {m}" for t, m in proc.governor.events[-25:])
+            frames = "\n  ".join(
+                f"{f.time - 1000:.2f} {f.outcome} {f.command} {f.value}"
+                for f in list(self.model.frames)[-12:]
+            )
+            self.violations.append(f"governor events:\n  {events}\ndevice frames:\n  {frames}")
+        assert not self.violations, "\n".join(self.violations)
+
+
+def _machine(pid: str) -> type[SafetyMachine]:
+    return type(f"Safety_{pid.replace('-', '_')}", (SafetyMachine,), {"profile_id": pid})
+
+
+SETTINGS = settings(
+    max_examples=PER_PROFILE,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    """Thousands of sessions: keep their INFO/WARNING chatter out of the report."""
+    log = logging.getLogger("footctl")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    yield
+    log.setLevel(level)
+
+
+EmsV2 = SETTINGS(_machine("ems-v2"))
+ShiatsuAa55 = SETTINGS(_machine("shiatsu-aa55"))
+ShiatsuKeys = SETTINGS(_machine("shiatsu-keys"))
+
+TestStatefulEmsV2 = EmsV2.TestCase
+TestStatefulShiatsuAa55 = ShiatsuAa55.TestCase
+TestStatefulShiatsuKeys = ShiatsuKeys.TestCase
+
+assert sorted(SHIPPED) == sorted(PROFILES), "a new profile needs its own state machine here"
+assert governor_module.WATCH_INTERVAL_S == E
+
+
+def test_zz_examples_run_are_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print the number of examples run (and what they did); fail if too few ran."""
+    ran = [pid for pid in SHIPPED if STATS[f"examples:{pid}"]]
+    if not ran:
+        pytest.skip("the state machines were not selected")
+    with capsys.disabled():
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(STATS.items()) if ":" in k or k)
+        print(f"\nstateful safety: {STATS['examples']} examples run ({detail})")
+    for pid in ran:
+        assert STATS[f"examples:{pid}"] >= PER_PROFILE, pid
