@@ -378,3 +378,45 @@ async def test_stop_overtaken_by_newer_submit_does_not_end_its_session(tmp_path:
     assert [m.address for m in markers.all()] == [ADDRESS]
     assert not governor.ended.is_set()
     assert governor.source == "tui"
+
+
+@pytest.mark.parametrize("profile_id", [ABSOLUTE, KEYS])
+@virtual_time
+async def test_device_switching_itself_off_ends_the_session(
+    profile_id: str, tmp_path: Path
+) -> None:
+    """Protects: a massager that switches itself off while the link is up (its own
+    auto-off timer, a power cut) ends the governed session (``device_off``, marker
+    cleared, nothing written to power it back on); before, the governor kept the session
+    until a cap and would re-power it on the next request step."""
+    markers = MarkerStore(tmp_path / "active")
+    rig = await make_rig(profile_id)
+    governor = rig.governor(markers)
+    await governor.submit(Request(source="cli", intensity=1))
+    await asyncio.sleep(1.5)  # a status report or two while it runs
+    assert rig.model.running and not governor.ended.is_set()
+    before = len(rig.received)
+
+    rig.model.reset()  # off, as by its own timer or a power blip
+    rig.device.notify_soon()
+    await asyncio.sleep(1.5)
+
+    assert governor.ended.is_set() and governor.end_reason == "device_off"
+    assert not governor.desired.running
+    assert markers.all() == []
+    assert rig.writes(before) == []
+    assert not rig.model.running
+
+
+@virtual_time
+async def test_keys_concurrent_offs_do_not_toggle_the_massager_back_on() -> None:
+    """Protects: two offs at once (a stop and the heat-fault handler, say) on a
+    key-press massager do not both press power on the same report: the second press
+    switched it back on (found by the 10,000-example soak)."""
+    rig = await make_rig(KEYS, running=True, heat=1)
+    results = await asyncio.gather(
+        rig.session.all_off(), rig.session.all_off(), return_exceptions=True
+    )
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert not rig.model.running
+    assert rig.presses().count("press_power") == 1

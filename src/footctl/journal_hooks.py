@@ -36,6 +36,7 @@ _SOURCES: dict[str, Source] = {"program": "program", "schedule": "schedule", "mq
 _REASONS: dict[str, EndReason] = {
     "completed": "completed",
     "stopped": "stopped",
+    "device_off": "stopped",  # the massager switched itself off (its own timer, a power cut)
     "exit": "stopped",
     "shutdown": "stopped",
     "error": "stopped",

@@ -99,6 +99,10 @@ class DeviceSession:
         self._changed = asyncio.Event()
         self._connect_lock = asyncio.Lock()
         self._op_lock = asyncio.Lock()
+        # Offs overtake applies (no _op_lock), but never each other: on a key-press device
+        # two interleaved offs both pressed power on the same report and switched the
+        # massager back on (found by tests/test_safety_stateful.py).
+        self._off_lock = asyncio.Lock()
         # Bumped by every all-off: an apply that started before it must not write
         # again, or a late "power on" could undo the stop.
         self._off_epoch = 0
@@ -577,7 +581,8 @@ class DeviceSession:
         last_error: FootctlError | None = None
         while True:
             try:
-                await self._send_off()
+                async with self._off_lock:
+                    await self._send_off()
                 last_error = None
             except TransportError as exc:
                 last_error = exc

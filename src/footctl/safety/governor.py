@@ -108,6 +108,8 @@ class SafetyGovernor:
         self._heat_locked = False
         self._pending_off = False
         self._recovery_owed = False
+        # The device has reported running in this session, with the link up since.
+        self._seen_running = False
         self._generation = 0
         self._submit_lock = asyncio.Lock()
         self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
@@ -364,6 +366,7 @@ class SafetyGovernor:
         was_running = self._session_started is not None
         self._heat_stopped(self._clock())
         self._session_started = None
+        self._seen_running = False
         self._heat_locked = False
         self._leases.clear()
         self.ended.set()
@@ -419,6 +422,22 @@ class SafetyGovernor:
             self._spawn(self._cut_heat(fault), "fault")
         if not state.running and self._session_started is not None and not self.desired.running:
             self._end(self.end_reason or "stopped")
+        elif state.running and self.desired.running:
+            self._seen_running = True
+        elif (
+            not state.running
+            and self.desired.running
+            and self._seen_running
+            and self._session_started is not None
+            and not self.session.busy
+        ):
+            # It switched itself off (its own auto-off timer, a power cut) while the link
+            # stayed up: the session is over; powering it on again would override the
+            # device's own timer. (Across a link loss the state is re-asserted instead.)
+            self._log("the massager switched itself off: the session ends")
+            self._generation += 1  # a ramp in progress stops here
+            self.desired = Target(running=False)
+            self._end("device_off")
 
     def _heat_fault(self, state: DeviceState, now: float) -> str | None:
         if (
@@ -449,7 +468,9 @@ class SafetyGovernor:
             # ramp in progress (writing it skipped the ramp) and ``running`` (writing it
             # powered a massager that had stopped on its own back on). Both found by
             # tests/test_safety_stateful.py.
-            if self.session.state.running:
+            # And only while the massage is wanted: during a stop, a heat-only target
+            # (running=True) pressed a key-press massager's power back on.
+            if self.session.state.running and self.desired.running:
                 await self.session.apply(Target(running=True, heat=0))
             else:
                 await self.session.all_off()
@@ -473,6 +494,7 @@ class SafetyGovernor:
         if not connected:
             self._log("link lost; caps keep counting")
             self._lost_at = self._clock()
+            self._seen_running = False
             return
         self._spawn(self._after_reconnect(), "reassert")
 
