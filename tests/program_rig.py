@@ -9,11 +9,11 @@ device all see one time line, and a 15-minute program runs in moments.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import safety_harness
 from footctl.profile.schema import Profile
 from footctl.programs import expand
 from footctl.programs.runner import ProgramRunner
@@ -33,22 +33,12 @@ SETTLE_S = 0.5
 BASE_WALL = datetime(2026, 1, 5, 21, 0, tzinfo=UTC)
 
 
-class FakeClock:
-    """A monotonic clock that moves only when told (or when something sleeps on it)."""
+class FakeClock(safety_harness.FakeClock):
+    """A monotonic clock that moves only when told (or when something sleeps on it),
+    with the matching wall-clock time."""
 
     def __init__(self) -> None:
-        self.now = CLOCK_START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        """Time passes at once; other tasks (BLE writes in flight) get to run."""
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
+        super().__init__(CLOCK_START)
 
     def wall(self) -> datetime:
         """The same instant as an aware UTC datetime."""
