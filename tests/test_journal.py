@@ -12,14 +12,12 @@ import pytest
 
 import footctl.journal as journal_module
 from footctl.errors import UsageError
+from footctl.history import plot_history, render_history_table, summarize_nights
 from footctl.journal import (
     SCHEMA_VERSION,
     Journal,
     JournalError,
     SessionRecord,
-    plot_history,
-    render_history_table,
-    summarize_nights,
 )
 from footctl.programs import effective_intensity, find_programs
 from footctl.schedule import within_night_limit

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from footctl.config import journal_path
 from footctl.errors import ExitCode
-from footctl.journal import Journal, plot_history, render_history_table, summarize_nights
+from footctl.history import plot_history, render_history_table, summarize_nights
+from footctl.journal import Journal
 
 if TYPE_CHECKING:
     from footctl.cli import Output
