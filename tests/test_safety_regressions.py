@@ -420,3 +420,25 @@ async def test_keys_concurrent_offs_do_not_toggle_the_massager_back_on() -> None
     assert not any(isinstance(r, BaseException) for r in results), results
     assert not rig.model.running
     assert rig.presses().count("press_power") == 1
+
+
+@pytest.mark.parametrize("profile_id", [ABSOLUTE, KEYS])
+@virtual_time
+async def test_submit_refused_while_a_heat_fault_is_being_handled(profile_id: str) -> None:
+    """Protects: right after a heat fault is flagged, while its heat-off is still
+    settling, a new request is refused (the fault's own reason) and nothing is
+    switched on; the settle window hid the fault from the refusal check, and the
+    request pressed a key-press massager's keys while its heater was stuck (found by the
+    10,000-example soak)."""
+    rig = await make_rig(profile_id)
+    governor = rig.governor()
+    rig.model.set_fault("rogue_heat", 1)  # a heater stuck on while the massager is off
+    rig.device.notify_soon()
+    await asyncio.sleep(0.1)
+    assert governor.fault == "unexpected_heat"
+
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="cli", heat=0))
+    assert info.value.reason == "unexpected_heat"
+    assert "press_power" not in rig.presses() and ("power", 1) not in rig.writes()
+    assert not rig.model.running

@@ -213,11 +213,16 @@ class SafetyGovernor:
         if state.assumed or not state.connected:
             return
         fault = self._heat_fault(state, self._clock())
+        if fault is None and self.fault is not None and state.heat > (self.desired.heat or 0):
+            # A heat fault is being handled (its heat-off is settling): still refuse.
+            # Starting then pressed a key-press massager's keys while its heater was
+            # stuck (found by the 10,000-example soak).
+            fault = self.fault
         if fault is None:
             return
         what = (
             f"a temperature of {state.temperature:g} C"
-            if fault == "over_temperature"
+            if fault == "over_temperature" and state.temperature is not None
             else f"heat {state.heat}, which footctl did not ask for"
         )
         raise SafetyRefused(
