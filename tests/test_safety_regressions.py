@@ -442,3 +442,35 @@ async def test_submit_refused_while_a_heat_fault_is_being_handled(profile_id: st
     assert info.value.reason == "unexpected_heat"
     assert "press_power" not in rig.presses() and ("power", 1) not in rig.writes()
     assert not rig.model.running
+
+
+@virtual_time
+async def test_request_cannot_supersede_the_off_a_heat_fault_owes() -> None:
+    """Protects: while the off a heat fault owes has not landed (here: the device
+    ignored it, then the link went down), a new request is refused with the fault's
+    reason instead of superseding it; when the link returns, off goes first. Before,
+    the request cleared the owed off and the returning link re-asserted the session on
+    the faulty heater (found by the 10,000-example soak)."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor()
+    await governor.submit(Request(source="cli", intensity=1))
+    rig.model.set_fault("ignore_writes", True)
+    rig.model.set_fault("rogue_heat", 1)
+    rig.device.notify_soon()
+    await asyncio.sleep(15)  # the heat-off and then the stop go unconfirmed
+    assert governor.fault == "unexpected_heat"
+    assert rig.model.running
+
+    rig.device.drop()
+    await asyncio.sleep(0.1)
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="cli", intensity=1))
+    assert info.value.reason == "unexpected_heat"
+
+    rig.model.set_fault("ignore_writes", False)
+    before = len(rig.received)
+    rig.device.back()
+    await asyncio.sleep(6)  # the session reconnects and the governor acts on it
+    writes = rig.writes(before)
+    assert writes and writes[0] in (("heat", 0), ("power", 0)), writes
+    assert not rig.model.running

@@ -210,14 +210,19 @@ class SafetyGovernor:
         on such a device powered it on again right after a heat fault had switched it
         off; found by tests/test_safety_stateful.py.)"""
         state = self.session.state
-        if state.assumed or not state.connected:
-            return
-        fault = self._heat_fault(state, self._clock())
-        if fault is None and self.fault is not None and state.heat > (self.desired.heat or 0):
-            # A heat fault is being handled (its heat-off is settling): still refuse.
-            # Starting then pressed a key-press massager's keys while its heater was
-            # stuck (found by the 10,000-example soak).
+        fault: str | None = None
+        if self.fault is not None and self._pending_off:
+            # The off a heat fault owes has not landed (the link is down, say): a new
+            # request must not supersede it. It did, and the returning link re-asserted
+            # the session on the faulty heater (found by the 10,000-example soak).
             fault = self.fault
+        elif not state.assumed and state.connected:
+            fault = self._heat_fault(state, self._clock())
+            if fault is None and self.fault is not None and state.heat > (self.desired.heat or 0):
+                # A heat fault is being handled (its heat-off is settling): still refuse.
+                # Starting then pressed a key-press massager's keys while its heater was
+                # stuck (found by the 10,000-example soak).
+                fault = self.fault
         if fault is None:
             return
         what = (
