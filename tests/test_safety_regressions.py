@@ -474,3 +474,25 @@ async def test_request_cannot_supersede_the_off_a_heat_fault_owes() -> None:
     writes = rig.writes(before)
     assert writes and writes[0] in (("heat", 0), ("power", 0)), writes
     assert not rig.model.running
+
+
+@virtual_time
+async def test_ramp_steps_on_from_what_was_written_when_reports_are_lost() -> None:
+    """Protects: on an absolute-value massager whose status reports are lost, the ramp
+    steps on from the intensity last written (believed, as assumed), not from the stale
+    last report: lowering to 0 and then asking for 2 jumped the massager from 0 to 2
+    (found by the 10,000-example soak)."""
+    rig = await make_rig("ems-v2")
+    governor = rig.governor(ramp_step_s=5)
+    await governor.submit(Request(source="cli", intensity=1))
+    assert rig.model.running and rig.model.intensity == 1
+
+    rig.model.set_fault("truncate", True)  # every report from here on is lost
+    with pytest.raises(ConfirmTimeout):
+        await governor.submit(Request(source="cli", intensity=0))
+    assert rig.model.intensity == 0
+    await asyncio.sleep(5)
+    with contextlib.suppress(ConfirmTimeout):
+        await governor.submit(Request(source="cli", intensity=2))
+
+    assert rig.model.intensity <= 1, "intensity rose by more than one ramp step"

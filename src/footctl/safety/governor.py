@@ -211,10 +211,11 @@ class SafetyGovernor:
         off; found by tests/test_safety_stateful.py.)"""
         state = self.session.state
         fault: str | None = None
-        if self.fault is not None and self._pending_off:
-            # The off a heat fault owes has not landed (the link is down, say): a new
-            # request must not supersede it. It did, and the returning link re-asserted
-            # the session on the faulty heater (found by the 10,000-example soak).
+        if self.fault is not None and (self._pending_off or self._session_started is not None):
+            # The session a heat fault ends has not ended: its off is in flight or owed
+            # (the link is down, say). A new request must not supersede it: it did, and
+            # the returning link re-asserted the session on the faulty heater (found by
+            # the 10,000-example soak).
             fault = self.fault
         elif not state.assumed and state.connected:
             fault = self._heat_fault(state, self._clock())
