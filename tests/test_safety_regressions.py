@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -496,3 +497,33 @@ async def test_ramp_steps_on_from_what_was_written_when_reports_are_lost() -> No
         await governor.submit(Request(source="cli", intensity=2))
 
     assert rig.model.intensity <= 1, "intensity rose by more than one ramp step"
+
+
+@virtual_time
+async def test_unconfirmed_ramp_step_still_counts_as_a_step() -> None:
+    """Protects: a ramp step whose confirmation was lost still counts as a rise, so the
+    next rise waits the full ramp interval after it (counting only confirmed steps let
+    the next one follow 5 s after an unconfirmed one on a 10 s ramp; found by the
+    10,000-example soak)."""
+    rig = await make_rig("ems-v2")
+    governor = rig.governor(ramp_step_s=10)
+    await governor.submit(Request(source="cli", intensity=0))
+    assert rig.model.running
+
+    rig.model.set_fault("truncate", True)  # every report from here on is lost
+    with pytest.raises(ConfirmTimeout):
+        await governor.submit(Request(source="cli", intensity=2))
+    for _ in range(2):  # at once, and again a ramp interval later
+        with contextlib.suppress(ConfirmTimeout):
+            await governor.submit(Request(source="cli", intensity=2))
+        await asyncio.sleep(10)
+
+    rises, level = [], 0
+    for r in rig.received:
+        if r.command == "intensity" and r.value is not None:
+            if r.value > level:
+                rises.append(r.time)
+            level = r.value
+    assert len(rises) >= 2, rig.writes()
+    gaps = [b - a for a, b in itertools.pairwise(rises)]
+    assert min(gaps) >= 10 - 1e-6, gaps

@@ -304,9 +304,17 @@ class SafetyGovernor:
             before = None if powering_on else self.session.state.intensity
             # On failure the desired state stays: it is within the caps, and a
             # returning link re-asserts it (or sends off if a cap expired meanwhile).
-            state = await self.session.apply(step)
-            if powering_on or (allowed is not None and before is not None and allowed > before):
-                self._last_raise_at = self._clock()  # power-on counts as a step up
+            raising = powering_on or (
+                allowed is not None and before is not None and allowed > before
+            )
+            try:
+                state = await self.session.apply(step)
+            finally:
+                if raising:  # power-on counts as a step up
+                    # Also when unconfirmed: the write may have landed. Counting only
+                    # confirmed steps let the next one follow too soon when reports were
+                    # lost (found by the 10,000-example soak).
+                    self._last_raise_at = self._clock()
             if allowed == target.intensity or generation != self._generation:
                 return state
             wait = self.limits.ramp_step_s
