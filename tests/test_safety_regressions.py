@@ -527,3 +527,23 @@ async def test_unconfirmed_ramp_step_still_counts_as_a_step() -> None:
     assert len(rises) >= 2, rig.writes()
     gaps = [b - a for a, b in itertools.pairwise(rises)]
     assert min(gaps) >= 10 - 1e-6, gaps
+
+
+@virtual_time
+async def test_request_cannot_extend_a_session_whose_lease_ran_out() -> None:
+    """Protects: once a lease has run out (or the session cap), the session is ending:
+    a new request is refused with that reason and writes nothing, instead of
+    superseding the off (the massager ran on past a missed lease while the re-sent off
+    waited; found by the 10,000-example soak)."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor()
+    await governor.submit(Request(source="mqtt", intensity=1))
+    governor.lease("mqtt", 5)
+    await asyncio.sleep(6)  # the MQTT source stopped renewing; no watch loop runs here
+    before = len(rig.received)
+
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="cli", intensity=2))
+    assert info.value.reason == "heartbeat_missed"
+    assert rig.writes(before) == []
+    assert rig.model.intensity == 1

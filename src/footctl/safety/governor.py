@@ -204,6 +204,22 @@ class SafetyGovernor:
                 advice=f"try again in {left:.0f} min",
             )
 
+    def _check_ending(self) -> None:
+        """Refuse to extend a session whose cap or a lease has run out: it is being
+        switched off, and a request must not supersede that off. (One did, and the massager
+        ran on past a missed lease while the re-sent off waited; found by the
+        10,000-example soak.)"""
+        expired = self._expired()
+        if expired is None and self._missed_lease() is not None:
+            expired = "heartbeat_missed"  # even while the (unconfirmed) off shows it off
+        if expired in ("session_cap", "heartbeat_missed"):
+            what = "its time is up" if expired == "session_cap" else "a heartbeat was missed"
+            raise SafetyRefused(
+                expired,
+                f"this session is ending ({what}); the massager is being switched off",
+                advice="start a new session once it is off",
+            )
+
     def _check_heater(self) -> None:
         """Refuse while the massager reports heat footctl did not ask for, or a
         temperature over the cap: its heater is out of our hands. (Starting a new session
@@ -275,6 +291,8 @@ class SafetyGovernor:
         self._check_heater()
         if self._session_started is None:
             self._check_cooldown()
+        else:
+            self._check_ending()
         self._generation += 1
         generation = self._generation
         async with self._submit_lock:
