@@ -547,3 +547,27 @@ async def test_request_cannot_extend_a_session_whose_lease_ran_out() -> None:
     assert info.value.reason == "heartbeat_missed"
     assert rig.writes(before) == []
     assert rig.model.intensity == 1
+
+
+@virtual_time
+async def test_power_on_is_believed_to_start_at_the_lowest_intensity() -> None:
+    """Protects: when a power-on goes unconfirmed (reports lost), the session believes
+    the massager starts at its lowest intensity, not at the level from before the last
+    off; stepping on from that old level jumped it from 0 to 2 (found by the
+    10,000-example soak)."""
+    rig = await make_rig("ems-v2")
+    governor = rig.governor(ramp_step_s=5)
+    await governor.submit(Request(source="cli", intensity=2))
+    rig.model.set_fault("truncate", True)  # every report from here on is lost
+    with pytest.raises(ConfirmTimeout):
+        await governor.stop()
+    assert not rig.model.running
+
+    with pytest.raises(ConfirmTimeout):
+        await governor.submit(Request(source="cli"))
+    assert rig.model.running and rig.model.intensity == 0
+    await asyncio.sleep(5)
+    with contextlib.suppress(ConfirmTimeout):
+        await governor.submit(Request(source="cli", intensity=2))
+
+    assert rig.model.intensity <= 1, "intensity rose by more than one ramp step"

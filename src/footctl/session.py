@@ -333,7 +333,12 @@ class DeviceSession:
         caps = self.profile.capabilities
         s = self._state
         value = command.value
-        if command.name == "power":
+        if command.name == "power" and value and not s.running:
+            # Powering on starts at the lowest level (as _pressed assumes for keys): the
+            # level from before the last off made the ramp step on from it and jump
+            # (found by the 10,000-example soak).
+            s = dataclasses.replace(s, running=True, intensity=caps.intensity.min)
+        elif command.name == "power":
             s = dataclasses.replace(s, running=bool(value), heat=s.heat if value else 0)
         elif command.name == "stop":
             s = dataclasses.replace(s, running=False, heat=0)
