@@ -258,8 +258,11 @@ class SafetyGovernor:
         if wanted is None or self.limits.ramp_step_s <= 0:
             return wanted
         state = self.session.state
-        if not state.running:
+        if not state.running or (state.assumed and self.profile.capabilities.reports_status):
             # This step powers the massager on, at its lowest level: that is the step up.
+            # Or nobody knows whether it runs (its reports are lost): an assumed "running"
+            # may be a massager that switched off, and this step powers it on (found by
+            # the 10,000-example soak).
             # (Powering on straight to a higher level, e.g. re-asserting after the device
             # switched itself off, was found by tests/test_safety_stateful.py.)
             return min(wanted, self.limits.intensity_min)
