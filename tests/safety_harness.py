@@ -44,6 +44,7 @@ __all__ = [
     "FakeMassager",
     "VirtualTimeLoop",
     "dead_pid",
+    "eventually",
     "is_off_frame",
     "mark_owner_dead",
     "without_auto_off",
@@ -70,6 +71,18 @@ class FakeClock:
         """Time passes at once (for rigs on a real-time loop, like the virtual link's)."""
         self.now += max(0.0, seconds)
         await asyncio.sleep(0)
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``predicate()`` on the running loop until it is true or ``timeout`` passes
+    (for rigs on a real link, where frames and notifications are in flight)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(predicate())
 
 
 class Deadlock(RuntimeError):

@@ -23,10 +23,9 @@ from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.model import FrameRecord, MassagerModel
 from footctl.virtual.peripheral import VirtualMassager
+from safety_harness import FakeClock, eventually, is_off_frame
 
 SHIPPED = ["ems-v2", "shiatsu-aa55", "shiatsu-keys"]
-OFF_COMMANDS = {("heat", 0), ("power", 0), ("stop", None), ("press_heat", None),
-                ("press_power", None)}
 FAULTS_INJECTED: list[str] = []
 
 
@@ -41,20 +40,6 @@ def _report_faults(request: pytest.FixtureRequest) -> object:
         )
 
 
-class Clock:
-    """One fake monotonic clock for the governor and the device's model."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 @dataclass
 class Bench:
     world: VirtualWorld
@@ -62,7 +47,7 @@ class Bench:
     vradio: VirtualRadio
     session: DeviceSession
     governor: SafetyGovernor
-    clock: Clock
+    clock: FakeClock
 
     @property
     def model(self) -> MassagerModel:
@@ -73,22 +58,12 @@ class Bench:
         return [f for f in self.massager.frames if f.outcome == "applied" and f.command != "query"]
 
 
-async def eventually(predicate: object, timeout: float = 10.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.01)
-    return bool(predicate())  # type: ignore[operator]
-
-
 @pytest.fixture
 async def bench_factory() -> AsyncIterator[object]:
     made: list[Bench] = []
 
     async def make(profile: Profile, caps: Caps | None = None) -> Bench:
-        clock = Clock()
+        clock = FakeClock(5000.0)
         world = VirtualWorld()
         model = MassagerModel(profile, now=clock)
         massager = await VirtualMassager.create(world, profile, model=model)
@@ -128,8 +103,8 @@ async def test_drop_mid_heat_away_past_the_heat_cap_turns_heat_off_first(
     assert await eventually(lambda: not b.model.running and b.model.effective_heat == 0)
     after = b.acted()[acted_before:]
     assert after, "nothing written after the link came back"
-    assert (after[0].command, after[0].value) in OFF_COMMANDS  # off comes first
-    assert all((f.command, f.value) in OFF_COMMANDS for f in after)  # and nothing else
+    assert is_off_frame(after[0])  # off comes first
+    assert all(is_off_frame(f) for f in after)  # and nothing else
     assert b.governor.end_reason == "cap_expired_while_away"
 
 
@@ -200,8 +175,7 @@ async def test_device_that_stops_answering_gets_the_stop_resent_until_timeout(
     with pytest.raises(FootctlError):
         await b.session.all_off(timeout=1.5)
     stop_frames = [
-        f for f in list(b.massager.frames)[seen_before:]
-        if (f.command, f.value) in OFF_COMMANDS or f.command == "query"
+        f for f in list(b.massager.frames)[seen_before:] if is_off_frame(f) or f.command == "query"
     ]
     # never silently dropped: the stop (or, for key devices, the query that must
     # precede a toggle) was written again and again while unconfirmed
@@ -227,7 +201,7 @@ async def test_heat_not_asked_for_is_cut_at_once_and_ends_the_session(
     assert b.governor.end_reason == "unexpected_heat"
     assert not b.model.running  # everything the governor could switch off, is off
     last = b.acted()[-1]
-    assert (last.command, last.value) in OFF_COMMANDS
+    assert is_off_frame(last)
 
 
 async def test_over_temperature_is_cut_at_once(

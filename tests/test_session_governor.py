@@ -23,37 +23,9 @@ from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager
+from safety_harness import FakeClock, eventually
 
 SHIPPED = ["ems-v2", "shiatsu-aa55", "shiatsu-keys"]
-
-
-async def eventually(predicate: object, timeout: float = 5.0) -> bool:
-    """Poll ``predicate()`` until true (frames written without response are in flight)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.01)
-    return bool(predicate())  # type: ignore[operator]
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        """The governor's ramp waits on this: time passes at once."""
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @dataclass

@@ -259,16 +259,13 @@ class SafetyGovernor:
             return wanted
         state = self.session.state
         if not state.running or (state.assumed and self.profile.capabilities.reports_status):
-            # This step powers the massager on, at its lowest level: that is the step up.
-            # Or nobody knows whether it runs (its reports are lost): an assumed "running"
-            # may be a massager that switched off, and this step powers it on (found by
-            # the 10,000-example soak).
-            # (Powering on straight to a higher level, e.g. re-asserting after the device
-            # switched itself off, was found by tests/test_safety_stateful.py.)
+            # This step powers the massager on, at its lowest level: that is the step up
+            # (powering on straight to a higher level, e.g. re-asserting after the device
+            # switched itself off, was found by tests/test_safety_stateful.py). Or nobody
+            # knows whether it runs (its reports are lost): an assumed "running" may be a
+            # massager that switched off, and this step powers it on (found by the soak).
             return min(wanted, self.limits.intensity_min)
-        current = state.intensity if state.intensity is not None else None
-        if current is None:
-            current = self.limits.intensity_min
+        current = state.intensity if state.intensity is not None else self.limits.intensity_min
         if wanted <= current:
             return wanted
         now = self._clock()
@@ -352,25 +349,21 @@ class SafetyGovernor:
             target = self.desired
             self.heartbeat()
 
-    def owe_recovery(self) -> None:
-        """A dead run left this massager mid-session and crash recovery could not confirm
-        it off (out of reach, or a key-press massager whose status is lost). The off is
-        owed: ``enforce`` keeps sending it, and new sessions are refused until it lands
-        (its success clears the dead run's marker)."""
-        self._recovery_owed = True
-        self._pending_off = True
-        self.end_reason = "recovered_after_crash"
-        self._log("crash recovery not confirmed: everything off is owed")
-
     def adopt_unrecovered(self) -> bool:
-        """After crash recovery: if a dead run's marker for this massager is still there
-        (recovery could not confirm it off), the off is owed here (``owe_recovery``)."""
+        """After crash recovery: if a dead run's marker for this massager is still there,
+        recovery could not confirm it off (out of reach, or a key-press massager whose
+        status is lost). The off is then owed here: ``enforce`` keeps sending it, and new
+        sessions are refused until it lands (its success clears the dead run's marker).
+        True if it was owed."""
         address = self.session.state.address.lower()
         if self._markers is None or not address:
             return False
         if not any(m.address.lower() == address for m in self._markers.orphaned()):
             return False
-        self.owe_recovery()
+        self._recovery_owed = True
+        self._pending_off = True
+        self.end_reason = "recovered_after_crash"
+        self._log("crash recovery not confirmed: everything off is owed")
         return True
 
     async def stop(self, *, source: str = "cli", reason: str = "stopped") -> DeviceState:
