@@ -1,0 +1,301 @@
+"""The control API: the one language every command source speaks to an owner.
+
+Version 1. Requests, replies, errors and events are pydantic models with
+``extra="forbid"`` and strict types (no bools for ints, no strings for numbers, no
+NaN or infinities), with ranges checked. A request is validated exactly once, where
+it enters the owner (the socket, the MQTT bridge, the TUI, the scheduler); what goes
+further inward is a typed model, never a dict.
+
+On the wire (the owner's Unix socket) each message is one JSON object on one line:
+
+- request: ``{"v": 1, "kind": "set", "source": "cli", "device": "A", "intensity": 3}``
+- reply: ``{"v": 1, "ok": true, "devices": [DeviceView, ...], "notes": [...]}``
+- error: ``{"v": 1, "ok": false, "error": "refused", "reason": "heat_above_cap",
+  "message": "...", "advice": "...", "exit_code": 4}``
+- events after a ``watch`` request: ``{"v": 1, "event": "state", "seq": N,
+  "device": DeviceView}``, one per change, until the client closes.
+
+The thin CLI client builds these lines with the standard library only (no pydantic:
+``footctl status`` must start as fast as ``python -c pass``); the owner parses them
+here with :func:`parse_request`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from footctl.errors import UsageError
+
+API_VERSION = 1
+
+# A request line larger than this is not a footctl client (the biggest legitimate
+# request, a program name plus a device name, is a few hundred bytes).
+MAX_REQUEST_BYTES = 16 * 1024
+
+# Ranges checked at the edge, before the device's own (profile) ranges and the
+# caps. No massager has more than 255 intensity levels, 15 heat levels or 255 zones;
+# a value past these is a malformed request, not one the governor should weigh.
+MAX_WIRE_LEVEL = 255
+MAX_WIRE_HEAT = 15
+MAX_NAME_LEN = 64
+# A remote lease longer than the design's dead-man heartbeat ceiling would let a
+# vanished hub keep heat on; shorter than a few seconds is a client bug.
+MIN_LEASE_S = 5.0
+MAX_LEASE_S = 600.0
+
+Source = Literal["cli", "tui", "mqtt", "schedule", "program"]
+SOURCES: tuple[str, ...] = ("cli", "tui", "mqtt", "schedule", "program")
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
+Level = Annotated[int, Field(ge=0, le=MAX_WIRE_LEVEL)]
+HeatLevel = Annotated[int, Field(ge=0, le=MAX_WIRE_HEAT)]
+
+
+class _Model(BaseModel):
+    """Strict, closed, immutable, finite."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class _Request(_Model):
+    v: Literal[1] = 1
+    source: Source = "cli"
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+class PingRequest(_Request):
+    """Is an owner there? Answered with the massagers it holds."""
+
+    kind: Literal["ping"] = "ping"
+
+
+class StatusRequest(_Request):
+    """The state of one massager (``device``) or of all the owner holds."""
+
+    kind: Literal["status"] = "status"
+    device: Name | None = None
+
+
+class StopRequest(_Request):
+    """Everything off on ``device``, or on every massager the owner holds (None).
+
+    Never deduplicated, never rate-limited; it preempts pending connects and applies,
+    and what cannot be written yet is written first when the link returns."""
+
+    kind: Literal["stop"] = "stop"
+    device: Name | None = None
+
+
+class SetRequest(_Request):
+    """Switch on (``kind="on"``) or change settings (``kind="set"``, at least one field).
+
+    ``None`` leaves a field as it is. The owner's governor then checks the values
+    against the device's ranges and the caps."""
+
+    kind: Literal["set", "on"] = "set"
+    device: Name | None = None
+    intensity: Level | None = None
+    heat: HeatLevel | None = None
+    mode: Name | None = None
+    zone: Level | None = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        """``set`` must change something; ``on`` may not carry a field it ignores."""
+        del context
+        fields = (self.intensity, self.heat, self.mode, self.zone)
+        if self.kind == "set" and all(f is None for f in fields):
+            raise ValueError("set needs at least one of intensity, heat, mode, zone")
+
+
+class RunRequest(_Request):
+    """Start a program now (``source="program"`` unless a schedule started it)."""
+
+    kind: Literal["run"] = "run"
+    device: Name | None = None
+    program: Name
+
+
+class LeaseRequest(_Request):
+    """A remote source (MQTT, the TUI) renews its hold on running massagers: while it
+    holds a lease and stops renewing it, the dead-man rule switches them off."""
+
+    kind: Literal["lease"] = "lease"
+    device: Name | None = None
+    seconds: Annotated[float, Field(ge=MIN_LEASE_S, le=MAX_LEASE_S)] | None = None
+
+
+class WatchRequest(_Request):
+    """Stream one event per state change (``device`` or all) until the client closes.
+    The current state of each massager comes first."""
+
+    kind: Literal["watch"] = "watch"
+    device: Name | None = None
+
+
+class SchedulesRequest(_Request):
+    """The owner's schedules and their next starts (daemon only)."""
+
+    kind: Literal["schedules"] = "schedules"
+
+
+Request = Annotated[
+    PingRequest
+    | StatusRequest
+    | StopRequest
+    | SetRequest
+    | RunRequest
+    | LeaseRequest
+    | WatchRequest
+    | SchedulesRequest,
+    Field(discriminator="kind"),
+]
+
+_REQUEST = TypeAdapter[Request](Request)
+
+
+def parse_request(data: bytes | str | dict[str, Any]) -> Request:
+    """Validate one request (a JSON line, or a decoded object from MQTT or a test).
+
+    Raises :class:`UsageError` listing every problem (field and reason); nothing
+    unvalidated gets past this point."""
+    try:
+        if isinstance(data, dict):
+            # Python objects are checked as strictly as JSON: a bool is not an int.
+            return _REQUEST.validate_python(data)
+        if isinstance(data, bytes) and len(data) > MAX_REQUEST_BYTES:
+            raise UsageError(f"request too long ({len(data)} bytes, at most {MAX_REQUEST_BYTES})")
+        return _REQUEST.validate_json(data)
+    except ValidationError as exc:
+        raise UsageError(describe_errors(exc), advice="see README.md, 'Control API'") from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Every problem of a validation error, as ``field: reason`` joined by ``; ``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# --- replies and events -------------------------------------------------------------------
+
+LinkState = Literal["connected", "connecting", "lost", "idle"]
+
+
+class Settings(_Model):
+    """Power, intensity, heat, mode and zone: reported by the device, or desired."""
+
+    power: bool = False
+    intensity: int | None = None
+    heat: int = 0
+    heat_celsius: float | None = None
+    mode: str | None = None
+    zone: int | None = None
+
+
+class Timers(_Model):
+    """Seconds left before a safety limit acts (None: not running)."""
+
+    session_left_s: float | None = None
+    heat_left_s: float | None = None
+    lease_left_s: float | None = None
+    cooldown_left_s: float | None = None
+
+
+class ProgramView(_Model):
+    """A running program: which step, and how long is left."""
+
+    program: str
+    source: Source
+    step: int | None
+    steps: int
+    step_name: str
+    step_left_s: float
+    left_s: float
+    paused: bool = False
+
+
+class DeviceView(_Model):
+    """Everything an owner knows of one massager: the StateHub's unit of change.
+
+    ``reported`` is what the device said (``assumed`` marks values that come from what
+    was written, not from a report); ``desired`` is what the governor is driving it
+    to. ``seq`` grows by one with every change of this massager."""
+
+    device_id: str
+    address: str
+    name: str
+    profile: str
+    simulated: bool = False
+    link: LinkState = "idle"
+    rssi: int | None = None
+    reconnect_attempts: int = 0
+    reported: Settings = Settings()
+    assumed: bool = True
+    temperature: float | None = None
+    timer_minutes: int | None = None
+    desired: Settings = Settings()
+    program: ProgramView | None = None
+    timers: Timers = Timers()
+    session_source: Source | None = None
+    last_refusal: str | None = None
+    fault: str | None = None
+    end_reason: str | None = None
+    owner_pid: int = 0
+    seq: int = 0
+
+
+class Reply(_Model):
+    """A successful answer: the state of the massagers the request concerned."""
+
+    v: Literal[1] = 1
+    ok: Literal[True] = True
+    devices: tuple[DeviceView, ...] = ()
+    notes: tuple[str, ...] = ()
+    started: str | None = None
+    owner_pid: int = 0
+
+
+class ErrorReply(_Model):
+    """A refused or failed request. ``exit_code`` is the CLI's (2 bad input, 3 device
+    not found or unreachable, 4 refused by safety, 1 other); ``reason`` is the
+    governor's stable code for a refusal (``heat_above_cap``, ``cooldown``, ...)."""
+
+    v: Literal[1] = 1
+    ok: Literal[False] = False
+    error: str
+    message: str
+    advice: str | None = None
+    reason: str | None = None
+    exit_code: int = 1
+    device: str | None = None
+
+
+class StateEvent(_Model):
+    """One change of one massager, in ``seq`` order per massager."""
+
+    v: Literal[1] = 1
+    event: Literal["state"] = "state"
+    seq: int
+    device: DeviceView
+
+
+def error_reply(exc: Exception, device: str | None = None) -> ErrorReply:
+    """An :class:`ErrorReply` for any of our errors (others are internal errors)."""
+    from footctl.errors import FootctlError, SafetyRefused  # noqa: PLC0415 - tiny module
+
+    if isinstance(exc, FootctlError):
+        return ErrorReply(
+            error=exc.kind,
+            message=exc.message,
+            advice=exc.advice,
+            reason=exc.reason if isinstance(exc, SafetyRefused) else None,
+            exit_code=exc.exit_code,
+            device=device,
+        )
+    return ErrorReply(error="internal", message=f"{type(exc).__name__}: {exc}", device=device)
