@@ -65,7 +65,7 @@ def test_config_may_raise_caps_up_to_the_ceiling(tmp_path: Path) -> None:
         ("[caps]\nmax_heat_minutes = 31\n", "caps.max_heat_minutes"),
         ("[caps]\nmax_temperature_c = 46\n", "caps.max_temperature_c"),
         ("[caps]\nmax_sesion_minutes = 10\n", "caps.max_sesion_minutes"),
-        ("[[devices]]\naddress = 'AA'\n", "devices.0.profile"),
+        ("[[devices]]\naddress = 'AA'\n", "devices[0].profile"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> None:

@@ -27,6 +27,7 @@ from footctl.programs import (
     parse_duration,
     setpoint_at,
 )
+from footctl.programs.loader import scan_programs
 from footctl.safety.limits import Caps, Limits
 
 SHIATSU = ("shiatsu-aa55", "shiatsu-keys")
@@ -272,10 +273,14 @@ def test_user_program_overrides_shipped_one(tmp_path: Path) -> None:
 def test_invalid_user_file_is_reported_by_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[[steps]]\nduration = 60\nmode = "Kneading!"\nintensity = 1\n')
+    catalog = scan_programs(tmp_path)
+    assert [p.file for p in catalog.problems] == [bad]
+    assert catalog.problems[0].field == "mode"
+    # Skipped, not fatal: the shipped programs are still there.
+    assert "wind-down" in find_programs(tmp_path)
     with pytest.raises(ProgramError) as info:
-        find_programs(tmp_path)
+        get_program("bad", tmp_path)
     assert [p.file for p in info.value.problems] == [bad]
-    assert info.value.problems[0].field == "mode"
 
 
 def test_get_program_by_name_or_path(tmp_path: Path) -> None:

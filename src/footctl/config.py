@@ -7,14 +7,15 @@ platform's user config directory. A missing file means defaults.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from footctl.errors import ConfigError
+from footctl.errors import ConfigError, ProfileProblem
 from footctl.safety import limits as L
 from footctl.schedule import DEFAULT_MAX_SESSIONS_PER_NIGHT, Schedule
 
@@ -89,6 +90,36 @@ class Config(_Model):
     devices: list[DeviceConfig] = Field(default_factory=list)
     profile_dirs: list[Path] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
+    # Where the file came from and the line of each key, so a problem found later (a
+    # [[devices]] profile that does not exist) can name the file and line.
+    _source: Path | None = PrivateAttr(default=None)
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (None: defaults, no file)."""
+        return self._source
+
+    def where(self, *loc: str | int) -> str:
+        """``file:line`` of a key path such as ``("devices", 0, "profile")``, as far
+        as it is known (``<defaults>`` without a file)."""
+        if self._source is None:
+            return "<defaults>"
+        from footctl.profile.loader import _lookup  # noqa: PLC0415 - lazily, like the loader
+
+        line = _lookup(self._lines, tuple(loc))
+        return f"{self._source}:{line}" if line is not None else str(self._source)
+
+    def problem(self, reason: str, *loc: str | int) -> ConfigError:
+        """A config error about the key at ``loc``, naming the file, line and field."""
+        from footctl.profile.loader import _lookup  # noqa: PLC0415
+
+        field = _field_name(loc)
+        return ConfigError(
+            f"{self.where(*loc)}: {field}: {reason}",
+            problems=[ProfileProblem(self._source, field, reason, _lookup(self._lines, loc))],
+            advice=CONFIG_ADVICE,
+        )
 
 
 def config_path(flag: str | None = None) -> Path:
@@ -127,20 +158,68 @@ def runtime_dir() -> Path:
     return Path(platformdirs.user_runtime_dir(APP_NAME))
 
 
+CONFIG_ADVICE = "see README.md, 'Configuration' (or 'footctl config show') for the fields"
+
+
+def _field_name(loc: tuple[str | int, ...]) -> str:
+    """A key path as the user wrote it: ``devices[0].profile``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out or "<root>"
+
+
+_SCHEDULE_KINDS = ("weekly", "bedtime", "cron")
+
+
+def _config_problems(exc: ValidationError, path: Path, lines: dict[tuple[str | int, ...], int]
+                     ) -> list[ProfileProblem]:
+    from footctl.profile.loader import _lookup  # noqa: PLC0415
+
+    problems: list[ProfileProblem] = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        # The discriminated union adds the kind as a location step; the file has no such key.
+        key = tuple(p for i, p in enumerate(loc)
+                    if not (i == 2 and loc[0] == "schedules" and p in _SCHEDULE_KINDS))
+        reason = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            reason = "unknown field (misspelt?)"
+        reason = reason.removeprefix("Value error, ")
+        problems.append(ProfileProblem(path, _field_name(key), reason, _lookup(lines, key)))
+    return problems
+
+
 def load_config(path: Path) -> Config:
-    """Read and validate the config file; a missing file gives the defaults."""
+    """Read and validate the config file; a missing file gives the defaults. An
+    invalid file raises one :class:`ConfigError` listing every problem with file,
+    line and field."""
     if not path.exists():
         return Config()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
     try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        where = f"{path}:{line}" if line else str(path)
         raise ConfigError(
-            f"{path}: {field}: {first['msg']}",
-            advice="see README.md, 'Configuration' for the fields and their ceilings",
+            f"{where}: not valid TOML: {exc}",
+            problems=[ProfileProblem(path, "<toml>", str(exc), line)],
         ) from exc
+    from footctl.profile.loader import _key_lines  # noqa: PLC0415
+
+    lines = _key_lines(text)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = _config_problems(exc, path, lines)
+        raise ConfigError(
+            "; ".join(str(p) for p in problems), problems=problems, advice=CONFIG_ADVICE
+        ) from exc
+    config._source = path
+    config._lines = lines
+    return config

@@ -81,12 +81,24 @@ def resolve_profile(args: argparse.Namespace, config: Config) -> Profile | None:
     if args.profile:
         return get_profile(args.profile, dirs)
     if args.device:
-        for dev in config.devices:
+        for index, dev in enumerate(config.devices):
             if args.device.lower() in (dev.address.lower(), (dev.name or "").lower()):
-                return get_profile(dev.profile, dirs)
+                return configured_profile(config, index)
     if len(config.devices) == 1 and not args.device:
-        return get_profile(config.devices[0].profile, dirs)
+        return configured_profile(config, 0)
     return None
+
+
+def configured_profile(config: Config, index: int) -> Profile:
+    """The profile of the config's ``[[devices]]`` entry ``index``; a profile that
+    does not exist is a config error naming the file and line."""
+    dev = config.devices[index]
+    try:
+        return get_profile(dev.profile, list(config.profile_dirs))
+    except UsageError as exc:
+        raise config.problem(
+            f"no profile {dev.profile!r} ({exc.advice})", "devices", index, "profile"
+        ) from exc
 
 
 async def find_profile_by_scan(

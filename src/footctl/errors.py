@@ -93,9 +93,30 @@ class ProfileError(UsageError):
 
 
 class ConfigError(UsageError):
-    """The configuration file is invalid."""
+    """The configuration file is invalid; ``problems`` lists each with file, line and
+    field (the same shape as a profile's)."""
 
     kind = "config"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        advice: str | None = None,
+        problems: list[ProfileProblem] | None = None,
+    ) -> None:
+        super().__init__(message, advice=advice)
+        self.problems = list(problems or [])
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        if self.problems:
+            out["problems"] = [
+                {"file": str(p.file) if p.file else None, "line": p.line, "field": p.field,
+                 "reason": p.reason}
+                for p in self.problems
+            ]
+        return out
 
 
 class CodecError(FootctlError):

@@ -23,7 +23,7 @@ from footctl.guardian import (
 )
 from footctl.journal import Journal
 from footctl.journal_hooks import device_key, open_journal
-from footctl.programs.loader import default_user_dir, get_program, list_programs
+from footctl.programs.loader import default_user_dir, get_program, scan_programs
 from footctl.programs.model import Program, Step, effective_intensity
 from footctl.programs.runner import Assessment, ProgramRunner, Progress, assess
 from footctl.render import mmss, state_payload
@@ -255,7 +255,10 @@ def _progress(data: dict[str, Any]) -> Progress:
 def list_(out: Output) -> int:
     """The shipped and the user's programs."""
     rows: list[dict[str, Any]] = []
-    for found in list_programs(default_user_dir()):
+    catalog = scan_programs(default_user_dir())
+    for problem in catalog.problems:
+        print(f"footctl: skipped an invalid program file: {problem}", file=sys.stderr)
+    for found in catalog.programs:
         p = found.program
         rows.append({
             "name": p.name, "description": p.description, "duration_s": p.duration_s,
@@ -268,7 +271,12 @@ def list_(out: Output) -> int:
         f"  {'shipped' if r['shipped'] else 'yours  '}  {r['description']}"
         for r in rows
     ]
-    out.result({"ok": True, "programs": rows}, "\n".join(lines) or "no programs")
+    skipped = [
+        {"file": str(p.file), "line": p.line, "step": p.step, "field": p.field, "reason": p.reason}
+        for p in catalog.problems
+    ]
+    out.result({"ok": True, "programs": rows, "skipped": skipped},
+               "\n".join(lines) or "no programs")
     return ExitCode.OK
 
 

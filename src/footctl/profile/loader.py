@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -11,6 +12,8 @@ from pydantic import ValidationError
 
 from footctl.errors import ProfileError, ProfileProblem, UsageError
 from footctl.profile.schema import Profile
+
+_LOG = logging.getLogger(__name__)
 
 PROFILE_DIR_ENV = "FOOTCTL_PROFILE_DIR"
 """Extra profile directories (os.pathsep separated), searched before the shipped ones."""
@@ -260,22 +263,45 @@ def _search_dirs(extra: list[Path] | None) -> list[Path]:
     return dirs
 
 
-def find_profiles(extra_dirs: list[Path] | None = None) -> dict[str, Profile]:
-    """Every valid profile by id; earlier directories win. Invalid files raise."""
+def scan_profiles(
+    extra_dirs: list[Path] | None = None,
+) -> tuple[dict[str, Profile], list[ProfileProblem]]:
+    """Every valid profile by id (earlier directories win) and the problems of every
+    invalid file, which is skipped: one bad file does not hide the others."""
     found: dict[str, Profile] = {}
+    problems: list[ProfileProblem] = []
     for directory in _search_dirs(extra_dirs):
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.toml")):
-            profile = load_profile(path)
+            try:
+                profile = load_profile(path)
+            except ProfileError as exc:
+                problems.extend(exc.problems)
+                continue
             found.setdefault(profile.id, profile)
+    return found, problems
+
+
+def find_profiles(extra_dirs: list[Path] | None = None) -> dict[str, Profile]:
+    """Every valid profile by id; earlier directories win. An invalid file is skipped
+    with a warning naming its file, line and field."""
+    found, problems = scan_profiles(extra_dirs)
+    for problem in problems:
+        _LOG.warning("profile file skipped: %s", problem)
     return found
 
 
 def get_profile(profile_id: str, extra_dirs: list[Path] | None = None) -> Profile:
-    """The profile with this id, or a usage error listing the known ones."""
-    profiles = find_profiles(extra_dirs)
-    if profile_id not in profiles:
-        known = ", ".join(sorted(profiles)) or "none"
-        raise UsageError(f"no profile {profile_id!r}", advice=f"known profiles: {known}")
-    return profiles[profile_id]
+    """The profile with this id, or a usage error listing the known ones. Asking for
+    an id whose file (``<id>.toml``) is invalid raises that file's problems."""
+    profiles, problems = scan_profiles(extra_dirs)
+    if profile_id in profiles:
+        return profiles[profile_id]
+    own = [p for p in problems if p.file is not None and p.file.stem == profile_id]
+    if own:
+        raise ProfileError(own)
+    for problem in problems:
+        _LOG.warning("profile file skipped: %s", problem)
+    known = ", ".join(sorted(profiles)) or "none"
+    raise UsageError(f"no profile {profile_id!r}", advice=f"known profiles: {known}")

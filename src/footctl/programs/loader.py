@@ -3,6 +3,7 @@ field in every error. A user program with the same name as a shipped one wins.""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -15,6 +16,8 @@ from pydantic import ValidationError
 from footctl.errors import UsageError
 from footctl.profile.loader import _locate as _locate_key
 from footctl.programs.model import Program, ProgramError, ProgramProblem
+
+_LOG = logging.getLogger(__name__)
 
 APP_NAME = "footctl"
 PROGRAM_DIR_ENV = "FOOTCTL_PROGRAM_DIR"
@@ -146,9 +149,19 @@ class FoundProgram:
     shipped: bool
 
 
-def list_programs(user_dir: Path | None = None) -> list[FoundProgram]:
-    """Every program by name (sorted), the user's overriding shipped ones of the same
-    name. Raises one :class:`ProgramError` listing the problems of every invalid file."""
+@dataclass(frozen=True)
+class ProgramCatalog:
+    """The valid programs found (by name, sorted) and the problems of every invalid
+    file, which was skipped."""
+
+    programs: list[FoundProgram]
+    problems: list[ProgramProblem]
+
+
+def scan_programs(user_dir: Path | None = None) -> ProgramCatalog:
+    """Every valid program by name (sorted), the user's overriding shipped ones of the
+    same name; an invalid file is skipped and its problems listed, so one bad file
+    does not take the others (shipped ones included) with it."""
     found: dict[str, FoundProgram] = {}
     problems: list[ProgramProblem] = []
     dirs: list[tuple[Path, bool]] = [(shipped_dir(), True)]
@@ -164,23 +177,40 @@ def list_programs(user_dir: Path | None = None) -> list[FoundProgram]:
                 problems.extend(exc.problems)
                 continue
             found[program.name] = FoundProgram(program, path, shipped)
-    if problems:
-        raise ProgramError(problems)
-    return [found[name] for name in sorted(found)]
+    return ProgramCatalog([found[name] for name in sorted(found)], problems)
+
+
+def _warn_skipped(problems: list[ProgramProblem]) -> None:
+    for problem in problems:
+        _LOG.warning("program file skipped: %s", problem)
+
+
+def list_programs(user_dir: Path | None = None) -> list[FoundProgram]:
+    """Every valid program by name (sorted), the user's overriding shipped ones of the
+    same name. Invalid files are skipped with a warning naming file, line and field."""
+    catalog = scan_programs(user_dir)
+    _warn_skipped(catalog.problems)
+    return catalog.programs
 
 
 def find_programs(user_dir: Path | None = None) -> dict[str, Program]:
-    """Every program by name; a user program wins over a shipped one."""
+    """Every valid program by name; a user program wins over a shipped one."""
     return {f.program.name: f.program for f in list_programs(user_dir)}
 
 
 def get_program(name_or_path: str, user_dir: Path | None = None) -> Program:
     """The program with this name, or the file at this path (ends in ``.toml`` or
-    contains a path separator); a usage error lists the known names."""
+    contains a path separator); a usage error lists the known names. Asking by name
+    for a program whose file is invalid raises that file's problems."""
     if name_or_path.endswith(".toml") or os.sep in name_or_path or "/" in name_or_path:
         return load_program(Path(name_or_path))
-    programs = find_programs(user_dir)
-    if name_or_path not in programs:
-        known = ", ".join(sorted(programs)) or "none"
-        raise UsageError(f"no program {name_or_path!r}", advice=f"known programs: {known}")
-    return programs[name_or_path]
+    catalog = scan_programs(user_dir)
+    programs = {f.program.name: f.program for f in catalog.programs}
+    if name_or_path in programs:
+        return programs[name_or_path]
+    own = [p for p in catalog.problems if p.file is not None and p.file.stem == name_or_path]
+    if own:
+        raise ProgramError(own)
+    _warn_skipped(catalog.problems)
+    known = ", ".join(sorted(programs)) or "none"
+    raise UsageError(f"no program {name_or_path!r}", advice=f"known programs: {known}")
