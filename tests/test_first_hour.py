@@ -111,3 +111,55 @@ def test_one_bad_profile_file_does_not_break_the_others(tmp_path: Path) -> None:
                     env={"FOOTCTL_PROFILE_DIR": str(extra)})
     assert asked.returncode == 2
     assert "mine.toml:3: nmae: unknown field" in asked.stderr
+
+
+# --- 3. schedules checked when listing: unknown programs and devices, collisions -------
+
+
+def test_schedule_list_reports_unknown_program_and_device_and_collisions() -> None:
+    config_file().write_text(
+        '[caps]\ncooldown_minutes = 30\n'
+        '[[devices]]\naddress = "F0:F0:00:00:00:01"\nprofile = "shiatsu-aa55"\nname = "bedroom"\n'
+        '[[schedules]]\nkind = "weekly"\nat = "22:00"\nprogram = "wind-dwon"\n'
+        '[[schedules]]\nkind = "weekly"\nat = "22:00"\nprogram = "no-heat"\ndevice = "kitchen"\n'
+        '[[schedules]]\nkind = "weekly"\nat = "21:00"\nprogram = "quick-relax"\n'
+        '[[schedules]]\nkind = "weekly"\nat = "21:30"\nprogram = "no-heat"\ndevice = "bedroom"\n'
+    )
+    proc = footctl("schedule", "list")
+    assert proc.returncode == 2, proc.stderr
+    assert "schedule 0: no program 'wind-dwon'" in proc.stderr
+    assert "schedule 1: no massager 'kitchen'" in proc.stderr
+    # quick-relax (10 min) at 21:00 + 30 min cooldown: the 21:30 start is refused.
+    assert "schedule 3: starts 30 min after schedule 2" in proc.stderr
+    assert "cooldown_minutes = 30" in proc.stderr
+    data = one_json(footctl("--json", "schedule", "list"))
+    kinds = {(p["schedule"], p["kind"]) for p in data["problems"]}
+    assert kinds == {(0, "unknown_program"), (1, "unknown_device"), (3, "cooldown_collision")}
+
+
+def test_schedule_list_of_good_schedules_is_quiet() -> None:
+    config_file().write_text(
+        '[[schedules]]\nkind = "weekly"\nat = "21:00"\nprogram = "quick-relax"\n'
+        '[[schedules]]\nkind = "weekly"\nat = "21:41"\nprogram = "no-heat"\n'
+    )
+    proc = footctl("schedule", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_audit_finds_more_starts_in_a_night_than_the_limit() -> None:
+    from datetime import UTC, datetime
+
+    from footctl.schedule import parse_schedule
+    from footctl.scheduler import audit_schedules
+
+    schedules = [
+        parse_schedule({"kind": "weekly", "at": at, "program": "p", "tz": "UTC"})
+        for at in ("19:00", "21:00", "23:00")
+    ]
+    problems = audit_schedules(
+        schedules, programs={"p": 600.0}, devices=None, default_device=None,
+        cooldown_minutes=30, max_sessions_per_night=2, now=datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    assert [(p.index, p.kind) for p in problems] == [(2, "night_limit")]
+    assert "max_sessions_per_night = 2" in problems[0].message

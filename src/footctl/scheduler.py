@@ -15,8 +15,9 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from footctl.schedule import (
@@ -27,7 +28,11 @@ from footctl.schedule import (
     WeeklySchedule,
     due,
     next_starts,
+    night_of,
 )
+
+if TYPE_CHECKING:
+    from footctl.config import Config
 
 _LOG = logging.getLogger(__name__)
 
@@ -158,3 +163,150 @@ class Scheduler:
         if self.state_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.state_path.unlink()
+
+
+# --- checking schedules before their night --------------------------------------------
+
+# How far ahead audit_schedules() looks for colliding starts: two weeks covers every
+# weekly pattern twice, and a cron expression's usual variety.
+AUDIT_HORIZON = timedelta(days=14)
+
+# A cron expression that matches every minute would give thousands of starts to pair
+# up; this many per schedule is plenty to find a collision.
+AUDIT_MAX_STARTS = 200
+
+ProblemKind = Literal["unknown_program", "unknown_device", "cooldown_collision", "night_limit"]
+
+
+@dataclass(frozen=True)
+class ScheduleProblem:
+    """Something that would go wrong with a schedule at its start time. ``error``:
+    the schedule can never start (unknown program or device); otherwise a warning
+    (some starts would be refused)."""
+
+    index: int
+    kind: ProblemKind
+    message: str
+
+    @property
+    def error(self) -> bool:
+        """True if the schedule cannot start at all."""
+        return self.kind in ("unknown_program", "unknown_device")
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {"schedule": self.index, "kind": self.kind, "message": self.message,
+                "error": self.error}
+
+    def __str__(self) -> str:
+        return f"schedule {self.index}: {self.message}"
+
+
+def audit_schedules(
+    schedules: list[Schedule],
+    *,
+    programs: dict[str, float],
+    devices: dict[str, str] | None,
+    default_device: str | None,
+    cooldown_minutes: float,
+    max_sessions_per_night: int,
+    now: datetime,
+) -> list[ScheduleProblem]:
+    """What would go wrong with ``schedules`` at their start times, found now instead
+    of at night. Pure.
+
+    ``programs``: every known program name and its length in seconds. ``devices``:
+    each name and address a schedule's ``device`` may use, lower-cased, to the
+    massager it means (None: any, as with ``--simulate``); ``default_device``: the
+    massager a schedule without ``device`` runs on.
+    Two starts on one massager closer than the first program's length plus
+    ``cooldown_minutes`` collide (the later one is refused), and so do more starts in
+    one night than ``max_sessions_per_night``; both are looked for over the next
+    :data:`AUDIT_HORIZON`.
+    """
+    problems: list[ScheduleProblem] = []
+    for index, s in enumerate(schedules):
+        if s.program not in programs:
+            names = ", ".join(sorted(programs)) or "none"
+            problems.append(ScheduleProblem(
+                index, "unknown_program",
+                f"no program {s.program!r} (known programs: {names})"))
+        if s.device is not None and devices is not None and s.device.lower() not in devices:
+            problems.append(ScheduleProblem(
+                index, "unknown_device",
+                f"no massager {s.device!r} in [[devices]] "
+                f"(configured: {', '.join(sorted(devices)) or 'none'})"))
+    bad = {p.index for p in problems}
+    end = now + AUDIT_HORIZON
+    starts: list[tuple[datetime, int, str]] = []  # (start UTC, schedule, device)
+    for index, s in enumerate(schedules):
+        if index in bad:
+            continue
+        named = s.device.lower() if s.device is not None else None
+        device = (devices or {}).get(named or "", named) or default_device or ""
+        for at in next_starts(s, now, AUDIT_MAX_STARTS):
+            if at > end:
+                break
+            starts.append((at.astimezone(UTC), index, device))
+    starts.sort()
+    seen: set[tuple[int, int, str]] = set()
+    for i, (at, index, device) in enumerate(starts):
+        busy_until = at + timedelta(
+            seconds=programs[schedules[index].program], minutes=cooldown_minutes
+        )
+        for later, other, other_device in starts[i + 1 :]:
+            if later >= busy_until:
+                break
+            kind_key = (min(index, other), max(index, other), "cooldown")
+            if other_device != device or kind_key in seen:
+                continue
+            seen.add(kind_key)
+            gap = (later - at).total_seconds() / 60
+            first = f"schedule {index}" if other != index else "one of its starts"
+            problems.append(ScheduleProblem(
+                other, "cooldown_collision",
+                f"starts {gap:g} min after {first} ({schedules[index].program}, "
+                f"{at.astimezone(schedules[index].zone()):%a %H:%M}) began; that program "
+                f"lasts {programs[schedules[index].program] / 60:g} min and cooldown_minutes "
+                f"= {cooldown_minutes:g}, so this start would be refused"))
+    per_night: dict[tuple[str, date], list[int]] = {}
+    for at, index, device in starts:
+        night = night_of(at, schedules[index].zone())
+        per_night.setdefault((device, night), []).append(index)
+    reported: set[int] = set()
+    for (_device, night), indexes in sorted(per_night.items()):
+        if len(indexes) > max_sessions_per_night and indexes[-1] not in reported:
+            reported.add(indexes[-1])
+            problems.append(ScheduleProblem(
+                indexes[-1], "night_limit",
+                f"{len(indexes)} starts in the night of {night:%a %Y-%m-%d} (schedules "
+                f"{', '.join(map(str, sorted(set(indexes))))}); max_sessions_per_night = "
+                f"{max_sessions_per_night}, so the last would be refused"))
+    return problems
+
+
+def audit_config(config: Config, now: datetime) -> list[ScheduleProblem]:
+    """:func:`audit_schedules` for the config file's schedules, the programs found
+    (shipped and the user's) and the configured massagers; the daemon calls this as
+    it starts and ``footctl schedule list`` when it lists."""
+    from footctl.programs.loader import default_user_dir, list_programs  # noqa: PLC0415
+
+    programs = {f.program.name: f.program.duration_s for f in list_programs(default_user_dir())}
+    devices: dict[str, str] | None = None
+    default: str | None = None
+    if config.devices:
+        devices = {}
+        for d in config.devices:
+            devices[d.address.lower()] = d.address.lower()
+            if d.name:
+                devices[d.name.lower()] = d.address.lower()
+        default = config.devices[0].address.lower()
+    return audit_schedules(
+        list(config.schedules),
+        programs=programs,
+        devices=devices,
+        default_device=default,
+        cooldown_minutes=config.caps.cooldown_minutes,
+        max_sessions_per_night=config.caps.max_sessions_per_night,
+        now=now,
+    )

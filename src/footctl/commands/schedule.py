@@ -4,13 +4,14 @@ config file and their next starts, in local time."""
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from footctl.config import Config
 from footctl.errors import ExitCode, UsageError
 from footctl.schedule import local_zone
-from footctl.scheduler import describe, upcoming
+from footctl.scheduler import audit_config, describe, upcoming
 
 if TYPE_CHECKING:
     from footctl.cli import Output
@@ -45,8 +46,17 @@ def show(args: argparse.Namespace, config: Config, out: Output) -> int:
                     "next": nxt[0].to_dict(zone) if nxt else None,
                 }
             )
-        out.result({"ok": True, "schedules": rows}, "\n".join(lines) or NO_SCHEDULES)
-        return ExitCode.OK
+        # Found now rather than at start time, at night, when nobody reads the log.
+        problems = audit_config(config, now)
+        for problem in problems:
+            label = "error" if problem.error else "warning"
+            print(f"footctl: {label}: {problem}", file=sys.stderr, flush=True)
+        failed = any(p.error for p in problems)
+        out.result(
+            {"ok": not failed, "schedules": rows, "problems": [p.to_dict() for p in problems]},
+            "\n".join(lines) or NO_SCHEDULES,
+        )
+        return ExitCode.USAGE if failed else ExitCode.OK
     if not 1 <= args.count <= MAX_COUNT:
         raise UsageError(f"--count must be 1 to {MAX_COUNT}")
     starts = [u.to_dict(zone) for u in upcoming(schedules, now, args.count)]
