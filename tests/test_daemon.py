@@ -244,7 +244,11 @@ async def test_night_limit_refuses_a_scheduled_start(
         profiles["shiatsu-aa55"], schedules=[weekly("quick-relax")],
         caps={"cooldown_minutes": 0, "max_sessions_per_night": 1},
     )
-    row = rig.journal.start_session(rig.managed.key, source="manual", at=BASE_WALL - 60 * MIN)
+    # A program run by hand earlier counts toward the night's program starts (a
+    # manual session would not: it has its own budget).
+    row = rig.journal.start_session(
+        rig.managed.key, source="program", program="no-heat", at=BASE_WALL - 60 * MIN
+    )
     rig.journal.end_session(row, "completed", at=BASE_WALL - 50 * MIN)
     await rig.daemon.check_schedules()
     rig.clock.set_wall(BASE_WALL + 30 * MIN + timedelta(seconds=5))

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 # Wall-clock bound for one CLI run; generous because CI machines are shared.
 CLI_TIMEOUT_S = 60.0
 
@@ -163,3 +165,41 @@ def test_audit_finds_more_starts_in_a_night_than_the_limit() -> None:
     )
     assert [(p.index, p.kind) for p in problems] == [(2, "night_limit")]
     assert "max_sessions_per_night = 2" in problems[0].message
+
+
+# --- 4. program starts and manual sessions have separate budgets ------------------------
+
+
+def test_manual_sessions_do_not_use_up_the_program_starts_of_the_night(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from footctl.commands.programs import check_start_limits
+    from footctl.config import Config
+    from footctl.errors import SafetyRefused
+    from footctl.journal import Journal
+
+    now = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)
+    with Journal(tmp_path / "j.sqlite3", clock=lambda: now) as journal:
+        for hours_ago in (3, 2):  # two quick tests by hand this evening
+            sid = journal.start_session("DEV", source="manual", at=now - timedelta(hours=hours_ago))
+            journal.end_session(sid, "stopped", at=now - timedelta(hours=hours_ago, minutes=-2))
+        check_start_limits(journal, Config(), "DEV")  # the bedtime program may start
+        for hours_ago in (5, 4):  # two program starts: the night's budget
+            sid = journal.start_session("DEV", source="program", program="no-heat",
+                                        at=now - timedelta(hours=hours_ago))
+            journal.end_session(sid, "completed", at=now - timedelta(hours=hours_ago, minutes=-12))
+        with pytest.raises(SafetyRefused) as info:
+            check_start_limits(journal, Config(), "DEV")
+    assert info.value.reason == "night_limit"
+    assert "max_sessions_per_night = 2" in info.value.message
+
+
+def test_a_cooldown_refusal_names_its_setting() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from footctl.schedule import may_start
+
+    now = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)
+    check = may_start(now, now - timedelta(minutes=5), 30)
+    assert check.reason == "cooldown"
+    assert "cooldown_minutes = 30" in check.message

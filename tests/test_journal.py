@@ -251,7 +251,7 @@ def test_sessions_in_night_for_the_nightly_limit(j: Journal) -> None:
     running = j.start_session(DEV, source="manual", at=EVENING + timedelta(hours=5))
     session(j, EVENING + timedelta(hours=16), 10)  # 13:45 next day: the next night
     at_night = EVENING + timedelta(hours=6)
-    tonight = j.sessions_in_night(at_night, zone=BERLIN)
+    tonight = j.sessions_in_night(at_night, zone=BERLIN, sources=None)
     assert [r.id for r in tonight] == [a, b, running]
     assert not within_night_limit(len(tonight), 3).allowed
     assert j.sessions_in_night(at_night, device="OTHER", zone=BERLIN) == []

@@ -38,6 +38,10 @@ END_REASONS: tuple[str, ...] = get_args(EndReason)
 # Rows with these reasons record a start that never happened; they are not sessions
 # the user felt, so they are not counted, rated or plotted.
 NOT_RUN: tuple[str, ...] = ("skipped", "refused")
+# Sessions a program started (by hand with `footctl run`, or by a schedule): these
+# count toward max_sessions_per_night. Manual and MQTT sessions have their own
+# budget (the cooldown), so two quick tests by hand do not refuse the bedtime program.
+PROGRAM_SOURCES: tuple[Source, ...] = ("program", "schedule")
 
 # Sleep rating scale: 1 (bad night) to 5 (great night).
 RATING_MIN, RATING_MAX = 1, 5
@@ -420,19 +424,24 @@ class Journal:
         *,
         device: str | None = None,
         zone: tzinfo | None = None,
+        sources: Iterable[str] | None = PROGRAM_SOURCES,
     ) -> list[SessionRecord]:
         """Sessions that ran (or are running) in the night of ``now`` (noon to noon in
-        ``zone``, default local), for the per-night limit."""
+        ``zone``, default local), for the per-night limit: by default only program
+        starts (:data:`PROGRAM_SOURCES`), so an evening test by hand does not use up
+        the bedtime program's budget; ``sources=None`` counts every session."""
         zone_ = zone or local_zone()
         start, end = night_bounds(night_of(now or self._clock(), zone_), zone_)
         params: list[object] = [_iso(start), _iso(end)]
-        where = _for_device(
+        where = (
             "started_at >= ? AND started_at < ? "
-            "AND (end_reason IS NULL OR end_reason NOT IN ('skipped', 'refused'))",
-            params,
-            device,
+            "AND (end_reason IS NULL OR end_reason NOT IN ('skipped', 'refused'))"
         )
-        return self._select(where, params)
+        if sources is not None:
+            wanted = tuple(sources)
+            where += f" AND source IN ({', '.join('?' * len(wanted))})"
+            params.extend(wanted)
+        return self._select(_for_device(where, params, device), params)
 
     def last_session_end(self, device: str | None = None) -> datetime | None:
         """When the most recent session that ran ended (for the cooldown), or None."""

@@ -372,12 +372,15 @@ class StartCheck:
 
 
 def within_night_limit(sessions_tonight: int, max_sessions_per_night: int) -> StartCheck:
-    """Refuse a start when this night already had ``max_sessions_per_night`` sessions."""
+    """Refuse a start when this night already had ``max_sessions_per_night`` program
+    starts; the message names the setting."""
     if sessions_tonight >= max_sessions_per_night:
         return StartCheck(
             False,
             "night_limit",
-            f"{sessions_tonight} session(s) tonight already; the limit is {max_sessions_per_night}",
+            f"{sessions_tonight} program start(s) tonight already; the limit is "
+            f"max_sessions_per_night = {max_sessions_per_night} in [caps] of the config file "
+            "(sessions by hand do not count)",
         )
     return StartCheck(True)
 
@@ -405,7 +408,8 @@ def may_start(
         return StartCheck(
             False,
             "cooldown",
-            f"the last session ended less than {cooldown_minutes:g} min ago; "
+            f"the last session ended less than {cooldown_minutes:g} min ago "
+            f"(cooldown_minutes = {cooldown_minutes:g} in [caps] of the config file); "
             f"wait {math.ceil(wait_s / 60)} min",
             wait_s,
         )
