@@ -7,10 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from footctl.journal_hooks import FLUSH_S
+from footctl.virtual.sim import SimControl
 
 # Wall-clock bound for one CLI run; generous because CI machines are shared.
 CLI_TIMEOUT_S = 60.0
@@ -203,3 +208,64 @@ def test_a_cooldown_refusal_names_its_setting() -> None:
     check = may_start(now, now - timedelta(minutes=5), 30)
     assert check.reason == "cooldown"
     assert "cooldown_minutes = 30" in check.message
+
+
+# --- 5. crash recovery journals the heat the session had -------------------------------
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[str, SimControl]]:
+    """A ``footctl sim shiatsu-aa55`` process: (link address, control client)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "footctl.cli", "sim", "shiatsu-aa55"],
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "sim.err", "w"),  # noqa: SIM115
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("footctl sim:"), first
+        link = first.split()[-1]
+        control = first.split(" control ")[1].split()[0]
+        yield link, SimControl(control)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# Long enough for a few journal flushes (FLUSH_S) after the heat came on.
+HEATED_S = 3 * FLUSH_S
+
+
+def test_sigkilled_heated_session_is_journaled_with_its_heat(
+    sim: tuple[str, SimControl],
+) -> None:
+    link, ctl = sim
+    guardian = subprocess.Popen(
+        [sys.executable, "-m", "footctl.cli", "--link", link, "--json", "set", "--heat", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert guardian.stdout is not None
+    guardian.stdout.readline()
+    assert ctl.request({"cmd": "state"})["heat"] == 1
+    time.sleep(HEATED_S)
+    guardian.kill()  # SIGKILL: no chance to write the session's end
+    guardian.wait(timeout=CLI_TIMEOUT_S)
+    wait_until(lambda: not ctl.request({"cmd": "state"})["connected"], what="the crash")
+    recovered = footctl("--link", link, "status")
+    assert recovered.returncode == 0 and "died" in recovered.stderr, recovered.stderr
+    history = one_json(footctl("--json", "history"))
+    [row] = [r for r in history["sessions"] if r["ended_by"] == "recovered_after_crash"]
+    assert row["peak_heat"] == 1
+    assert row["heat_s"] >= HEATED_S - FLUSH_S - 1.0  # at most one flush (and the ramp) lost

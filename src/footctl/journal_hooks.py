@@ -9,10 +9,11 @@ journal that cannot be written is logged, and the massager is still driven safel
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from footctl.safety.governor import SafetyGovernor
 
 _LOG = logging.getLogger(__name__)
+
+# While a session runs, its peak heat and seconds of heat are written to its row this
+# often, so a SIGKILL (or a power cut) leaves them in the journal for crash recovery:
+# at most this many seconds of heat go unrecorded. A row update takes well under a
+# millisecond.
+FLUSH_S = 2.0
 
 # Governor sources with a journal source of their own; the rest (cli, tui, daemon
 # clients) are the user's hand: "manual".
@@ -82,15 +89,30 @@ class _Open:
     row: int | None = None
     program: str | None = None
     steps_run: int = 0
+    flusher: asyncio.Task[None] | None = None
+
+
+def heat_seconds_so_far(governor: SafetyGovernor) -> float:
+    """Seconds of heat in the governor's session up to now, the heat that is on now
+    included (``governor.heat_seconds`` counts only heat already switched off)."""
+    left = governor.timers().heat_left_s
+    running = 0.0 if left is None else max(0.0, governor.limits.heat_s - left)
+    return governor.heat_seconds + running
 
 
 class JournalHooks:
     """Records every session of the governors it is added to."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.journal = journal
         self._pid = os.getpid()
         self._open: dict[int, _Open] = {}
+        self._sleep = sleep
 
     def attach(self, governor: SafetyGovernor) -> None:
         """Listen to ``governor``'s sessions."""
@@ -128,6 +150,31 @@ class JournalHooks:
         )
         if entry.row is not None and entry.steps_run:
             self._safely(self.journal.update_session, entry.row, steps_run=entry.steps_run)
+        if entry.row is not None:
+            self._start_flushing(governor, entry, entry.row)
+
+    def _start_flushing(self, governor: SafetyGovernor, entry: _Open, row: int) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous test): the end writes the totals
+            return
+        if entry.flusher is not None:
+            entry.flusher.cancel()
+        entry.flusher = loop.create_task(
+            self._flush_while_running(governor, row),
+            name=f"footctl[{device_key(governor)}].journal",
+        )
+
+    async def _flush_while_running(self, governor: SafetyGovernor, row: int) -> None:
+        """Keep the row's peak heat and heat seconds current until the session ends."""
+        while True:
+            await self._sleep(FLUSH_S)
+            self._safely(
+                self.journal.update_session,
+                row,
+                peak_heat=governor.peak_heat,
+                heat_s=heat_seconds_so_far(governor),
+            )
 
     def session_ended(self, governor: SafetyGovernor, reason: str) -> None:
         """Close the row with how it ended, the peak heat and the seconds of heat."""
@@ -135,6 +182,9 @@ class JournalHooks:
         if entry is None or entry.row is None:
             return
         row, entry.row = entry.row, None
+        if entry.flusher is not None:
+            entry.flusher.cancel()
+            entry.flusher = None
         if entry.program is None:
             self._open.pop(id(governor), None)
         self._safely(
