@@ -161,7 +161,7 @@ async def test_scheduled_program_runs_at_its_time_unattended_and_is_journaled(
     check_device_followed(rig.bench.log, rig.managed.governor, runner)
     assert max(s.heat for s in rig.bench.log.samples) == 1  # the program asked for 2
     # the journal
-    (row,) = rig.journal.history(1)
+    (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.program, row.end_reason, row.peak_heat, row.steps_run) == (
         "schedule", "warm2", "completed", 1, 3,
     )
@@ -178,7 +178,7 @@ async def test_missed_start_30_min_late_is_skipped_and_recorded(
     await rig.daemon.check_schedules()  # 21:00
     rig.clock.set_wall(BASE_WALL + 60 * MIN)  # 22:00: the machine slept through 21:30
     assert await rig.daemon.check_schedules() == []
-    (row,) = rig.journal.history(1)
+    (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.program, row.end_reason) == ("schedule", "quick-relax", "skipped")
     assert row.started_at == BASE_WALL + 30 * MIN
     assert row.note is not None and "30 min late" in row.note
@@ -213,7 +213,8 @@ async def test_starts_missed_while_the_daemon_was_down_are_recorded(
             profiles["shiatsu-aa55"], schedules=[weekly("quick-relax")], clock=clock, bench=bench
         )
         assert await second.daemon.check_schedules() == []
-        skipped = [r for r in second.journal.history(3) if r.end_reason == "skipped"]
+        rows = second.journal.history(3, include_simulated=True)
+        skipped = [r for r in rows if r.end_reason == "skipped"]
         assert [r.started_at for r in skipped] == [
             BASE_WALL + timedelta(days=d, minutes=30) for d in (0, 1, 2)
         ]
@@ -231,7 +232,7 @@ async def test_cooldown_refuses_a_scheduled_start(
     await rig.daemon.check_schedules()
     rig.clock.set_wall(BASE_WALL + 30 * MIN + timedelta(seconds=5))
     assert await rig.daemon.check_schedules() == []
-    last = rig.journal.history(1)[-1]
+    last = rig.journal.history(1, include_simulated=True)[-1]
     assert (last.source, last.end_reason) == ("schedule", "refused")
     assert last.note is not None and "cooldown" in last.note
     assert not any(s.running for s in rig.bench.log.samples)
@@ -253,7 +254,7 @@ async def test_night_limit_refuses_a_scheduled_start(
     await rig.daemon.check_schedules()
     rig.clock.set_wall(BASE_WALL + 30 * MIN + timedelta(seconds=5))
     assert await rig.daemon.check_schedules() == []
-    last = rig.journal.history(1)[-1]
+    last = rig.journal.history(1, include_simulated=True)[-1]
     assert last.end_reason == "refused" and "night_limit" in (last.note or "")
 
 
@@ -323,7 +324,7 @@ async def test_socket_is_private_and_answers_status_run_and_stop(
     assert stopped["ok"] and stopped["device"]["running"] is False
     assert not rig.bench.massager.model.running
     assert stopped["last_run"]["end_reason"] == "stopped"
-    (row,) = rig.journal.history(1)
+    (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.program, row.end_reason) == ("program", "quick-relax", "stopped")
     schedules = await ask(path, {"cmd": "schedule"})
     assert schedules == {"ok": True, "schedules": []}

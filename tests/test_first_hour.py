@@ -269,3 +269,19 @@ def test_sigkilled_heated_session_is_journaled_with_its_heat(
     [row] = [r for r in history["sessions"] if r["ended_by"] == "recovered_after_crash"]
     assert row["peak_heat"] == 1
     assert row["heat_s"] >= HEATED_S - FLUSH_S - 1.0  # at most one flush (and the ramp) lost
+
+
+# --- 6. sessions on virtual massagers are kept apart ------------------------------------
+
+
+def test_virtual_massager_sessions_stay_out_of_history_and_rating() -> None:
+    ran = footctl("--simulate", "shiatsu-aa55", "set", "--intensity", "2")
+    assert ran.returncode == 0, ran.stderr
+    plain = one_json(footctl("--json", "history"))
+    assert plain["sessions"] == [] and plain["nights"] == []
+    shown = one_json(footctl("--json", "history", "--include-simulated"))
+    [row] = shown["sessions"]
+    assert row["simulated"] is True and row["source"] == "manual"
+    rated = footctl("rate", "4")
+    assert rated.returncode == 2, rated.stdout
+    assert "no session" in rated.stderr

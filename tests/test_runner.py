@@ -93,7 +93,7 @@ async def test_quick_relax_runs_step_by_step_and_is_journaled(
     lefts = [p.left_s for p in runner.seen]  # type: ignore[attr-defined]
     assert lefts == sorted(lefts, reverse=True) and lefts[0] == program.duration_s
     # the journal: one session, from the program, completed, with its heat
-    (row,) = rig.journal.history(1)
+    (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.program, row.end_reason, row.ended_by) == (
         "program", "quick-relax", "completed", "completed",
     )
@@ -113,7 +113,8 @@ async def test_pulse_pause_is_lowest_intensity_not_a_stop(
     check_device_followed(rig.bench.log, rig.governor, runner)
     paused = [sp for sp in expand(program) if not sp.running and sp.step is not None]
     assert len(paused) >= 6
-    assert len(rig.journal.history(1)) == 1  # pauses did not end the session
+    # The pauses did not end the session.
+    assert len(rig.journal.history(1, include_simulated=True)) == 1
 
 
 async def test_unattended_heat_is_held_at_the_unattended_level(
@@ -131,7 +132,7 @@ async def test_unattended_heat_is_held_at_the_unattended_level(
     assert result.completed and result.source == "schedule"
     check_device_followed(rig.bench.log, rig.governor, runner)
     assert max(s.heat for s in rig.bench.log.samples) == 1  # asked 2, got the unattended 1
-    (row,) = rig.journal.history(1)
+    (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.peak_heat) == ("schedule", 1)
 
 
@@ -149,7 +150,7 @@ async def test_refused_program_never_moves_the_device(
         await runner.run()
     assert info.value.reason == "program_refused" and "step 1" in info.value.message
     assert len(rig.bench.log.samples) == before
-    assert rig.journal.history(1) == []
+    assert rig.journal.history(1, include_simulated=True) == []
 
 
 async def test_clamp_config_lowers_steps_and_the_device_stays_under_the_cap(
@@ -192,7 +193,7 @@ async def test_cancel_stops_the_device_and_journals_stopped(
         await task
     model = rig.bench.massager.model
     assert not model.running and model.effective_heat == 0
-    (row,) = rig.journal.history(1)
+    (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.end_reason, row.steps_run) == ("stopped", 2)
     assert runner.result is not None and runner.result.end_reason == "stopped"
 
@@ -215,7 +216,8 @@ async def test_a_stop_from_another_source_ends_the_program(
     result = await asyncio.wait_for(runner.run(), 30)
     assert (result.end_reason, result.steps_run) == ("stopped", 2)
     assert not rig.bench.massager.model.running
-    assert len(rig.journal.history(1)) == 1  # the stop ended the one session; no new one
+    # The stop ended the one session; no new one.
+    assert len(rig.journal.history(1, include_simulated=True)) == 1
 
 
 async def test_runner_heartbeat_keeps_the_dead_man_quiet(

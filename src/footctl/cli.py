@@ -116,6 +116,8 @@ def _add_issue4_commands(sub: Any) -> None:
     p = sub.add_parser("history", help="past sessions from the journal")
     p.add_argument("--days", type=float, default=14.0, metavar="N", help="how far back (14)")
     p.add_argument("--plot", action="store_true", help="minutes per night and rating, drawn")
+    p.add_argument("--include-simulated", action="store_true",
+                   help="also sessions on virtual massagers (--simulate, footctl sim)")
     p = sub.add_parser("rate", help="rate last night's sleep (1-5) on the latest session")
     p.add_argument("rating", type=_int_arg, metavar="N")
     p.add_argument("--note", metavar="TEXT")

@@ -37,7 +37,7 @@ def render_history_table(records: Iterable[SessionRecord], *, zone: tzinfo | Non
             r.started_at.astimezone(zone_).strftime("%Y-%m-%d %H:%M"),
             _minutes(r.duration_s) if r.ran else "-",
             r.device,
-            r.source,
+            f"{r.source} (sim)" if r.simulated else r.source,
             r.program or "-",
             str(r.steps_run),
             str(r.peak_heat),

@@ -92,13 +92,23 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE sessions ADD COLUMN ended_by TEXT",
         ),
     ),
+    (
+        3,
+        (
+            # 1 for a session on a virtual massager (--simulate, footctl sim): kept out
+            # of history, nights, progression and rating unless asked for.
+            "ALTER TABLE sessions ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _COLUMNS = (
     "id, started_at, ended_at, device, profile_id, source, program, steps_run, "
-    "peak_heat, heat_s, end_reason, rating, note, pid, ended_by"
+    "peak_heat, heat_s, end_reason, rating, note, pid, ended_by, simulated"
 )
+# Rows of real massagers only (the default of every view of the user's nights).
+_REAL = "simulated = 0"
 
 
 class JournalError(FootctlError):
@@ -131,7 +141,8 @@ def _parse(value: str | None) -> datetime | None:
 class SessionRecord:
     """One journal row. Times are aware UTC datetimes; ``heat_s`` is seconds of heat.
     ``pid`` is the process that ran the session; ``ended_by`` the governor's detailed
-    reason under the coarse ``end_reason``."""
+    reason under the coarse ``end_reason``; ``simulated`` marks a session on a virtual
+    massager."""
 
     id: int
     started_at: datetime
@@ -148,6 +159,7 @@ class SessionRecord:
     note: str | None
     pid: int | None = None
     ended_by: str | None = None
+    simulated: bool = False
 
     @property
     def finished(self) -> bool:
@@ -176,8 +188,10 @@ class SessionRecord:
 
 def _record(row: tuple[Any, ...]) -> SessionRecord:
     """A row in ``_COLUMNS`` order (SQLite already gives ints, floats and strings)."""
-    id_, started, ended, *rest = row
-    return SessionRecord(id_, datetime.fromisoformat(started), _parse(ended), *rest)
+    id_, started, ended, *rest, simulated = row
+    return SessionRecord(
+        id_, datetime.fromisoformat(started), _parse(ended), *rest, simulated=bool(simulated)
+    )
 
 
 class Journal:
@@ -267,14 +281,17 @@ class Journal:
         program: str | None = None,
         at: datetime | None = None,
         pid: int | None = None,
+        simulated: bool = False,
     ) -> int:
         """Record that a session started; returns its id. Until it is ended, the row is
-        the crash-recovery marker (``pid``: the process that runs it)."""
+        the crash-recovery marker (``pid``: the process that runs it; ``simulated``: a
+        virtual massager's session, left out of the user's nights)."""
         _check_one_of(source, SOURCES, "source")
         cur = self._db.execute(
-            "INSERT INTO sessions (started_at, device, profile_id, source, program, pid) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (_iso(at or self._clock()), device, profile_id, source, program, pid),
+            "INSERT INTO sessions (started_at, device, profile_id, source, program, pid, "
+            "simulated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_iso(at or self._clock()), device, profile_id, source, program, pid,
+             int(simulated)),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -352,14 +369,16 @@ class Journal:
     def rate_last(
         self, rating: int, note: str | None = None, *, now: datetime | None = None
     ) -> SessionRecord:
-        """Rate the night's sleep (1-5) on the most recent session that ran and ended
-        within :data:`RATE_WINDOW`; a note, if given, replaces the session's note."""
+        """Rate the night's sleep (1-5) on the most recent session of a real massager
+        that ran and ended within :data:`RATE_WINDOW`; a note, if given, replaces the
+        session's note."""
         if isinstance(rating, bool) or not RATING_MIN <= rating <= RATING_MAX:
             raise UsageError(f"a rating is a whole number from {RATING_MIN} to {RATING_MAX}")
         since = _iso(_utc(now or self._clock()) - RATE_WINDOW)
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND ended_at >= ? "
-            "AND end_reason NOT IN ('skipped', 'refused') ORDER BY ended_at DESC, id DESC "
+            f"AND end_reason NOT IN ('skipped', 'refused') AND {_REAL} "
+            "ORDER BY ended_at DESC, id DESC "
             "LIMIT 1",
             (since,),
         ).fetchone()
@@ -398,23 +417,30 @@ class Journal:
         """Sessions started but never ended: after a crash, the device may still be on."""
         return self._select("ended_at IS NULL", ())
 
-    def history(self, days: float, now: datetime | None = None) -> list[SessionRecord]:
+    def history(
+        self, days: float, now: datetime | None = None, *, include_simulated: bool = False
+    ) -> list[SessionRecord]:
         """Every row (skipped and refused starts too) started in the last ``days`` days
-        before ``now``, oldest first."""
+        before ``now``, oldest first; virtual massagers' sessions only if
+        ``include_simulated``."""
         if days <= 0:
             raise UsageError("--days must be more than 0")
         end = _utc(now or self._clock())
-        return self._select(
-            "started_at >= ? AND started_at <= ?", (_iso(end - timedelta(days=days)), _iso(end))
-        )
+        where = "started_at >= ? AND started_at <= ?"
+        if not include_simulated:
+            where += f" AND {_REAL}"
+        return self._select(where, (_iso(end - timedelta(days=days)), _iso(end)))
 
     def completed_nights(
         self, program: str, device: str | None = None, *, zone: tzinfo | None = None
     ) -> int:
         """Distinct nights (noon to noon in ``zone``, default local) with a completed
-        session of ``program`` (on ``device``, if given): the input of a progression."""
+        session of ``program`` on a real massager (on ``device``, if given): the input
+        of a progression (tries on a virtual massager do not move it on)."""
         params: list[object] = [program]
-        where = _for_device("program = ? AND end_reason = 'completed'", params, device)
+        where = _for_device(
+            f"program = ? AND end_reason = 'completed' AND {_REAL}", params, device
+        )
         zone_ = zone or local_zone()
         return len({night_of(r.started_at, zone_) for r in self._select(where, params)})
 

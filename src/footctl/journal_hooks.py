@@ -147,6 +147,7 @@ class JournalHooks:
             profile_id=governor.profile.id,
             program=entry.program,
             pid=self._pid,
+            simulated=governor.session.radio.virtual,
         )
         if entry.row is not None and entry.steps_run:
             self._safely(self.journal.update_session, entry.row, steps_run=entry.steps_run)

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 def history(args: argparse.Namespace, out: Output) -> int:
     """The sessions of the last ``--days`` days: a table, JSON, or a terminal plot."""
+    # Sessions on virtual massagers (--simulate, footctl sim) only when asked for.
+    include = bool(getattr(args, "include_simulated", False))
     with Journal(journal_path()) as journal:
-        records = journal.history(args.days)
+        records = journal.history(args.days, include_simulated=include)
     nights = [
         {"night": n.night.isoformat(), "minutes": round(n.minutes, 1), "rating": n.rating}
         for n in summarize_nights(records)
