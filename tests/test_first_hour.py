@@ -285,3 +285,20 @@ def test_virtual_massager_sessions_stay_out_of_history_and_rating() -> None:
     rated = footctl("rate", "4")
     assert rated.returncode == 2, rated.stdout
     assert "no session" in rated.stderr
+
+
+# --- 7. no Bluetooth stack: say what is missing, exit 3 ---------------------------------
+
+
+@pytest.mark.parametrize("command", [["scan", "--timeout", "1"], ["status"], ["stop"],
+                                     ["run", "no-heat"]])
+def test_no_bluetooth_stack_is_exit_3_with_advice(tmp_path: Path, command: list[str]) -> None:
+    config_file().write_text(
+        '[[devices]]\naddress = "F0:F0:00:00:00:01"\nprofile = "shiatsu-aa55"\n'
+    )
+    nowhere = f"unix:path={tmp_path / 'no-system-bus'}"
+    proc = footctl(*command, env={"DBUS_SYSTEM_BUS_ADDRESS": nowhere})
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "no Bluetooth stack" in proc.stderr
+    assert "BlueZ" in proc.stderr and "--simulate" in proc.stderr

@@ -188,9 +188,12 @@ class SessionRecord:
 
 def _record(row: tuple[Any, ...]) -> SessionRecord:
     """A row in ``_COLUMNS`` order (SQLite already gives ints, floats and strings)."""
-    id_, started, ended, *rest, simulated = row
+    (id_, started, ended, device, profile_id, source, program, steps_run, peak_heat, heat_s,
+     end_reason, rating, note, pid, ended_by, simulated) = row
     return SessionRecord(
-        id_, datetime.fromisoformat(started), _parse(ended), *rest, simulated=bool(simulated)
+        id_, datetime.fromisoformat(started), _parse(ended), device, profile_id, source,
+        program, steps_run, peak_heat, heat_s, end_reason, rating, note, pid, ended_by,
+        bool(simulated),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +21,12 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
-from bleak.exc import BleakError
+from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakBluetoothNotAvailableReason,
+    BleakDBusError,
+    BleakError,
+)
 from bleak_retry_connector import BleakClientWithServiceCache
 
 from footctl.errors import DeviceUnavailable, TransportError
@@ -42,6 +48,69 @@ VIRTUAL_ATTEMPT_TIMEOUT_S = 2.0
 
 # Disconnect should be quick; a hung disconnect must not hold up shutdown.
 DISCONNECT_TIMEOUT_S = 3.0
+
+
+# What to do when the platform's Bluetooth stack is missing, and the way round it.
+INSTALL_BLUEZ = (
+    "install BlueZ and start bluetoothd (Debian/Ubuntu: sudo apt install bluez; "
+    "sudo systemctl enable --now bluetooth)"
+)
+USE_VIRTUAL = "or try a virtual massager with --simulate PROFILE_ID"
+DOCTOR = "'footctl doctor' checks the rest"
+# D-Bus error names that mean nobody answers for org.bluez: bluetoothd is not running.
+_NO_BLUEZ = (
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+)
+
+
+def stack_unavailable(radio: Radio, exc: BaseException) -> DeviceUnavailable:
+    """A missing or unusable Bluetooth stack, as a DeviceUnavailable (exit 3) saying
+    what is missing and how to get it. On Linux bleak reaches BlueZ over the D-Bus
+    system bus: no bus socket surfaces as FileNotFoundError/ConnectionRefusedError from
+    dbus_fast, no bluetoothd as a ServiceUnknown D-Bus error."""
+    what = radio.label
+    if isinstance(exc, PermissionError):
+        return DeviceUnavailable(
+            f"{what}: not allowed to use Bluetooth: {exc}",
+            advice="run as a user allowed on the D-Bus system bus (e.g. in group "
+            f"'bluetooth'), {USE_VIRTUAL}",
+        )
+    if isinstance(exc, OSError):
+        return DeviceUnavailable(
+            f"{what}: no Bluetooth stack: the D-Bus system bus "
+            f"({dbus_system_address()}) is not there ({exc.strerror or exc}), so BlueZ "
+            "cannot be reached",
+            advice=f"{INSTALL_BLUEZ}, {USE_VIRTUAL}; {DOCTOR}",
+        )
+    if isinstance(exc, BleakDBusError) and exc.dbus_error in _NO_BLUEZ:
+        return DeviceUnavailable(
+            f"{what}: no Bluetooth stack: BlueZ (bluetoothd) is not running",
+            advice=f"{INSTALL_BLUEZ}, {USE_VIRTUAL}; {DOCTOR}",
+        )
+    if isinstance(exc, BleakBluetoothNotAvailableError):
+        reason = exc.reason
+        if reason == BleakBluetoothNotAvailableReason.POWERED_OFF:
+            advice = f"switch it on ('bluetoothctl power on'), {USE_VIRTUAL}"
+        elif reason in (
+            BleakBluetoothNotAvailableReason.DENIED_BY_SYSTEM,
+            BleakBluetoothNotAvailableReason.DENIED_BY_USER,
+            BleakBluetoothNotAvailableReason.DENIED_BY_UNKNOWN,
+        ):
+            advice = f"allow this user to use Bluetooth (group 'bluetooth'), {USE_VIRTUAL}"
+        else:
+            advice = f"plug in a Bluetooth LE adapter, {USE_VIRTUAL}"
+        return DeviceUnavailable(f"{what}: Bluetooth not available: {exc}", advice=advice)
+    return DeviceUnavailable(
+        f"cannot scan on {what}: {exc}",
+        advice=f"check that Bluetooth is on, {USE_VIRTUAL} (or --link to a 'footctl sim')",
+    )
+
+
+def dbus_system_address() -> str:
+    """Where the D-Bus system bus is expected (``$DBUS_SYSTEM_BUS_ADDRESS``, else the
+    standard socket)."""
+    return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/var/run/dbus/system_bus_socket")
 
 
 class _StaleServices(Exception):
@@ -132,11 +201,8 @@ async def scan(
         async with _scanner(radio, detected):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout)
-    except BleakError as exc:
-        raise DeviceUnavailable(
-            f"cannot scan on {radio.label}: {exc}",
-            advice="check that Bluetooth is on, or use --simulate/--link for a virtual massager",
-        ) from exc
+    except (BleakError, OSError) as exc:
+        raise stack_unavailable(radio, exc) from exc
     return sorted(seen.values(), key=lambda s: -s.rssi)
 
 
@@ -220,7 +286,11 @@ class BleLink:
                 "not connected to a phone app",
             ) from exc
         except BleakError as exc:
+            if isinstance(exc, BleakDBusError | BleakBluetoothNotAvailableError):
+                raise stack_unavailable(self.radio, exc) from exc
             raise DeviceUnavailable(f"{self.device.address}: {exc}") from exc
+        except OSError as exc:  # no D-Bus socket, or the sim's TCP link went away
+            raise stack_unavailable(self.radio, exc) from exc
         self._client = client
         try:
             await self._setup(client)
