@@ -184,16 +184,22 @@ def test_run_simulated_program_then_history_and_rate(env: dict[str, str]) -> Non
     # progress on stderr: each step's name and the time left
     assert "step 1/2 warm" in proc.stderr and "step 2/2 pulse" in proc.stderr
     assert "left" in proc.stderr
-    sessions = one_json(footctl(env, "--json", "history", "--days", "1"))["sessions"]
+    # Sessions on virtual massagers are shown only when asked for.
+    assert one_json(footctl(env, "--json", "history", "--days", "1"))["sessions"] == []
+    sessions = one_json(
+        footctl(env, "--json", "history", "--days", "1", "--include-simulated")
+    )["sessions"]
     (row,) = sessions
     assert (row["source"], row["program"], row["end_reason"], row["peak_heat"]) == (
         "program", "tiny", "completed", 1,
     )
-    rated = one_json(footctl(env, "--json", "rate", "4", "--note", "asleep fast"))
+    rated = one_json(
+        footctl(env, "--json", "rate", "4", "--note", "asleep fast", "--include-simulated")
+    )
     assert (rated["session"]["rating"], rated["session"]["note"]) == (4, "asleep fast")
-    table = footctl(env, "history").stdout
+    table = footctl(env, "history", "--include-simulated").stdout
     assert "tiny" in table and "asleep fast" in table and "completed" in table
-    plot = footctl(env, "history", "--plot")
+    plot = footctl(env, "history", "--plot", "--include-simulated")
     assert plot.returncode == 0 and "minutes" in plot.stdout
 
 
@@ -244,7 +250,7 @@ def test_ctrl_c_during_run_stops_the_massager(
             run.kill()
     state = ctl.request({"cmd": "state"})
     assert state["running"] is False and state["heat"] == 0
-    (row,) = one_json(footctl(env, "--json", "history"))["sessions"]
+    (row,) = one_json(footctl(env, "--json", "history", "--include-simulated"))["sessions"]
     assert (row["program"], row["end_reason"]) == ("long", "stopped")
 
 
@@ -296,7 +302,7 @@ def test_device_commands_and_run_go_through_the_daemon(env: dict[str, str]) -> N
     finally:
         if daemon.poll() is None:
             daemon.kill()
-    sessions = one_json(footctl(env, "--json", "history"))["sessions"]
+    sessions = one_json(footctl(env, "--json", "history", "--include-simulated"))["sessions"]
     assert [(s["source"], s["end_reason"]) for s in sessions] == [
         ("manual", "stopped"), ("program", "completed"),
     ]

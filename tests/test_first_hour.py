@@ -302,3 +302,35 @@ def test_no_bluetooth_stack_is_exit_3_with_advice(tmp_path: Path, command: list[
     assert "Traceback" not in proc.stderr
     assert "no Bluetooth stack" in proc.stderr
     assert "BlueZ" in proc.stderr and "--simulate" in proc.stderr
+
+
+# --- 8. progress when stderr is not a terminal -----------------------------------------
+
+
+def test_set_logs_its_ramp_when_stderr_is_not_a_terminal() -> None:
+    config_file().write_text("[caps]\nintensity_step_seconds = 1\n")
+    proc = footctl("--simulate", "shiatsu-aa55", "set", "--intensity", "3")
+    assert proc.returncode == 0, proc.stderr
+    ramp = [line for line in proc.stderr.splitlines() if "ramping intensity" in line]
+    # Two ramp steps 1 s apart: the first is logged, the second is within the interval.
+    assert ramp == ["ramping intensity: 1 of 3, next step in 1 s"], proc.stderr
+
+
+def test_program_progress_is_logged_within_a_long_step_off_a_terminal() -> None:
+    import io
+
+    from footctl.commands.programs import PROGRAM_LOG_INTERVAL_S, ProgressLine
+    from footctl.programs.runner import Progress
+
+    now = [0.0]
+    stream = io.StringIO()
+    line = ProgressLine(stream, clock=lambda: now[0])
+    step_s = 2.5 * PROGRAM_LOG_INTERVAL_S
+    for second in range(int(step_s)):  # one long step, progress every second
+        now[0] = float(second)
+        line(Progress("long", 1, 2, "warm", float(second), 2 * step_s, step_s - second, False))
+    now[0] = step_s
+    line(Progress("long", 2, 2, "cool", step_s, 2 * step_s, step_s, False))
+    logged = stream.getvalue().splitlines()
+    assert len(logged) == 4, logged  # at 0 s, 60 s, 120 s, and the step change
+    assert "step 2/2" in logged[-1]

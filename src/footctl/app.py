@@ -256,11 +256,9 @@ async def _device_command(args: argparse.Namespace, config: Config, out: Output)
     if forwarded is not None:
         return forwarded
     request = _request(args)
-    show = (not out.as_json and sys.stderr.isatty()) or args.verbose > 0
+    from footctl.progress import progress_printer
 
-    def progress(message: str) -> None:
-        if show:
-            print(message, file=sys.stderr, flush=True)
+    progress = progress_printer(out.as_json, args.verbose)  # throttled off a terminal
 
     def check(governor: SafetyGovernor) -> None:
         if request is not None and not request.is_off:

@@ -121,6 +121,8 @@ def _add_issue4_commands(sub: Any) -> None:
     p = sub.add_parser("rate", help="rate last night's sleep (1-5) on the latest session")
     p.add_argument("rating", type=_int_arg, metavar="N")
     p.add_argument("--note", metavar="TEXT")
+    p.add_argument("--include-simulated", action="store_true",
+                   help="may rate a session on a virtual massager")
     p = sub.add_parser(
         "daemon", help="hold the massagers, run the schedules, serve the control socket"
     )

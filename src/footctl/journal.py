@@ -370,17 +370,23 @@ class Journal:
         return cur.lastrowid
 
     def rate_last(
-        self, rating: int, note: str | None = None, *, now: datetime | None = None
+        self,
+        rating: int,
+        note: str | None = None,
+        *,
+        now: datetime | None = None,
+        include_simulated: bool = False,
     ) -> SessionRecord:
         """Rate the night's sleep (1-5) on the most recent session of a real massager
-        that ran and ended within :data:`RATE_WINDOW`; a note, if given, replaces the
-        session's note."""
+        (or of any, with ``include_simulated``) that ran and ended within
+        :data:`RATE_WINDOW`; a note, if given, replaces the session's note."""
         if isinstance(rating, bool) or not RATING_MIN <= rating <= RATING_MAX:
             raise UsageError(f"a rating is a whole number from {RATING_MIN} to {RATING_MAX}")
         since = _iso(_utc(now or self._clock()) - RATE_WINDOW)
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND ended_at >= ? "
-            f"AND end_reason NOT IN ('skipped', 'refused') AND {_REAL} "
+            "AND end_reason NOT IN ('skipped', 'refused') "
+            f"{'' if include_simulated else f'AND {_REAL} '}"
             "ORDER BY ended_at DESC, id DESC "
             "LIMIT 1",
             (since,),

@@ -38,8 +38,9 @@ def history(args: argparse.Namespace, out: Output) -> int:
 
 def rate(args: argparse.Namespace, out: Output) -> int:
     """Rate last night's sleep (1-5) on the latest session that ran."""
+    include = bool(getattr(args, "include_simulated", False))
     with Journal(journal_path()) as journal:
-        record = journal.rate_last(args.rating, args.note)
+        record = journal.rate_last(args.rating, args.note, include_simulated=include)
     when = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
     what = record.program or "manual session"
     text = f"rated session {record.id} ({what}, {when}): {record.rating}/5"

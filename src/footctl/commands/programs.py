@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -26,6 +28,7 @@ from footctl.journal_hooks import device_key, open_journal
 from footctl.programs.loader import default_user_dir, get_program, scan_programs
 from footctl.programs.model import Program, Step, effective_intensity
 from footctl.programs.runner import Assessment, ProgramRunner, Progress, assess
+from footctl.progress import progress_printer
 from footctl.render import mmss, state_payload
 from footctl.safety.limits import Limits
 from footctl.safety.watchdog import LoopWatchdog
@@ -42,17 +45,32 @@ SAFETY_ENDS = ("session_cap", "heat_cap", "heartbeat_missed", "over_temperature"
                "unexpected_heat", "cap_expired_while_away")
 
 
+# Off a terminal (journald, a log file), a program's progress is logged at each step
+# change and, within a long step, at most this often: one line a minute is a trail a
+# reader can follow, not a flood.
+PROGRAM_LOG_INTERVAL_S = 60.0
+
+
 class ProgressLine:
     """A program's progress on stderr: one redrawn bar on a terminal, else one line
-    per step (so logs and tests see each step once)."""
+    per step change and one every :data:`PROGRAM_LOG_INTERVAL_S` within a step."""
 
     BAR = 20
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        interval_s: float = PROGRAM_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self._step: int | None = -1
         self._drawn = 0
+        self._interval_s = interval_s
+        self._clock = clock
+        self._logged_at: float | None = None
 
     @classmethod
     def line(cls, p: Progress) -> str:
@@ -73,8 +91,12 @@ class ProgressLine:
             self.stream.write("\r" + text.ljust(self._drawn))
             self._drawn = len(text)
             self.stream.flush()
-        elif p.step != self._step:
-            print(text, file=self.stream, flush=True)
+        else:
+            now = self._clock()
+            due = self._logged_at is None or now - self._logged_at >= self._interval_s
+            if p.step != self._step or due:
+                print(text, file=self.stream, flush=True)
+                self._logged_at = now
         self._step = p.step
 
     def close(self) -> None:
@@ -134,12 +156,7 @@ async def run(args: argparse.Namespace, config: Config, out: Output) -> int:
                 "busy", "another footctl process holds the massager in a session",
                 advice="'footctl stop' ends it; then run the program",
             )
-    verbose = (not out.as_json and sys.stderr.isatty()) or args.verbose > 0
-
-    def message(text: str) -> None:
-        if verbose:
-            print(text, file=sys.stderr, flush=True)
-
+    message = progress_printer(out.as_json, args.verbose)  # throttled off a terminal
     bar = ProgressLine()
     async with controlled_device(args, config, message) as dev:
         gov, hooks = dev.governor, dev.hooks
