@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import platform
 import resource
 import statistics
@@ -126,11 +127,119 @@ async def bench_link(profile: Profile, rounds: int) -> dict[str, Any]:
     }
 
 
+# Reconnect bench: absences drawn log-uniformly between these bounds (seconds), on
+# lanes that run side by side (each its own virtual world, so one lane's adverts do
+# not load another's scanner), within one time budget so the run stays short.
+SHORT_ABSENCE_S = (1.0, 10.0)
+LONG_ABSENCE_S = (10.0, 180.0)
+SHORT_LANES, LONG_LANES = 12, 6
+# A lane connected for this long between absences (the state is confirmed first).
+PRESENT_S = (0.3, 1.5)
+# The target: state re-asserted this soon after the device returns, p99.
+REASSERT_TARGET_MS = 250.0
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``samples``."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+async def _reconnect_lane(
+    profile: Profile, bounds: tuple[float, float], deadline: float, seed: int,
+    samples: list[tuple[float, float]],
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    world = VirtualWorld()
+    massager = await VirtualMassager.create(world, profile)
+    vradio = await radio_for_world(world)
+    radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
+    session = DeviceSession(profile, radio)
+    gov = SafetyGovernor(session, Limits.compute(profile, Caps(ramp_step_s=0.0)))
+    level = profile.capabilities.intensity.min + 1
+    model = massager.model
+    try:
+        await session.connect()
+        await gov.submit(Request(intensity=level))
+        while True:
+            lo, hi = bounds
+            absence = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            if time.monotonic() + absence + 2.0 > deadline:
+                break
+            await massager.drop()
+            await massager.reboot(disconnect=False)  # it comes back off: state to re-assert
+            await asyncio.sleep(absence)
+            reasserted = asyncio.Event()
+
+            def check(m: Any = model, e: asyncio.Event = reasserted) -> None:
+                if m.running and m.intensity == level:
+                    e.set()
+
+            unsubscribe = model.subscribe(check)
+            t0 = time.perf_counter()
+            await massager.restore()
+            try:
+                await asyncio.wait_for(reasserted.wait(), 30.0)
+                samples.append((absence, (time.perf_counter() - t0) * 1e3))
+            except TimeoutError:
+                samples.append((absence, float("inf")))
+            finally:
+                unsubscribe()
+            await asyncio.sleep(rng.uniform(*PRESENT_S))
+    finally:
+        await gov.stop()
+        await session.close()
+        await vradio.close()
+        await massager.close()
+        await world.close()
+
+
+async def bench_reconnect(profile: Profile, seconds: float) -> dict[str, Any]:
+    """State re-asserted after the device returns from absences of 1 s to a few
+    minutes (drop, reboot while away, restore): p50/p99/max in ms, per absence band."""
+    deadline = time.monotonic() + seconds
+    samples: list[tuple[float, float]] = []
+    lanes = [
+        _reconnect_lane(profile, SHORT_ABSENCE_S, deadline, i, samples)
+        for i in range(SHORT_LANES)
+    ] + [
+        _reconnect_lane(profile, LONG_ABSENCE_S, deadline, 100 + i, samples)
+        for i in range(LONG_LANES)
+    ]
+    await asyncio.gather(*lanes)
+
+    def band(lo: float, hi: float) -> dict[str, Any]:
+        ms = [m for a, m in samples if lo <= a < hi]
+        if not ms:
+            return {"n": 0}
+        return {"n": len(ms), "p50": round(percentile(ms, 0.5), 1),
+                "p99": round(percentile(ms, 0.99), 1), "max": round(max(ms), 1)}
+
+    all_ms = [m for _, m in samples]
+    return {
+        "profile": profile.id,
+        "absence_s": [SHORT_ABSENCE_S[0], LONG_ABSENCE_S[1]],
+        "all": band(0.0, math.inf),
+        "absence_1_10_s": band(1.0, 10.0),
+        "absence_10_60_s": band(10.0, 60.0),
+        "absence_60_180_s": band(60.0, 181.0),
+        "longest_absence_s": round(max((a for a, _ in samples), default=0.0), 1),
+        "target_p99_ms": REASSERT_TARGET_MS,
+        "met": bool(all_ms) and percentile(all_ms, 0.99) <= REASSERT_TARGET_MS,
+    }
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results/bench.json")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--reconnect-seconds", type=float, default=150.0,
+                        help="time budget of the reconnect bench (0: skip it)")
+    parser.add_argument("--only-reconnect", action="store_true",
+                        help="run only the reconnect bench")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -138,7 +247,14 @@ async def main() -> None:
         "rounds": args.rounds,
         "profiles": {},
     }
-    for pid, profile in sorted(find_profiles().items()):
+    profiles = find_profiles()
+    if args.reconnect_seconds > 0:
+        entry = await bench_reconnect(profiles["shiatsu-aa55"], args.reconnect_seconds)
+        results["reconnect_reasserted_ms"] = entry
+        print(f"reconnect: {json.dumps(entry)}", file=sys.stderr)
+    for pid, profile in sorted(profiles.items()):
+        if args.only_reconnect:
+            break
         entry = bench_codec(profile, args.rounds)
         entry.update(await bench_link(profile, args.rounds))
         results["profiles"][pid] = entry

@@ -334,3 +334,47 @@ def test_program_progress_is_logged_within_a_long_step_off_a_terminal() -> None:
     logged = stream.getvalue().splitlines()
     assert len(logged) == 4, logged  # at 0 s, 60 s, 120 s, and the step change
     assert "step 2/2" in logged[-1]
+
+
+# --- 9. reconnect when the device is heard again, not on a backoff timer ---------------
+
+
+async def test_reconnect_goes_when_the_device_advertises_not_on_a_timer(
+    profiles: dict[str, Any],
+) -> None:
+    import asyncio
+
+    from footctl.session import DeviceSession
+    from footctl.transport.ble import Radio
+    from footctl.virtual import radio_for_world
+    from footctl.virtual.link import VirtualWorld
+    from footctl.virtual.peripheral import VirtualMassager
+
+    profile = profiles["shiatsu-aa55"]
+    world = VirtualWorld()
+    massager = await VirtualMassager.create(world, profile)
+    vradio = await radio_for_world(world)
+    radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
+    timers: list[float] = []
+
+    async def timer_that_never_fires(delay: float) -> None:
+        timers.append(delay)
+        await asyncio.Event().wait()
+
+    session = DeviceSession(profile, radio, sleep=timer_that_never_fires)
+    try:
+        await session.connect()
+        await massager.drop()
+        assert await session._wait_for(lambda: not session.connected, 5.0)
+        await asyncio.sleep(0.5)  # away for a while: the device is not heard
+        assert not session.connected
+        await massager.restore()
+        # Heard again -> connected, with no backoff timer in the way (the timer here
+        # never fires; a generous bound only keeps a broken build from hanging).
+        assert await session._wait_for(lambda: session.connected, 10.0)
+        assert timers == []
+    finally:
+        await session.close()
+        await vradio.close()
+        await massager.close()
+        await world.close()

@@ -28,7 +28,7 @@ from footctl.errors import (
 )
 from footctl.profile.schema import CommandName, Profile
 from footctl.state import Command, DeviceState, Report
-from footctl.transport.ble import BleLink, Link, Radio, Seen, scan
+from footctl.transport.ble import ADVERT_WATCH_S, BleLink, Link, Radio, Seen, Watchable, scan
 
 _LOG = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ STOP_RESEND_S = 0.5
 
 # Reconnect backoff after an unexpected disconnect: quick first, then slower,
 # so a massager that stepped out of range for a moment is back within a second.
+# With a link that can watch for the device's advertisements, the session waits for
+# one and connects at once; the backoff then only spaces out *failed* attempts.
 RECONNECT_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -267,18 +269,38 @@ class DeviceSession:
             self._spawn(self._reconnect(), "reconnect")
 
     async def _reconnect(self) -> None:
-        attempt = 0
+        attempt = failures = 0
         while not self._closing:
-            delay = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
-            await self._sleep(delay)
-            attempt += 1
             link = self._link
-            if link is None or self._closing:
+            if link is None:
+                return
+            # With a link that can watch: connect when the device is heard again, as
+            # Home Assistant's Bluetooth integrations do, not on a timer. The backoff
+            # spaces out attempts that failed on a device that *was* heard (it refuses,
+            # or drops during setup); a blind attempt after a silent watch is no
+            # failure of the device, so a long absence never grows the backoff.
+            heard = False
+            if isinstance(link, Watchable):
+                if failures:
+                    await self._sleep(self._backoff(failures - 1))
+                try:
+                    heard = await link.wait_advertised(ADVERT_WATCH_S)
+                except FootctlError as exc:  # cannot scan now: fall back to the timer
+                    _LOG.info("%s: cannot watch for adverts: %s", self._state.address, exc)
+                    await self._sleep(self._backoff(attempt))
+                if not heard:
+                    _LOG.debug("%s: not heard; trying to connect anyway", self._state.address)
+            else:
+                await self._sleep(self._backoff(attempt))
+                heard = True  # nothing to tell: every failure backs off
+            attempt += 1
+            if self._link is not link or self._closing:
                 return
             try:
                 async with self._connect_lock:
                     await link.connect()
             except FootctlError as exc:
+                failures += heard
                 _LOG.info("%s: reconnect attempt %d failed: %s", self._state.address, attempt, exc)
                 continue
             _LOG.warning("%s: reconnected after %d attempt(s)", self._state.address, attempt)
@@ -291,6 +313,10 @@ class DeviceSession:
             for callback in list(self._link_callbacks):
                 callback(True)
             return
+
+    @staticmethod
+    def _backoff(index: int) -> float:
+        return RECONNECT_BACKOFF_S[min(index, len(RECONNECT_BACKOFF_S) - 1)]
 
     async def _keepalive(self) -> None:
         interval = self.profile.capabilities.keepalive_seconds or 0

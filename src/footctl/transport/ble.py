@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import bleak_retry_connector
 from bleak import BleakClient, BleakScanner
@@ -206,6 +206,20 @@ async def scan(
     return sorted(seen.values(), key=lambda s: -s.rssi)
 
 
+# While a lost massager is watched for, a scan that saw nothing for this long gives way
+# to one connect attempt anyway: some stacks report a device only once per scan (BlueZ
+# filters repeated adverts), and a missed advert must not leave us waiting forever.
+ADVERT_WATCH_S = 30.0
+
+
+@runtime_checkable
+class Watchable(Protocol):
+    """A link that can watch for its device's advertisements while it is down."""
+
+    async def wait_advertised(self, timeout: float) -> bool:
+        """Scan until the device advertises (True) or ``timeout`` passes (False)."""
+
+
 class Link(Protocol):
     """What a DeviceSession needs from a link (BleLink, or a scripted fake in tests)."""
 
@@ -345,6 +359,27 @@ class BleLink:
             ) from exc
         except BleakError as exc:
             raise TransportError(f"{self.device.address}: write failed: {exc}") from exc
+
+    async def wait_advertised(self, timeout: float) -> bool:
+        """Scan until this massager advertises again (True) or ``timeout`` passes
+        (False): a device that advertises is back in range and connectable, so the
+        reconnect can go at once instead of on a backoff timer. The fresh BLEDevice
+        replaces the old one (a BlueZ device object may have been removed meanwhile)."""
+        seen = asyncio.Event()
+        address = self.device.address.lower()
+
+        def detected(device: BLEDevice, _adv: AdvertisementData) -> None:
+            if device.address.lower() == address and not seen.is_set():
+                self.device = device
+                seen.set()
+
+        try:
+            async with _scanner(self.radio, detected):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(seen.wait(), timeout)
+        except (BleakError, OSError) as exc:
+            raise stack_unavailable(self.radio, exc) from exc
+        return seen.is_set()
 
     async def disconnect(self) -> None:
         """Disconnect on purpose (logged as expected)."""
