@@ -214,8 +214,11 @@ async def bench_reconnect(profile: Profile, seconds: float) -> dict[str, Any]:
         ms = [m for a, m in samples if lo <= a < hi]
         if not ms:
             return {"n": 0}
-        return {"n": len(ms), "p50": round(percentile(ms, 0.5), 1),
-                "p99": round(percentile(ms, 0.99), 1), "max": round(max(ms), 1)}
+        def r(v: float) -> float | None:  # None: not re-asserted within the 30 s wait
+            return None if math.isinf(v) else round(v, 1)
+
+        return {"n": len(ms), "p50": r(percentile(ms, 0.5)), "p99": r(percentile(ms, 0.99)),
+                "max": r(max(ms)), "not_within_30s": sum(math.isinf(m) for m in ms)}
 
     all_ms = [m for _, m in samples]
     return {

@@ -378,3 +378,122 @@ async def test_reconnect_goes_when_the_device_advertises_not_on_a_timer(
         await vradio.close()
         await massager.close()
         await world.close()
+
+
+# --- 10. conveniences ---------------------------------------------------------------------
+
+
+def test_bash_completion_completes_commands_actions_and_options(tmp_path: Path) -> None:
+    proc = footctl("completion", "bash")
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "footctl.bash"
+    script.write_text(proc.stdout)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        shell = (f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+                 '_footctl; printf "%s\\n" "${COMPREPLY[@]}"')
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S, check=True)
+        return done.stdout.split()
+
+    assert complete("footctl", "sch") == ["schedule"]
+    assert complete("footctl", "--json", "program", "c") == ["check"]
+    assert "tonight" in complete("footctl", "schedule", "skip", "")
+    assert {"--intensity", "--heat", "--mode", "--zone"} <= set(complete("footctl", "set", "--"))
+
+
+@pytest.mark.parametrize(("shell", "marker"), [("zsh", "bashcompinit"),
+                                               ("fish", "complete -c footctl")])
+def test_zsh_and_fish_completion_scripts(shell: str, marker: str) -> None:
+    proc = footctl("completion", shell)
+    assert proc.returncode == 0, proc.stderr
+    assert marker in proc.stdout
+    assert "doctor" in proc.stdout and "schedule" in proc.stdout
+
+
+def test_config_show_gives_each_cap_its_source_and_range_and_every_path() -> None:
+    path = config_file()
+    path.write_text("[caps]\nmax_session_minutes = 15\n")
+    proc = footctl("config", "show", "--profile", "ems-v2")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if "max_session_minutes" in x)
+    assert "15.0" in line and f"{path}:2" in line and "valid: > 0, <= 45" in line
+    line = next(x for x in proc.stdout.splitlines() if "max_sessions_per_night" in x)
+    assert "default" in line and "valid: >= 1, <= 4" in line
+    data = one_json(footctl("--json", "config", "show"))
+    where = {row["what"]: row["path"] for row in data["paths"]}
+    assert where["journal"] == str(Path(os.environ["FOOTCTL_DATA_DIR"]) / "journal.sqlite3")
+    assert where["config file"] == str(path)
+    assert "limits on ems-v2" in proc.stdout
+
+
+def test_config_check_lists_every_problem_and_passes_a_good_file() -> None:
+    path = config_file()
+    path.write_text(
+        '[[devices]]\naddress = "F0:F0:00:00:00:01"\nprofile = "nope"\n'
+        '[[schedules]]\nkind = "weekly"\nat = "22:00"\nprogram = "nada"\n'
+    )
+    proc = footctl("config", "check")
+    assert proc.returncode == 2
+    assert f"{path}:3: devices[0].profile: no profile 'nope'" in proc.stdout
+    assert f"{path}:4: schedules[0]: no program 'nada'" in proc.stdout
+    path.write_text('[[schedules]]\nkind = "weekly"\nat = "22:00"\nprogram = "no-heat"\n')
+    good = footctl("config", "check")
+    assert good.returncode == 0, good.stdout
+    assert "no problems found" in good.stdout
+
+
+def test_doctor_names_the_missing_bluetooth_stack(tmp_path: Path) -> None:
+    nowhere = f"unix:path={tmp_path / 'no-system-bus'}"
+    proc = footctl("--json", "doctor", env={"DBUS_SYSTEM_BUS_ADDRESS": nowhere})
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in one_json(proc)["checks"]}
+    assert checks["python"]["status"] == "ok"
+    assert checks["bluetooth stack"]["status"] == "fail"
+    assert "BlueZ" in checks["bluetooth stack"]["advice"]
+    assert checks["daemon"]["status"] == "warn"  # none runs here
+
+
+def test_schedule_pause_skip_and_resume_hold_the_daemons_starts() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from footctl.schedule import local_zone, night_of, parse_schedule
+    from footctl.scheduler import Scheduler, default_state_path
+
+    now = datetime.now(UTC)
+    at = (now + timedelta(minutes=1)).strftime("%H:%M")
+    schedule = parse_schedule({"kind": "weekly", "at": at, "program": "no-heat", "tz": "UTC"})
+    due_at = now.replace(second=0, microsecond=0) + timedelta(minutes=1, seconds=30)
+
+    def starts_after(*command: str) -> bool:
+        if command:
+            assert footctl("schedule", *command).returncode == 0
+        scheduler = Scheduler([schedule], default_state_path())
+        scheduler.last_checked.clear()  # as if new: only the controls on file count
+        scheduler.check(now)
+        return any(d.decision.action == "start" for d in scheduler.check(due_at))
+
+    assert starts_after("pause") is False
+    assert "paused" in footctl("schedule", "list").stdout
+    assert starts_after("resume") is True
+    # "tonight" is the night of now (local); a start just past noon is the next night's.
+    next_night = night_of(due_at, local_zone()) != night_of(datetime.now(UTC), local_zone())
+    assert starts_after("skip", "tonight") is next_night
+    assert starts_after("resume") is True
+
+
+def test_devices_add_writes_the_scanned_massager_into_the_config() -> None:
+    path = config_file()
+    path.write_text("# mine\n[caps]\nno_heat = true\n")
+    proc = footctl("--simulate", "shiatsu-aa55", "--json", "devices", "add", "--name",
+                   "bedroom", "--timeout", "1")
+    assert proc.returncode == 0, proc.stderr
+    added = one_json(proc)
+    text = path.read_text()
+    assert text.startswith("# mine\n[caps]\nno_heat = true\n")
+    assert f'address = "{added["address"]}"' in text and 'profile = "shiatsu-aa55"' in text
+    assert footctl("config", "check").returncode == 0
+    again = footctl("--simulate", "shiatsu-aa55", "devices", "add", "--name", "bedroom",
+                    "--timeout", "1")
+    assert again.returncode == 2 and "already" in again.stderr

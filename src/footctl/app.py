@@ -91,6 +91,11 @@ async def _main(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, out: Output) -> int:
+    from footctl.commands.registry import run_registered
+
+    registered = await run_registered(args, out)  # issue 13's commands: before the config
+    if registered is not None:
+        return registered
     command = args.command
     config = load_config(config_path(args.config))
     if command == "profiles":

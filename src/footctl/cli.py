@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc = psub.add_parser("check", help="validate profile files")
     pc.add_argument("files", nargs="+", metavar="FILE")
     _add_issue4_commands(sub)
+    from footctl.commands.registry import register
+
+    register(sub)  # completion, config, doctor, devices (issue 13)
     p = sub.add_parser("sim", help="run a virtual massager as its own process")
     p.add_argument("profile_id", metavar="PROFILE_ID")
     p.add_argument("--port", type=int, default=0, help="link port (default: any free port)")
@@ -113,6 +116,9 @@ def _add_issue4_commands(sub: Any) -> None:
     ssub.add_parser("list", help="the schedules in the config file")
     sn = ssub.add_parser("next", help="the next starts of all schedules, in local time")
     sn.add_argument("--count", type=_int_arg, default=5, metavar="N", help="how many (5)")
+    from footctl.commands.registry import add_schedule_actions
+
+    add_schedule_actions(ssub)  # skip tonight, pause, resume
     p = sub.add_parser("history", help="past sessions from the journal")
     p.add_argument("--days", type=float, default=14.0, metavar="N", help="how far back (14)")
     p.add_argument("--plot", action="store_true", help="minutes per night and rating, drawn")

@@ -10,6 +10,7 @@ starts counting from now: there is nothing it could have missed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from footctl.schedule import (
     Schedule,
     WeeklySchedule,
     due,
+    local_zone,
     next_starts,
     night_of,
 )
@@ -104,6 +106,80 @@ class Due:
     decision: Decision
 
 
+# The key of the user's controls (pause, skipped nights) in the scheduler state file;
+# every other key is a schedule's last check.
+CONTROLS_KEY = "_controls"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the user asked of the schedules: all paused, or some nights skipped
+    (``footctl schedule pause|resume|skip tonight``)."""
+
+    paused: bool = False
+    skip_nights: frozenset[date] = frozenset()
+
+    def to_json(self) -> dict[str, object]:
+        """As stored in the state file."""
+        nights = sorted(n.isoformat() for n in self.skip_nights)
+        return {"paused": self.paused, "skip_nights": nights}
+
+    @classmethod
+    def from_json(cls, data: object) -> Controls:
+        """From the state file (raises ValueError/TypeError on a damaged entry)."""
+        if not isinstance(data, dict):
+            raise TypeError("controls must be a table")
+        nights = frozenset(date.fromisoformat(str(n)) for n in data.get("skip_nights", []))
+        return cls(bool(data.get("paused", False)), nights)
+
+    def holds(self, start: datetime, zone: tzinfo) -> str | None:
+        """Why a start at ``start`` must not run, or None (nights are named in
+        ``zone``: the local one, where the user said "tonight")."""
+        if self.paused:
+            return "schedules paused ('footctl schedule resume' resumes them)"
+        if night_of(start, zone) in self.skip_nights:
+            return "night skipped ('footctl schedule resume' undoes it)"
+        return None
+
+
+def _read_state(path: Path) -> dict[str, object]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise TypeError("the state file must hold a table")
+    return data
+
+
+def read_controls(path: Path) -> Controls:
+    """The controls in the scheduler state file at ``path`` (none if absent)."""
+    try:
+        return Controls.from_json(_read_state(path).get(CONTROLS_KEY, {}))
+    except FileNotFoundError:
+        return Controls()
+    except (OSError, ValueError, TypeError) as exc:
+        _LOG.warning("scheduler state %s unreadable (%s): no pause or skip", path, exc)
+        return Controls()
+
+
+def write_controls(path: Path, controls: Controls) -> None:
+    """Store ``controls`` in the scheduler state file, keeping the rest of it. A
+    running daemon reads them on its next scheduler pass."""
+    try:
+        data = _read_state(path)
+    except FileNotFoundError:
+        data = {}
+    except (ValueError, TypeError):
+        data = {}
+    data[CONTROLS_KEY] = controls.to_json()
+    _write_state(path, data)
+
+
+def _write_state(path: Path, data: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Scheduler:
     """Checks the schedules and remembers (on disk) when each was last checked."""
 
@@ -111,13 +187,18 @@ class Scheduler:
         self.schedules = schedules
         self.state_path = state_path
         self.last_checked: dict[str, datetime] = self._load()
+        self.controls = Controls()
 
     def _load(self) -> dict[str, datetime]:
         if self.state_path is None:
             return {}
         try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-            return {str(k): datetime.fromisoformat(v) for k, v in data.items()}
+            data = _read_state(self.state_path)
+            return {
+                str(k): datetime.fromisoformat(str(v))
+                for k, v in data.items()
+                if k != CONTROLS_KEY
+            }
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, TypeError, AttributeError) as exc:
@@ -127,12 +208,11 @@ class Scheduler:
     def _save(self) -> None:
         if self.state_path is None:
             return
-        data = {k: v.isoformat() for k, v in self.last_checked.items()}
+        data: dict[str, object] = {k: v.isoformat() for k, v in self.last_checked.items()}
         try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.state_path)
+            # Re-read the controls just before writing: the CLI may have changed them.
+            data[CONTROLS_KEY] = read_controls(self.state_path).to_json()
+            _write_state(self.state_path, data)
         except OSError as exc:
             # Losing it only means missed starts during a later outage go unrecorded.
             _LOG.warning("scheduler state %s not saved: %s", self.state_path, exc)
@@ -143,6 +223,8 @@ class Scheduler:
         start it again on restart."""
         found: list[Due] = []
         keys = set()
+        if self.state_path is not None:
+            self.controls = read_controls(self.state_path)
         for index, schedule in enumerate(self.schedules):
             key = schedule_key(index, schedule)
             keys.add(key)
@@ -150,6 +232,15 @@ class Scheduler:
             decision = due(schedule, last, now)
             if now >= last:
                 self.last_checked[key] = now
+            held = (
+                self.controls.holds(decision.scheduled, local_zone())
+                if decision.action == "start" and decision.scheduled is not None
+                else None
+            )
+            if held is not None:
+                _LOG.warning("schedule %d (%s): start at %s not run: %s", index,
+                             schedule.program, decision.scheduled, held)
+                decision = dataclasses.replace(decision, action="wait", scheduled=None)
             if decision.action != "wait" or decision.skipped:
                 found.append(Due(index, schedule, decision))
         for stale in set(self.last_checked) - keys:
@@ -310,3 +401,14 @@ def audit_config(config: Config, now: datetime) -> list[ScheduleProblem]:
         max_sessions_per_night=config.caps.max_sessions_per_night,
         now=now,
     )
+
+
+# The scheduler state file, in the state directory: last checks and the user's controls.
+STATE_FILE = "scheduler.json"
+
+
+def default_state_path() -> Path:
+    """Where the daemon keeps the scheduler state (``scheduler.json`` in the state dir)."""
+    from footctl.config import state_dir  # noqa: PLC0415 - config imports schedule
+
+    return state_dir() / STATE_FILE

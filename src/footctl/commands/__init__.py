@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from footctl.config import Config
 from footctl.errors import UsageError
 
 if TYPE_CHECKING:
     from footctl.cli import Output
+    from footctl.config import Config
 
 
 async def dispatch(args: argparse.Namespace, config: Config, out: Output) -> int:

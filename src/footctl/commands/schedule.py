@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from footctl.config import Config
 from footctl.errors import ExitCode, UsageError
-from footctl.schedule import local_zone
-from footctl.scheduler import audit_config, describe, upcoming
+from footctl.schedule import local_zone, night_of
+from footctl.scheduler import (
+    audit_config,
+    default_state_path,
+    describe,
+    read_controls,
+    upcoming,
+)
 
 if TYPE_CHECKING:
     from footctl.cli import Output
@@ -46,6 +52,12 @@ def show(args: argparse.Namespace, config: Config, out: Output) -> int:
                     "next": nxt[0].to_dict(zone) if nxt else None,
                 }
             )
+        controls = read_controls(default_state_path())
+        if controls.paused:
+            lines.append("paused: no scheduled starts until 'footctl schedule resume'")
+        tonight = night_of(now, zone)
+        if tonight in controls.skip_nights:
+            lines.append(f"tonight ({tonight:%a %Y-%m-%d}) skipped")
         # Found now rather than at start time, at night, when nobody reads the log.
         problems = audit_config(config, now)
         for problem in problems:
@@ -53,7 +65,8 @@ def show(args: argparse.Namespace, config: Config, out: Output) -> int:
             print(f"footctl: {label}: {problem}", file=sys.stderr, flush=True)
         failed = any(p.error for p in problems)
         out.result(
-            {"ok": not failed, "schedules": rows, "problems": [p.to_dict() for p in problems]},
+            {"ok": not failed, "schedules": rows, "problems": [p.to_dict() for p in problems],
+             "paused": controls.paused, "tonight_skipped": tonight in controls.skip_nights},
             "\n".join(lines) or NO_SCHEDULES,
         )
         return ExitCode.USAGE if failed else ExitCode.OK
