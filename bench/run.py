@@ -132,7 +132,7 @@ async def bench_link(profile: Profile, rounds: int) -> dict[str, Any]:
 # not load another's scanner), within one time budget so the run stays short.
 SHORT_ABSENCE_S = (1.0, 10.0)
 LONG_ABSENCE_S = (10.0, 180.0)
-SHORT_LANES, LONG_LANES = 12, 6
+SHORT_LANES, LONG_LANES = 12, 16
 # A lane connected for this long between absences (the state is confirmed first).
 PRESENT_S = (0.3, 1.5)
 # The target: state re-asserted this soon after the device returns, p99.
@@ -160,6 +160,14 @@ async def _reconnect_lane(
     gov = SafetyGovernor(session, Limits.compute(profile, Caps(ramp_step_s=0.0)))
     level = profile.capabilities.intensity.min + 1
     model = massager.model
+    async def alive() -> None:
+        # The controller is alive throughout (a real one runs gov.watch()); without
+        # heartbeats the governor would rightly end the session as heartbeat_missed.
+        while True:
+            gov.heartbeat()
+            await asyncio.sleep(gov.limits.heartbeat_s / 4)
+
+    heartbeat = asyncio.create_task(alive(), name="bench.heartbeat")
     try:
         await session.connect()
         await gov.submit(Request(intensity=level))
@@ -189,6 +197,7 @@ async def _reconnect_lane(
                 unsubscribe()
             await asyncio.sleep(rng.uniform(*PRESENT_S))
     finally:
+        heartbeat.cancel()
         await gov.stop()
         await session.close()
         await vradio.close()
