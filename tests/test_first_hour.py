@@ -265,7 +265,7 @@ def test_sigkilled_heated_session_is_journaled_with_its_heat(
     wait_until(lambda: not ctl.request({"cmd": "state"})["connected"], what="the crash")
     recovered = footctl("--link", link, "status")
     assert recovered.returncode == 0 and "died" in recovered.stderr, recovered.stderr
-    history = one_json(footctl("--json", "history"))
+    history = one_json(footctl("--json", "history", "--include-simulated"))
     [row] = [r for r in history["sessions"] if r["ended_by"] == "recovered_after_crash"]
     assert row["peak_heat"] == 1
     assert row["heat_s"] >= HEATED_S - FLUSH_S - 1.0  # at most one flush (and the ramp) lost
