@@ -176,6 +176,7 @@ async def test_scheduled_program_runs_at_its_time_unattended_and_is_journaled(
     assert result is not None and result.completed, result
     # the device: nothing before 21:30, then each step at its second, heat held at 1
     start = runner.started_at
+    assert start is not None
     assert start == pytest.approx(1000 + 30 * 60 + 5, abs=0.5)
     assert not any(s.running for s in rig.bench.log.samples if s.t < start)
     check_device_followed(rig.bench.log, rig.managed.governor, runner)

@@ -237,7 +237,7 @@ def try_owners(args: Any, printer: Printer) -> int | None:
         return printer.error({"error": "unreachable", "exit_code": UNREACHABLE,
                               "message": f"lost the footctl owner at {owner.path}: {exc}"})
     if request["kind"] == "run" and reply.get("ok"):
-        return follow_run(owner.path, view["device_id"], reply, printer)
+        return follow_run(owner, view["device_id"], reply, printer)
     return printer.reply(reply, _via(owner))
 
 
@@ -274,7 +274,9 @@ def _stop_chosen(
               "owners": len(replies), "errors": errors}
     for err in errors:
         print(f"footctl: {err.get('message')}", file=sys.stderr, flush=True)
-    code = printer.reply(merged, f"{len(replies)} owner(s)")
+    owners = list(dict.fromkeys(id(o) for o, _ in chosen))
+    via = _via(chosen[0][0]) if len(owners) == 1 else f"{len(owners)} owners"
+    code = printer.reply(merged, via)
     return code if not errors else int(errors[0].get("exit_code") or OTHER)
 
 
@@ -325,8 +327,9 @@ def run_exit_code(end_reason: str) -> int:
     return OTHER
 
 
-def follow_run(path: str, device_id: str, reply: dict[str, Any], printer: Printer) -> int:
+def follow_run(owner: OwnerInfo, device_id: str, reply: dict[str, Any], printer: Printer) -> int:
     """Follow a program an owner started: progress on stderr, Ctrl-C stops it."""
+    path = owner.path
     print(f"running {reply.get('started')} in the footctl owner at {path}",
           file=sys.stderr, flush=True)
     for note in reply.get("notes", []):
@@ -345,7 +348,7 @@ def follow_run(path: str, device_id: str, reply: dict[str, Any], printer: Printe
                 continue
             last = view.get("last_run")
             if isinstance(last, dict) and last.get("program") == reply.get("started"):
-                out = {"ok": True, "via": os.path.basename(path), **last}
+                out = {"ok": True, "via": _via(owner), **last}
                 text = (f"{last['program']}: {last['end_reason']} after {last['steps_run']} of "
                         f"{last['steps']} steps")
                 emit(json.dumps(out, sort_keys=True) if printer.as_json else text)
