@@ -237,3 +237,17 @@ def test_valid_levels_pass_as_ints(intensity: int, heat: int) -> None:
     request = parse_request({"kind": "set", "intensity": intensity, "heat": heat, "source": "mqtt"})
     assert isinstance(request, SetRequest)
     assert type(request.intensity) is int and request.intensity == intensity
+
+
+async def test_the_views_an_owner_builds_are_valid_api_models(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    from footctl.control.api import DeviceView
+
+    owner = await rig.build([profiles["ems-v2"], profiles["shiatsu-keys"]])
+    ok(await owner.request(SetRequest(device="m0", intensity=2, heat=1, mode="tapping", zone=3)))
+    ok(await owner.request(SetRequest(device="m1", intensity=1, heat=1)))
+    for view in owner.snapshot():
+        # the owner builds views without validation: they must pass it all the same
+        assert DeviceView.model_validate_json(view.model_dump_json()) == view
+    ok(await owner.request(StopRequest()))

@@ -14,12 +14,10 @@ caller starts an owner of its own (:mod:`footctl.app`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import sys
-import time
 
 from footctl.control.sockets import owner_sockets
 from footctl.render import emit, reply_text, view_text
@@ -104,8 +102,10 @@ def live_owners(base: str | None = None) -> list[OwnerInfo]:
         try:
             reply = call(path, {"kind": "ping"}, PING_TIMEOUT_S)
         except (ConnectionRefusedError, FileNotFoundError):
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib costs the client startup time
                 os.unlink(path)
+            except OSError:
+                pass
             continue
         except (OSError, ValueError, ClientError):
             continue  # alive but hung, or not ours: leave it be
@@ -295,10 +295,12 @@ def watch_many(targets: list[tuple[str, str | None]]) -> int:
         request: dict[str, Any] = {"kind": "watch"}
         if device is not None:
             request["device"] = device
-        with contextlib.suppress(OSError, ValueError):
+        try:
             for event in stream(path, request):
                 with lock:
                     emit(json.dumps(event, sort_keys=True))
+        except (OSError, ValueError):
+            return
 
     threads = [threading.Thread(target=follow, args=t, daemon=True) for t in unique]
     for t in threads:
@@ -354,8 +356,10 @@ def follow_run(owner: OwnerInfo, device_id: str, reply: dict[str, Any], printer:
                 emit(json.dumps(out, sort_keys=True) if printer.as_json else text)
                 return run_exit_code(str(last["end_reason"]))
     except KeyboardInterrupt:
-        with contextlib.suppress(OSError, ValueError, ClientError):
+        try:  # noqa: SIM105 - contextlib costs the client startup time
             call(path, {"kind": "stop", "device": device_id})
+        except (OSError, ValueError, ClientError):
+            pass
         return SIGINT_EXIT
     return printer.error({"error": "unreachable", "exit_code": UNREACHABLE,
                           "message": "the owner went away before the program ended"})
@@ -363,10 +367,14 @@ def follow_run(owner: OwnerInfo, device_id: str, reply: dict[str, Any], printer:
 
 def wait_for_socket(path: str, timeout: float) -> bool:
     """True once ``path`` answers a ping (tests and scripts)."""
+    import time  # noqa: PLC0415
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError, ClientError):
+        try:
             if call(path, {"kind": "ping"}, PING_TIMEOUT_S).get("ok"):
                 return True
+        except (OSError, ValueError, ClientError):
+            pass
         time.sleep(0.05)
     return False
