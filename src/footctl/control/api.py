@@ -220,6 +220,18 @@ class ProgramView(_Model):
     paused: bool = False
 
 
+class RunView(_Model):
+    """How the last program run on a massager ended."""
+
+    program: str
+    source: str
+    end_reason: str
+    steps_run: int
+    steps: int
+    elapsed_s: float
+    notes: tuple[str, ...] = ()
+
+
 class DeviceView(_Model):
     """Everything an owner knows of one massager: the StateHub's unit of change.
 
@@ -232,6 +244,7 @@ class DeviceView(_Model):
     name: str
     profile: str
     simulated: bool = False
+    radio: str = "bluetooth"
     link: LinkState = "idle"
     rssi: int | None = None
     reconnect_attempts: int = 0
@@ -246,6 +259,7 @@ class DeviceView(_Model):
     last_refusal: str | None = None
     fault: str | None = None
     end_reason: str | None = None
+    last_run: RunView | None = None
     owner_pid: int = 0
     seq: int = 0
 
