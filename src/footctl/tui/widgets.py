@@ -28,6 +28,7 @@ class DevicePanel(Vertical):
     DevicePanel.-lost { border: round $error; }
     DevicePanel.-selected.-lost { border: heavy $error; }
     DevicePanel Static { height: 1; }
+    DevicePanel #message { height: auto; max-height: 3; }  /* a refusal's whole reason */
     DevicePanel Horizontal { height: 1; }
     DevicePanel #heat { width: auto; min-width: 36; }
     DevicePanel #temps { width: 1fr; margin-left: 1; }
