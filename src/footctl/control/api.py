@@ -264,6 +264,18 @@ class DeviceView(_Model):
     seq: int = 0
 
 
+class ScheduleView(_Model):
+    """One schedule of the daemon and its next start."""
+
+    index: int
+    description: str
+    program: str
+    device: str | None = None
+    next_at: str | None = None
+    next_local: str | None = None
+    last_checked: str | None = None
+
+
 class Reply(_Model):
     """A successful answer: the state of the massagers the request concerned."""
 
@@ -272,7 +284,9 @@ class Reply(_Model):
     devices: tuple[DeviceView, ...] = ()
     notes: tuple[str, ...] = ()
     started: str | None = None
+    schedules: tuple[ScheduleView, ...] = ()
     owner_pid: int = 0
+    daemon: bool = False
 
 
 class ErrorReply(_Model):

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,7 @@ from footctl.session import DeviceSession
 from footctl.transport.ble import Radio
 
 if TYPE_CHECKING:
+    from footctl.control.server import ControlServer
     from footctl.journal import Journal
     from footctl.programs.model import Program
 
@@ -207,7 +208,7 @@ class Held:
         """True if ``wanted`` names this massager exactly (address, id or name)."""
         w = wanted.lower()
         names = (self.device_id, self.address, self.name, self.spec.name,
-                 self.session.state.name if self.spec.name is None else None)
+                 self.session.state.name)
         return any(n and n.lower() == w for n in names)
 
     def stop_signal(self) -> asyncio.Event:
@@ -242,6 +243,7 @@ class Owner:
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         scan_timeout: float = 10.0,
         on_progress: Callable[[str], None] | None = None,
+        reply_budget_s: float | None = REPLY_BUDGET_S,
     ) -> None:
         if not devices:
             raise UsageError(
@@ -254,11 +256,15 @@ class Owner:
         self.markers = markers
         self.program_dir = program_dir
         self.hub = StateHub()
+        # How long a request waits for a long ramp before replying with the state so
+        # far (None: until confirmed, as a one-shot command does).
+        self.reply_budget_s = reply_budget_s
         self._clock = clock
         self._sleep = sleep
         self._wall = wall
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._servers: list[ControlServer] = []
         self.pid = os.getpid()
         self.held: list[Held] = []
         names: set[str] = set()
@@ -368,16 +374,24 @@ class Owner:
         elif self.journal is not None:
             recover_journal(self.journal, turned_off=(), still_owed=())
 
-    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``coro`` as a named background task of this owner."""
-
-        async def run() -> None:
-            await coro
-
-        task = asyncio.get_running_loop().create_task(run(), name=name)
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def serve(self, path: Path | None = None, *, handler: Any = None) -> ControlServer:
+        """Serve the control API on a Unix socket (default ``owner-<pid>.sock`` in the
+        runtime dir, where ``footctl stop`` finds it) until :meth:`close`."""
+        from footctl.control.server import ControlServer  # noqa: PLC0415
+        from footctl.control.sockets import owner_socket_path  # noqa: PLC0415
+
+        server = ControlServer(path or owner_socket_path(), handler or self.request,
+                               self.subscribe)
+        await server.start()
+        self._servers.append(server)
+        return server
 
     @property
     def healthy(self) -> bool:
@@ -389,6 +403,8 @@ class Owner:
         if self._closed:
             return
         self._closed = True
+        for server in self._servers:
+            await server.close()
         for task in list(self._tasks):
             task.cancel()
         for held in self.held:
@@ -661,8 +677,11 @@ class Owner:
 
     async def _submit_within_budget(self, held: Held, request: GovRequest) -> tuple[str, ...]:
         gov = held.governor
+        if self.reply_budget_s is None:
+            _state, decision = await gov.submit(request)
+            return decision.notes
         task = asyncio.ensure_future(gov.submit(request))
-        done, _ = await asyncio.wait({task}, timeout=REPLY_BUDGET_S)
+        done, _ = await asyncio.wait({task}, timeout=self.reply_budget_s)
         if task in done:
             _state, decision = task.result()
             return decision.notes

@@ -19,7 +19,7 @@ from footctl.config import Config
 from footctl.control.owner import DeviceSpec
 from footctl.errors import DeviceUnavailable, UsageError
 from footctl.profile.loader import find_profiles, get_profile
-from footctl.transport.ble import Radio, scan
+from footctl.transport.ble import Radio, Seen, scan
 
 _LOG = logging.getLogger(__name__)
 
@@ -145,15 +145,15 @@ async def _open_link(
         return [(DeviceSpec(get_profile(link_profile, dirs), link_device, None), radio)]
     # Every known massager the sim serves (or the one named).
     want = link_device.lower() if link_device else None
+
+    def named(s: Seen) -> bool:
+        names = (s.address.lower(), (s.name or "").lower(), s.profile.id if s.profile else "")
+        return want is None or want in names
+
     seen = await scan(
-        radio, find_profiles(dirs), LINK_SCAN_S,
-        until=(lambda s: want in (s.address.lower(), (s.name or "").lower())) if want else None,
+        radio, find_profiles(dirs), LINK_SCAN_S, until=named if want is not None else None
     )
-    found = [
-        s for s in seen
-        if s.profile is not None
-        and (want is None or want in (s.address.lower(), (s.name or "").lower()))
-    ]
+    found = [s for s in seen if s.profile is not None and named(s)]
     if not found:
         what = f"named {link_device!r} " if link_device else ""
         raise DeviceUnavailable(
@@ -164,5 +164,5 @@ async def _open_link(
     out = []
     for s in found:
         assert s.profile is not None
-        out.append((DeviceSpec(s.profile, s.address, s.name or None), radio))
+        out.append((DeviceSpec(s.profile, s.address, None), radio))
     return out
