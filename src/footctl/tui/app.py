@@ -133,7 +133,8 @@ class FootctlTui(App[None]):
             while True:
                 views = await stream.get()
                 if not views:
-                    self.set_status("the owner closed the state stream")
+                    why = getattr(stream, "error", None) or "the owner closed it"
+                    self.set_status(f"no more state: {why}")
                     return
                 for view in views:
                     await self.show_view(view)
