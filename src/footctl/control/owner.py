@@ -176,6 +176,8 @@ class Held:
         self.session = session
         self.governor = governor
         self.name = name
+        # Stable for the owner's life: the address if configured, else the name.
+        self.device_id = (spec.address or name).upper()
         self.lock = asyncio.Lock()
         self.stop_epoch = 0
         self._stopped = asyncio.Event()
@@ -188,11 +190,6 @@ class Held:
         self.last_result: RunResult | None = None
         self.last_refusal: str | None = None
         self.unsubscribe: list[Callable[[], None]] = []
-
-    @property
-    def device_id(self) -> str:
-        """Stable within the owner: the address once known, else the given name."""
-        return (self.spec.address or self.session.state.address or self.name).upper()
 
     @property
     def address(self) -> str:
@@ -641,8 +638,10 @@ class Owner:
             from footctl.programs.loader import get_program  # noqa: PLC0415
 
             program = get_program(request.program, _as_path(self.program_dir))
+            scheduled = request.source == "schedule"
             runner = await self.start_program(
-                held, program, unattended=request.source == "schedule", source=request.source
+                held, program, unattended=scheduled,
+                source="schedule" if scheduled else "program",
             )
             reply = self._reply([held], tuple(runner.notes))
             return reply.model_copy(update={"started": runner.program.name})
