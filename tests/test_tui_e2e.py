@@ -128,7 +128,7 @@ def test_tui_simulate_under_tmux(tmux: Tmux, fast_config: Path, tmp_path: Path) 
 
 
 @pytest.fixture
-def daemon(fast_config: Path, tmp_path: Path) -> Iterator[Path]:
+def daemon(fast_config: Path, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "daemon.log").open("w")
     proc = subprocess.Popen(
         [FOOTCTL, "daemon", "--simulate", "shiatsu-aa55"], stdout=log, stderr=subprocess.STDOUT
@@ -146,7 +146,7 @@ def daemon(fast_config: Path, tmp_path: Path) -> Iterator[Path]:
         log.close()
 
 
-async def test_tui_and_cli_through_the_daemon_see_each_other(daemon: Path) -> None:
+async def test_tui_and_cli_through_the_daemon_see_each_other(daemon: str) -> None:
     app = FootctlTui(SocketController(daemon), owns_devices=False)
     async with app.run_test(size=(80, 24)) as pilot:
         assert await eventually(lambda: any(v.link == "connected" for v in app.views.values()), 20)

@@ -83,7 +83,7 @@ async def _daemon_socket() -> Path | None:
     from footctl.client import live_owners  # noqa: PLC0415 - stdlib only
 
     owners = await asyncio.to_thread(live_owners)
-    return next((o.path for o in owners if o.daemon), None)
+    return next((Path(o.path) for o in owners if o.daemon), None)
 
 
 def _log_to_file() -> None:

@@ -43,9 +43,9 @@ class SocketController:
     """The control API of the owner serving ``path``."""
 
     def __init__(
-        self, path: Path, *, source: Source = "tui", timeout: float = REQUEST_TIMEOUT_S
+        self, path: Path | str, *, source: Source = "tui", timeout: float = REQUEST_TIMEOUT_S
     ) -> None:
-        self.path = path
+        self.path = Path(path)
         self.source: Source = source
         self.timeout = timeout
         self._latest: dict[str, DeviceView] = {}
