@@ -19,6 +19,7 @@ from footctl.profile.schema import Profile
 from footctl.transport.ble import Radio
 from footctl.tui.app import FootctlTui
 from footctl.tui.dialogs import DevicePicker, JournalScreen, ProgramPicker
+from footctl.tui.launch import _scanner
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager
@@ -38,7 +39,10 @@ class Rig:
         self.owner: Owner | None = None
         self.closers: list[Any] = []
 
-    async def build(self, profiles: list[Profile], config: Config = FAST) -> Owner:
+    async def build(
+        self, profiles: list[Profile], config: Config = FAST, *, held: int | None = None
+    ) -> Owner:
+        """Virtual massagers of ``profiles``; the owner holds the first ``held`` (all)."""
         specs = []
         for i, profile in enumerate(profiles):
             m = await VirtualMassager.create(self.world, profile)
@@ -47,6 +51,7 @@ class Rig:
         vradio = await radio_for_world(self.world)
         self.closers.append(vradio.close)
         radio = Radio("virtual", vradio.scanner_backend, vradio.client_backend)
+        specs = specs[:held]
         self.owner = Owner(config, [(s, radio) for s in specs], scan_timeout=5.0)
         await self.owner.open()
         return self.owner
@@ -256,6 +261,21 @@ async def test_d_picks_the_massager_the_keys_act_on(rig: Rig, profiles: dict[str
         assert await eventually(lambda: second.running)
         await settle(app, pilot)
         assert not first.running
+
+
+async def test_r_in_the_devices_dialog_scans_for_what_else_is_in_range(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]], held=1)
+    stranger = rig.massagers[1].address
+    app = FootctlTui(owner, owns_devices=True, scanner=_scanner(owner, FAST))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        await pilot.press("d", "r")
+        assert await eventually(lambda: stranger in screen_text(app), 15)
+        text = screen_text(app)
+        assert "in range:" in text and "ems-v2" in text
+        assert rig.massagers[0].address not in text.split("in range:", 1)[1]  # held: listed once
 
 
 async def test_j_shows_the_journal_and_rates_last_night(

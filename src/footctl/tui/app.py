@@ -33,7 +33,7 @@ from footctl.control.api import (
 from footctl.control.port import Controller
 from footctl.tui import render
 from footctl.tui.catalog import Catalog, DeviceCaps
-from footctl.tui.dialogs import DIALOG_CSS, DevicePicker, JournalScreen, ProgramPicker
+from footctl.tui.dialogs import DIALOG_CSS, DevicePicker, JournalScreen, ProgramPicker, Scanner
 from footctl.tui.widgets import DevicePanel
 
 _LOG = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class FootctlTui(App[None]):
         catalog: Catalog | None = None,
         journal_path: Path | None = None,
         via: str = "",
+        scanner: Scanner | None = None,
     ) -> None:
         """``owns_devices``: the owner lives in this process, so quitting stops its
         massagers first; a daemon's are left running (under the TUI's lease, which
@@ -101,6 +102,7 @@ class FootctlTui(App[None]):
         self.owns_devices = owns_devices
         self.catalog = catalog or Catalog()
         self.journal_path = journal_path
+        self.scanner = scanner
         self.via = via or ("this process" if owns_devices else "daemon")
         self.views: dict[str, DeviceView] = {}
         self.selected: str | None = None
@@ -401,7 +403,8 @@ class FootctlTui(App[None]):
                 self.refresh_bindings()
                 self._rerender()
 
-        self.push_screen(DevicePicker(list(self.views.values()), self.selected), pick)
+        picker = DevicePicker(list(self.views.values()), self.selected, self.scanner)
+        self.push_screen(picker, pick)
 
     def action_journal(self) -> None:
         """History table and plot; rate last night."""

@@ -7,7 +7,8 @@ dialog repeats it in its own bindings only so its footer shows it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -18,6 +19,7 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from footctl.control.api import DeviceView
+from footctl.errors import FootctlError
 from footctl.tui import render
 from footctl.tui.catalog import ProgramInfo
 
@@ -36,6 +38,7 @@ ProgramPicker > Vertical, DevicePicker > Vertical {
     border: round $accent; background: $surface; padding: 0 1;
 }
 ProgramPicker OptionList, DevicePicker OptionList { height: auto; max-height: 14; }
+DevicePicker #scan { height: auto; max-height: 8; }
 .hint { color: $text-muted; }
 JournalScreen > Vertical {
     width: 100%; height: 1fr; border: round $accent; background: $surface;
@@ -88,16 +91,33 @@ class ProgramPicker(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """A massager seen on the radio: which profile it matches, or why none does."""
+
+    address: str
+    name: str | None
+    rssi: int
+    profile: str | None
+    reason: str
+
+
+Scanner = Callable[[], Awaitable[list[Scanned]]]
+
+
 class DevicePicker(ModalScreen[str | None]):
     """The massagers the owner holds, with link and RSSI; Enter makes one the target
-    of the keys."""
+    of the keys. ``r`` scans the owner's radio and lists what else is in range."""
 
-    BINDINGS = [_STOP, Binding("d,q", "close", "close")]
+    BINDINGS = [_STOP, Binding("r", "scan", "scan"), Binding("d,q", "close", "close")]
 
-    def __init__(self, views: Sequence[DeviceView], selected: str | None) -> None:
+    def __init__(
+        self, views: Sequence[DeviceView], selected: str | None, scanner: Scanner | None = None
+    ) -> None:
         super().__init__()
         self.views = list(views)
         self.selected = selected
+        self.scanner = scanner
 
     def compose(self) -> ComposeResult:
         """One line per massager."""
@@ -119,7 +139,37 @@ class DevicePicker(ModalScreen[str | None]):
                 )
             yield OptionList(*options, id="device-list")
             yield Static("Enter: the keys act on this massager", classes="hint")
+            yield Static(id="scan", classes="hint")
         yield Footer(compact=True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Scan only where this process holds the radio (not as a daemon's client)."""
+        del parameters
+        return self.scanner is not None if action == "scan" else True
+
+    def action_scan(self) -> None:
+        """Scan the radio; list what is seen beside what is held."""
+        if self.scanner is not None:
+            self.query_one("#scan", Static).update("scanning...")
+            self.run_worker(self._scan(self.scanner), exclusive=True, name="footctl.tui.scan")
+
+    async def _scan(self, scanner: Scanner) -> None:
+        line = self.query_one("#scan", Static)
+        try:
+            seen = await scanner()
+        except FootctlError as exc:
+            line.update(render.esc(f"scan failed: {exc}"))
+            return
+        held = {v.address.upper() for v in self.views}
+        others = [s for s in seen if s.address.upper() not in held]
+        rows = [
+            f"in range: {s.address:<17} {s.rssi:>4} dBm {render.esc((s.name or '-')[:12]):<12} "
+            + (render.esc(s.profile) if s.profile else render.esc(f"no profile ({s.reason})"))
+            for s in others
+        ]
+        if rows:
+            rows.append("not held here: add one to [[devices]] in the config file")
+        line.update("\n".join(rows) or f"scan: nothing in range besides the {len(held)} held")
 
     def on_mount(self) -> None:
         """Highlight the massager the keys act on now."""

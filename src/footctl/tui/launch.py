@@ -24,9 +24,12 @@ from footctl.errors import ExitCode
 if TYPE_CHECKING:
     from footctl.cli import Output
     from footctl.control.owner import Held, Owner
+    from footctl.tui.dialogs import Scanner
 
 _LOG = logging.getLogger(__name__)
 
+# How long `r` in the devices dialog listens for advertisements.
+SCAN_S = 3.0
 # Logs go here while the TUI has the terminal (a line on stderr would tear the screen).
 LOG_FILE = "tui.log"
 
@@ -64,7 +67,12 @@ async def run_tui(args: argparse.Namespace, config: Config, out: Output) -> int:
         dog = LoopWatchdog(min(h.governor.limits.heartbeat_s for h in owner.held))
         dog.start()
         stack.callback(dog.stop)
-        app = FootctlTui(owner, owns_devices=True, via="this process (the owner)")
+        app = FootctlTui(
+            owner,
+            owns_devices=True,
+            via="this process (the owner)",
+            scanner=_scanner(owner, config),
+        )
         await app.run_async()
     return ExitCode.OK
 
@@ -76,6 +84,29 @@ async def _connect(owner: Owner, held: Held) -> None:
         await owner.ensure_connected(held)
     except FootctlError as exc:
         _LOG.warning("%s: not connected: %s", held.name, exc)
+
+
+def _scanner(owner: Owner, config: Config) -> Scanner:
+    """Scan each radio the owner holds massagers on (the virtual world for
+    ``--simulate``, the adapter for real ones)."""
+
+    from footctl.tui.dialogs import Scanned  # noqa: PLC0415 - Textual, once the app runs
+
+    async def scan_all() -> list[Scanned]:
+        from footctl.profile.loader import find_profiles  # noqa: PLC0415
+        from footctl.transport.ble import scan  # noqa: PLC0415
+
+        profiles = find_profiles(list(config.profile_dirs))
+        radios = {id(h.radio): h.radio for h in owner.held}
+        seen = []
+        for radio in radios.values():
+            seen += await scan(radio, profiles, SCAN_S)
+        return [
+            Scanned(s.address, s.name, s.rssi, s.profile.id if s.profile else None, s.reason)
+            for s in seen
+        ]
+
+    return scan_all
 
 
 async def _daemon_socket() -> Path | None:
