@@ -3,7 +3,14 @@ lost link said in words), and the lease it holds while it keeps a massager runni
 
 from __future__ import annotations
 
-from footctl.control.api import LeaseRequest, Reply, SetRequest, Settings, StopRequest
+from footctl.control.api import (
+    LeaseRequest,
+    Reply,
+    RunView,
+    SetRequest,
+    Settings,
+    StopRequest,
+)
 from footctl.tui import render
 from footctl.tui.app import LEASE_S, FootctlTui
 from tui_fake import CAPS, FakeController, base_view, fake_catalog, lost_view
@@ -39,6 +46,16 @@ def test_desired_is_shown_apart_from_reported() -> None:
     assert "2/5" in render.intensity_line(view, CAPS)
     assert "rising to 4" in render.intensity_line(view, CAPS)
     assert "asked 1" in render.heat_text(view, CAPS)
+
+
+def test_how_the_last_program_ended_is_said_once_it_is_over() -> None:
+    run = RunView(
+        program="wind-down", source="program", end_reason="stopped", steps_run=2, steps=4,
+        elapsed_s=310.0,
+    )  # fmt: skip
+    line = render.message_line(base_view(last_run=run, end_reason="stopped"), None)
+    assert line == "last program wind-down: stopped (2/4 steps, 5:10)"
+    assert "REFUSED" in render.message_line(base_view(last_run=run), "intensity 9: too high")
 
 
 def test_device_text_cannot_inject_markup() -> None:

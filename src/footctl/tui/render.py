@@ -166,6 +166,12 @@ def message_line(view: DeviceView, local: str | None) -> str:
         return f"[b $error]REFUSED[/] {esc(local)}"
     if view.last_refusal:
         return f"[b $error]REFUSED[/] {esc(view.last_refusal)}"
+    run = view.last_run
+    if run is not None and view.program is None:
+        return (
+            f"last program {esc(run.program)}: {esc(run.end_reason)} "
+            f"({run.steps_run}/{run.steps} steps, {duration(run.elapsed_s)})"
+        )
     if view.end_reason:
         return f"last session ended: {esc(view.end_reason)}"
     return ""
