@@ -320,6 +320,9 @@ class FootctlTui(App[None]):
         base = view.desired.intensity if view.desired.power else None
         if base is None:
             base = view.reported.intensity if view.reported.power else None
+        if base is None and delta < 0:
+            self.set_status("the massager is off")
+            return
         target = max(low, 1) if base is None else base + delta
         if caps is not None and not caps.intensity_min <= target <= caps.intensity_max:
             edge = "lowest" if delta < 0 else "highest"
