@@ -111,6 +111,10 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return ExitCode.OK
     if command == "scan":
         return await _scan(args, config, out)
+    if command == "tui":
+        from footctl.tui.launch import run_tui
+
+        return await run_tui(args, config, out)
     if command in NEW_COMMANDS:
         # Bedtime programs, schedules, the journal and the daemon.
         from footctl.commands import dispatch

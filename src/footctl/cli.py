@@ -182,6 +182,7 @@ def _more_commands(add: Any) -> None:
     p.add_argument("rating", type=_int_arg, metavar="N")
     p.add_argument("--note", metavar="TEXT")
     add("daemon", "hold the massagers, run the schedules, serve the control socket")
+    add("tui", "terminal UI: each massager's state live, keys to drive it (s stops all)")
     p = add("service", "the systemd user unit for the daemon")
     vsub = p.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     vi = add("install", "write ~/.config/systemd/user/footctl.service", vsub)
