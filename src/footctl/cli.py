@@ -247,16 +247,18 @@ def _check(args: argparse.Namespace) -> str | None:
 _VALUE_FLAGS = ("--simulate", "--link", "--device", "--profile", "--config", "--scan-timeout")
 _COMMANDS = frozenset((
     "scan", "status", "watch", "on", "off", "stop", "set", "profiles", "profile", "run",
-    "program", "schedule", "history", "rate", "daemon", "service", "sim",
+    "program", "schedule", "history", "rate", "daemon", "service", "sim", "tui",
 ))
 
 
-def _command_in(argv: list[str]) -> str:
-    """The command named in ``argv`` ("" if none), to build only its parser."""
+def _command_in(argv: list[str]) -> str | None:
+    """The command named in ``argv``, to build only its parser; None (the whole
+    parser) when no known name is there, so a command missing from ``_COMMANDS``
+    still parses instead of being reported as unknown."""
     for i, token in enumerate(argv):
         if token in _COMMANDS and (i == 0 or argv[i - 1] not in _VALUE_FLAGS):
             return token
-    return ""
+    return None
 
 
 # ``footctl --help``, as argparse formats it at 80 columns: printed without building
@@ -290,6 +292,8 @@ positional arguments:
     rate                rate last night's sleep (1-5) on the latest session
     daemon              hold the massagers, run the schedules, serve the
                         control socket
+    tui                 terminal UI: each massager's state live, keys to drive
+                        it (s stops all)
     service             the systemd user unit for the daemon
     sim                 run virtual massagers as their own process, on one
                         link
