@@ -65,7 +65,17 @@ def independent_checksum_ok(profile_id: str, frame: bytes) -> bool:
         return reduce(lambda a, b: a ^ b, frame[:-1], 0) == frame[-1]
     if profile_id == "shiatsu-keys":  # inverted sum8 over everything before it
         return (~sum(frame[:-1]) & 0xFF) == frame[-1]
+    if profile_id in INDEPENDENT:
+        return INDEPENDENT[profile_id](frame)
     raise AssertionError(f"no independent checksum for {profile_id}")
+
+
+def _aircomp_duo(frame: bytes) -> bool:
+    """16-bit sum after the 2-byte header, inverted, masked to 12 bits, big-endian."""
+    return ((~sum(frame[2:-2]) & 0xFFFF) & 0x0FFF) == int.from_bytes(frame[-2:], "big")
+
+
+INDEPENDENT = {"aircomp-duo": _aircomp_duo}
 
 
 def test_bitwise_crc_matches_published_check_values() -> None:

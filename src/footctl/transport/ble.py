@@ -241,14 +241,14 @@ class BleLink:
 
     async def _setup(self, client: BleakClient) -> None:
         gatt = self.profile.gatt
-        write = client.services.get_characteristic(gatt.write)
+        write = client.services.get_characteristic(gatt.write_specifier)
         if write is None:
-            raise _StaleServices(f"no write characteristic {gatt.write}")
+            raise _StaleServices(f"no write characteristic {gatt.write_specifier}")
         self._write_char = write
-        if gatt.notify is not None:
-            notify = client.services.get_characteristic(gatt.notify)
+        if gatt.notify_specifier is not None:
+            notify = client.services.get_characteristic(gatt.notify_specifier)
             if notify is None:
-                raise _StaleServices(f"no notify characteristic {gatt.notify}")
+                raise _StaleServices(f"no notify characteristic {gatt.notify_specifier}")
 
             def received(_char: BleakGATTCharacteristic, data: bytearray) -> None:
                 self.on_notify(bytes(data))
