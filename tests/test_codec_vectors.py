@@ -75,7 +75,30 @@ def _aircomp_duo(frame: bytes) -> bool:
     return ((~sum(frame[2:-2]) & 0xFFFF) & 0x0FFF) == int.from_bytes(frame[-2:], "big")
 
 
-INDEPENDENT = {"aircomp-duo": _aircomp_duo}
+def _no_checksum(frame: bytes) -> bool:
+    """Fixed frames without a checksum: nothing to re-check."""
+    return bool(frame)
+
+
+def _shiatsu_nodes(frame: bytes) -> bool:
+    """Two's complement of the 8-bit sum after the 2-byte header."""
+    return (-sum(frame[2:-1]) & 0xFF) == frame[-1]
+
+
+def _keys_table(frame: bytes) -> bool:
+    """Text commands end CR LF; status frames (4B 53 ...) end in xor8 of every byte before."""
+    if frame.startswith(b"\x4b\x53"):
+        return reduce(lambda a, b: a ^ b, frame[:-1], 0) == frame[-1]
+    return frame.endswith(b"\r\n") and frame.isascii()
+
+
+INDEPENDENT = {
+    "aircomp-duo": _aircomp_duo,
+    "aircomp-mini": _no_checksum,
+    "shiatsu-nodes": _shiatsu_nodes,
+    "keys-table": _keys_table,
+    "stepper-blind": _no_checksum,
+}
 
 
 def test_bitwise_crc_matches_published_check_values() -> None:
@@ -115,14 +138,28 @@ def test_every_shipped_profile_has_vectors() -> None:
     assert set(VECTORS) == set(PROFILES)
     for pid, data in VECTORS.items():
         assert data.get("command"), pid
-        assert data.get("status"), pid
+        assert bool(data.get("status")) == (PROFILES[pid].status is not None), pid
         assert data.get("bad"), pid
 
 
 def test_every_command_has_a_vector() -> None:
     for pid, data in VECTORS.items():
         covered = {entry["name"] for entry in data["command"]}
+        covered |= {entry["name"] for entry in data.get("sequence", [])}
         assert covered == set(PROFILES[pid].commands), pid
+
+
+@pytest.mark.parametrize(("pid", "entry"), _cases("sequence"))
+def test_sequence_vector(pid: str, entry: dict[str, Any]) -> None:
+    profile = PROFILES[pid]
+    writes = codec.writes(profile, Command(entry["name"]))
+    frames = [w.frame.hex(" ") for w in writes if isinstance(w, codec.Write)]
+    waits = [w.seconds for w in writes if isinstance(w, codec.Pause)]
+    assert frames == entry["frames"]
+    assert waits == entry["waits"]
+    # A sequence is never one frame.
+    with pytest.raises(CodecError, match="sequence"):
+        codec.encode(profile, Command(entry["name"]))
 
 
 @pytest.mark.parametrize(("pid", "entry"), _cases("command"))
@@ -132,7 +169,8 @@ def test_command_vector(pid: str, entry: dict[str, Any]) -> None:
     command = Command(entry["name"], entry.get("value"))
     assert independent_checksum_ok(pid, expected), "the vector's own checksum is wrong"
     assert codec.encode(profile, command) == expected
-    assert codec.decode_command(profile, expected) == command
+    endpoint = profile.commands[command.name].endpoint
+    assert codec.decode_command(profile, expected, endpoint=endpoint) == command
 
 
 @pytest.mark.parametrize(("pid", "entry"), _cases("status"))
@@ -152,9 +190,13 @@ def test_bad_frame(pid: str, entry: dict[str, Any]) -> None:
     if "valid" in entry["why"]:
         # Only the property named in `why` is wrong: the checksum is right.
         assert independent_checksum_ok(pid, frame)
-    decode = codec.decode_status if entry["kind"] == "status" else codec.decode_command
     with pytest.raises(CodecError, match=entry.get("match")) as info:
-        decode(profile, frame)
+        if entry["kind"] == "status":
+            codec.decode_status(profile, frame)
+        else:
+            codec.decode_command(profile, frame)
+            for endpoint in profile.gatt.endpoints:  # nor on any other characteristic
+                codec.decode_command(profile, frame, endpoint=endpoint)
     assert pid in str(info.value)
 
 

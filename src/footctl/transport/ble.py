@@ -276,6 +276,28 @@ class BleLink:
         except BleakError as exc:
             raise TransportError(f"{self.device.address}: write failed: {exc}") from exc
 
+    async def write_to(self, endpoint: str, data: bytes) -> None:
+        """Write one frame to a named endpoint of the profile (``gatt.endpoints``)."""
+        client = self._client
+        spec = self.profile.gatt.endpoints[endpoint]
+        if client is None or not client.is_connected:
+            raise TransportError(f"{self.device.address}: not connected")
+        char = client.services.get_characteristic(spec.specifier)
+        if char is None:
+            raise TransportError(f"{self.device.address}: no characteristic for {endpoint!r}")
+        response = self.profile.gatt.write_with_response
+        if spec.with_response is not None:
+            response = spec.with_response
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await client.write_gatt_char(char, data, response=response)
+        except TimeoutError as exc:
+            raise TransportError(
+                f"{self.device.address}: write not answered within {WRITE_TIMEOUT_S:g} s"
+            ) from exc
+        except BleakError as exc:
+            raise TransportError(f"{self.device.address}: write failed: {exc}") from exc
+
     async def disconnect(self) -> None:
         """Disconnect on purpose (logged as expected)."""
         self._closing = True

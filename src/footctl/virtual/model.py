@@ -495,7 +495,8 @@ class MassagerModel:
                     outcome = "ignored"
                 else:
                     outcome = "applied" if self.apply(command) else "ignored"
-                    if command.name == "query":
+                    conn = self.profile.connection
+                    if command.name in ("query", conn.wake, conn.keepalive):
                         outcome = "applied"
                 record = FrameRecord(at, data.hex(), outcome, command.name, command.value)
         self.frames.append(record)
