@@ -19,6 +19,7 @@ from footctl.errors import CodecError
 from footctl.profile.loader import find_profiles, load_profile_text
 from footctl.profile.schema import Checksum, Profile
 from footctl.state import Command, Report
+from test_bed_profiles_vectors import BED_LAYOUTS
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 PROFILES = find_profiles()
@@ -99,6 +100,10 @@ INDEPENDENT = {
     "keys-table": _keys_table,
     "stepper-blind": _no_checksum,
 }
+
+# The adjustable-bed profiles (issue #14): each family's frame layout, written from
+# docs/bed-protocols.md without footctl.codec.
+INDEPENDENT.update(BED_LAYOUTS)
 
 
 def test_bitwise_crc_matches_published_check_values() -> None:
