@@ -134,6 +134,34 @@ SESSIONS: dict[str, Expected] = {
         ("channel_3_off", None, 2.0),
     ],
 }
+for _pid in ("bed-keeson-base", "bed-keeson-okin", "bed-keeson-ksbt-raw", "bed-keeson-ksbt-cr",
+             "bed-keeson-ksbt04c"):
+    # No off in the source: power is the toggle, pressed again to stop.
+    SESSIONS[_pid] = [
+        ("massage_toggle", None, 0.0),
+        ("massage_foot_up", None, 1.0),
+        ("massage_foot_up", None, 2.0),
+        ("massage_toggle", None, 2.0),
+    ]
+SESSIONS["bed-keeson-purple-plus"] = [  # each key followed at once by its release
+    ("key_toggle", None, 0.0),
+    ("release", None, 0.0),
+    ("key_foot_up", None, 1.0),
+    ("release", None, 1.0),
+    ("key_foot_up", None, 2.0),
+    ("release", None, 2.0),
+    ("key_toggle", None, 2.0),
+    ("release", None, 2.0),
+]
+SESSIONS["bed-keeson-harmony-i5"] = SESSIONS["bed-keeson-sleep-harmony"]
+for _pid in ("bed-motosleep-hhc-zero", "bed-motosleep-raw-zero"):
+    # No off key on PanelZero: the foot on/off key is pressed again to stop.
+    SESSIONS[_pid] = [
+        ("massage_foot_toggle", None, 0.0),
+        ("massage_foot_up", None, 1.0),
+        ("massage_foot_up", None, 2.0),
+        ("massage_foot_toggle", None, 2.0),
+    ]
 for _pid in ("bed-richmat-single", "bed-richmat-wilinke", "bed-richmat-prefix55",
              "bed-richmat-prefixaa"):
     SESSIONS[_pid] = [
@@ -261,6 +289,8 @@ def _off_length(pid: str) -> int:
         "bed-jiecang": 2,
         "bed-keeson-sino": 2,
         "bed-keeson-sleep-harmony": 2,
+        "bed-keeson-harmony-i5": 2,
+        "bed-keeson-purple-plus": 2,
         "bed-leggett-gen2": 4,
         "bed-richmat-single": 2,
         "bed-richmat-wilinke": 2,

@@ -36,7 +36,11 @@ SOURCE_COMMIT = "933786624f9f630fddea1c3dba8015e03422794f"
 # The families issue #14 asks for, and the profiles that carry each (a family missing here
 # is listed, with the reason, in device_profiles/README.md).
 FAMILY_PROFILES: dict[str, tuple[str, ...]] = {
-    "keeson": ("bed-keeson-sino", "bed-keeson-sleep-harmony"),
+    "keeson": (
+        "bed-keeson-base", "bed-keeson-okin", "bed-keeson-ksbt-raw", "bed-keeson-ksbt-cr",
+        "bed-keeson-ksbt04c", "bed-keeson-purple-plus", "bed-keeson-sino",
+        "bed-keeson-sleep-harmony", "bed-keeson-harmony-i5",
+    ),
     "okin_7byte": ("bed-okin-7byte-nordic",),
     "okin_uuid": ("bed-okin-uuid-rf-touch",),
     "okin_cb24": ("bed-okin-cb24-legacy", "bed-okin-cb24-new"),
@@ -49,6 +53,7 @@ FAMILY_PROFILES: dict[str, tuple[str, ...]] = {
     "reverie": ("bed-reverie",),
     "linak": ("bed-linak",),
     "jiecang": ("bed-jiecang",),
+    "motosleep": ("bed-motosleep-hhc-zero", "bed-motosleep-raw-zero"),
 }
 
 
@@ -120,6 +125,39 @@ def _keeson_sleep_harmony(f: bytes) -> bool:
     return len(f) == 7 and f[:2] == b"\x04\x02" and f[-1] == _inverted_sum8(f[:-1])
 
 
+def _keeson_le(header: bytes) -> Callable[[bytes], bool]:
+    def check(f: bytes) -> bool:
+        return len(f) == 8 and f[:3] == header and f[-1] == _inverted_sum8(f[:-1])
+
+    return check
+
+
+def _keeson_ksbt(f: bytes) -> bool:
+    return len(f) == 6 and f[:2] == b"\x04\x02"
+
+
+def _keeson_zero_tail(header: bytes) -> Callable[[bytes], bool]:
+    def check(f: bytes) -> bool:
+        return len(f) == 7 and f[:2] == header and f[6] == 0x00
+
+    return check
+
+
+def _keeson_base_i5(f: bytes) -> bool:
+    return (
+        len(f) == 9 and f[:3] == b"\xe6\xfe\x16" and f[7] == 0x00
+        and f[-1] == _inverted_sum8(f[:-1])
+    )
+
+
+def _motosleep_wrapped(f: bytes) -> bool:
+    return len(f) == 6 and f[:3] == b"$#$" and f[4:] == b"R\r" and f[3:4].isalpha()
+
+
+def _motosleep_raw(f: bytes) -> bool:
+    return len(f) == 2 and f[:1] == b"$" and f[1:].isalpha()
+
+
 def _richmat_single(f: bytes) -> bool:
     return len(f) == 1
 
@@ -139,6 +177,15 @@ BED_LAYOUTS: dict[str, Callable[[bytes], bool]] = {
     "bed-reverie": _reverie,
     "bed-keeson-sino": _keeson_sino,
     "bed-keeson-sleep-harmony": _keeson_sleep_harmony,
+    "bed-keeson-base": _keeson_le(b"\xe5\xfe\x16"),
+    "bed-keeson-okin": _keeson_le(b"\xe6\xfe\x16"),
+    "bed-keeson-ksbt-raw": _keeson_ksbt,
+    "bed-keeson-ksbt-cr": _keeson_zero_tail(b"\x05\x02"),
+    "bed-keeson-ksbt04c": _keeson_sleep_harmony,
+    "bed-keeson-purple-plus": _keeson_zero_tail(b"\x04\x02"),
+    "bed-keeson-harmony-i5": _keeson_base_i5,
+    "bed-motosleep-hhc-zero": _motosleep_wrapped,
+    "bed-motosleep-raw-zero": _motosleep_raw,
     "bed-richmat-single": _richmat_single,
     "bed-richmat-wilinke": _wilinke_like(b"\x6e\x01\x00"),
     "bed-richmat-prefix55": _wilinke_like(b"\x55\x01\x00"),
@@ -162,6 +209,11 @@ def test_layout_checks_reject_what_they_should() -> None:
     assert _keeson_sleep_harmony(bytes.fromhex("0402000000 00f9"))
     assert not _keeson_sleep_harmony(bytes.fromhex("0402000000 00f8"))
     assert not _linak(bytes.fromhex("8001"))
+    assert _keeson_le(b"\xe5\xfe\x16")(bytes.fromhex("e5fe160001000005"))
+    assert not _keeson_le(b"\xe6\xfe\x16")(bytes.fromhex("e5fe160001000005"))
+    assert not _keeson_base_i5(bytes.fromhex("e6fe16000100000105"))
+    assert _motosleep_wrapped(b"$#$IR\r")
+    assert not _motosleep_wrapped(b"$#$IR\n")
     assert not _ascii_text(b"MVI 1:0\r")
 
 
