@@ -160,7 +160,15 @@ def _profile_check(files: list[Path], out: Output) -> int:
             for problem in exc.problems:
                 print(f"footctl: {problem}", file=sys.stderr)
             continue
-        results.append({"file": str(path), "ok": True, "id": profile.id})
+        from footctl.profile.lint import lint
+
+        findings = lint(profile)  # errors (a profile that moves a bed...) fail the check
+        for finding in findings:
+            print(f"footctl: {path}: {finding}", file=sys.stderr)
+        errors = any(f.severity == "error" for f in findings)
+        failed = failed or errors
+        lint_rows = [f.to_dict() for f in findings]
+        results.append({"file": str(path), "ok": not errors, "id": profile.id, "lint": lint_rows})
     text = "\n".join(
         f"{r['file']}: ok ({r['id']})" if r["ok"] else f"{r['file']}: invalid" for r in results
     )

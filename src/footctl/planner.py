@@ -100,7 +100,7 @@ def _with(profile: Profile, state: DeviceState, setting: str, value: Value) -> D
                 mode=start["mode"],  # type: ignore[arg-type]
                 zone=start["zone"],  # type: ignore[arg-type]
                 heat=int(start_value(profile, "heat") or 0),
-                timer=None,
+                timer=start_value(profile, "timer"),  # type: ignore[arg-type]
             )
         if not value:
             return dataclasses.replace(state, running=False, heat=0)
@@ -119,10 +119,16 @@ def _with(profile: Profile, state: DeviceState, setting: str, value: Value) -> D
 
 class _Planner:
     def __init__(
-        self, profile: Profile, state: DeviceState, unconfirmed: Collection[str]
+        self,
+        profile: Profile,
+        state: DeviceState,
+        unconfirmed: Collection[str],
+        timer_set: int | None = None,
     ) -> None:
         self.profile = profile
-        self.state = state
+        # A report's timer counts down: what matters is the value last set (None: not
+        # since the device switched on).
+        self.state = dataclasses.replace(state, timer=timer_set)
         self.unconfirmed = set(unconfirmed)
         self.steps: list[PlanStep] = []
         self.blind = not profile.capabilities.reports_status
@@ -261,13 +267,15 @@ def plan(
     zone: int | None = None,
     timer: int | None = None,
     unconfirmed: Collection[str] = (),
+    timer_set: int | None = None,
 ) -> Plan:
     """The steps from ``state`` to the wanted values (None: leave alone). On a device
     with status, a plan stops after the first key press (the next plan starts from the
-    report it causes)."""
+    report it causes). ``timer_set`` is the device timer footctl last set since the
+    device switched on (reports count it down, so they cannot say)."""
     if not running:
         return plan_off(profile, state, unconfirmed=unconfirmed)
-    p = _Planner(profile, state, unconfirmed)
+    p = _Planner(profile, state, unconfirmed, timer_set)
     wanted: dict[str, Value] = {
         "intensity": intensity, "heat": heat, "mode": mode, "zone": zone, "timer": timer,
     }

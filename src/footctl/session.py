@@ -125,6 +125,7 @@ class DeviceSession:
         self._awake = False
         self._last_write_at: float | None = None
         self._timer_ends_at: float | None = None
+        self._timer_set: int | None = None  # the device timer set since it switched on
 
     # --- state -------------------------------------------------------------
 
@@ -785,8 +786,12 @@ class DeviceSession:
             self.presses[step.setting] = self.presses.get(step.setting, 0) + 1
             if self.profile.capabilities.reports_status:
                 self._unconfirmed[step.setting] = (loop.time(), old)
-        if step.setting == "timer" and step.believed.timer:
-            self._timer_ends_at = loop.time() + step.believed.timer * 60.0
+        if step.setting == "timer":
+            self._timer_set = step.believed.timer
+            if step.believed.timer:
+                self._timer_ends_at = loop.time() + step.believed.timer * 60.0
+        elif step.setting == "power":
+            self._timer_set = None
         if not self.profile.capabilities.reports_status or self._state.reports == before:
             # Believe it took (as *assumed*, never a confirmation) until a report says.
             self._set_state(
@@ -833,7 +838,7 @@ class DeviceSession:
             plan = planner.plan(
                 self.profile, self._state, running=True, intensity=target.intensity,
                 heat=target.heat, mode=target.mode, zone=target.zone, timer=target.timer,
-                unconfirmed=set(self._unconfirmed),
+                unconfirmed=set(self._unconfirmed), timer_set=self._timer_set,
             )
             if plan.refused is not None:
                 raise SafetyRefused(

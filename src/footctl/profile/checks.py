@@ -32,10 +32,13 @@ def value_domain(profile: Profile, setting: str) -> list[str]:
     if setting == "zone":
         zones = caps.zones
         return [] if zones is None else [str(n) for n in range(zones.min, zones.max + 1)]
+    # A timer key that cycles usually has an "off" position: 0 then belongs to it.
+    timer_setting = profile.settings.get("timer")
+    off = ["0"] if timer_setting is not None and timer_setting.style == "cycle" else []
     if caps.timer_values is not None:
-        return [str(n) for n in caps.timer_values]
+        return off + [str(n) for n in caps.timer_values]
     timer = caps.timer_minutes
-    return [] if timer is None else [str(n) for n in range(timer.min, timer.max + 1)]
+    return [] if timer is None else off + [str(n) for n in range(timer.min, timer.max + 1)]
 
 
 def parse_value(setting: str, text: str) -> int | str:

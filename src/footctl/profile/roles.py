@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from footctl.profile.checks import parse_value
+from footctl.profile.checks import parse_value, value_domain
 from footctl.profile.schema import Profile
 from footctl.profile.settings import Send, Setting, SettingName
 from footctl.state import Command
@@ -136,13 +136,7 @@ def cycle_order(profile: Profile, setting: str) -> list[int | str]:
         return [parse_value(setting, v) for v in s.order]
     if s.style == "toggle":
         return [0, 1]
-    if setting == "mode":
-        return [m.name for m in profile.capabilities.modes]
-    if setting == "heat":
-        return list(range(profile.capabilities.max_heat_level + 1))
-    caps = profile.capabilities
-    rng = {"intensity": caps.intensity, "zone": caps.zones, "timer": caps.timer_minutes}[setting]
-    return [] if rng is None else list(range(rng.min, rng.max + 1))
+    return [parse_value(setting, v) for v in value_domain(profile, setting)]
 
 
 def start_value(profile: Profile, setting: str) -> int | str | None:
@@ -161,4 +155,6 @@ def start_value(profile: Profile, setting: str) -> int | str | None:
         if caps.chambers:
             return (1 << len(caps.chambers)) - 1  # every chamber runs by default
         return caps.zones.min if caps.zones is not None else None
+    if setting == "timer" and s is not None and s.style == "cycle":
+        return 0  # a cycling timer key starts at its "off" position
     return None

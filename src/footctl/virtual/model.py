@@ -164,6 +164,9 @@ class MassagerModel:
         self._last_write: float | None = None
         #: Presses of step/cycle/toggle/bit keys acted on, by setting (for tests).
         self.presses: dict[str, int] = {}
+        #: Version 2: the timer value last chosen since power-on (0: a cycling timer's
+        #: "off" position; None: never chosen).
+        self.timer_choice: int | None = None
         self._last_tick = now()
         #: Bumped on every change of what the device would report.
         self.version = 0
@@ -278,6 +281,8 @@ class MassagerModel:
             names = [m.name for m in caps.modes]
             self.mode_index = names.index(str(mode)) if mode in names else 0
             self.zone = int(zone) if zone is not None else None
+            timer = start_value(p, "timer")
+            self.timer_choice = None if timer is None else int(timer)
 
     def _power_on(self) -> None:
         self._defaults()
@@ -378,7 +383,7 @@ class MassagerModel:
         if setting == "mode":
             return self.mode
         if setting == "timer":
-            return self.timer_minutes_left if self._off_at is not None else None
+            return self.timer_choice
         value: int | None = getattr(self, setting)
         return value
 
@@ -392,7 +397,9 @@ class MassagerModel:
         elif setting == "mode":
             self.mode_index = [m.name for m in caps.modes].index(str(value))
         elif setting == "timer":
-            self._off_at = self._now() + int(value) * 60.0
+            self.timer_choice = int(value)
+            minutes = int(value) or caps.auto_off_minutes  # 0: no timer, the auto-off rules
+            self._off_at = None if minutes is None else self._now() + minutes * 60.0
         else:
             setattr(self, setting, int(value))
 
