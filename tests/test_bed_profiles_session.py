@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from footctl.profile.loader import find_profiles, load_profile
 from footctl.profile.schema import Profile
 from footctl.safety.governor import Request, SafetyGovernor
 from footctl.safety.limits import Caps, Limits
@@ -35,6 +36,12 @@ from footctl.virtual.peripheral import VirtualMassager
 from safety_harness import FakeClock, eventually
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
+NO_OFF_DIR = Path(__file__).resolve().parent.parent / "device_profiles" / "no-off"
+
+# The shipped bed profiles, and the variants without an off (device_profiles/no-off/).
+BEDS: dict[str, Profile] = {
+    pid: p for pid, p in find_profiles().items() if pid.startswith("bed-")
+} | {p.stem: load_profile(p) for p in sorted(NO_OFF_DIR.glob("*.toml"))}
 
 # The governor's ramp in these tests: one level (one press on a step device) per second.
 RAMP_STEP_S = 1.0
@@ -175,7 +182,10 @@ for _pid in ("bed-richmat-single", "bed-richmat-wilinke", "bed-richmat-prefix55"
 
 def _vector_hex(pid: str, name: str, value: int | None) -> str:
     """The bytes of ``name`` (with ``value``) from the profile's byte-vector file."""
-    data = tomllib.loads((VECTOR_DIR / f"{pid}.toml").read_text(encoding="utf-8"))
+    path = VECTOR_DIR / f"{pid}.toml"
+    if not path.exists():
+        path = VECTOR_DIR / "no-off" / f"{pid}.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
     for entry in data["command"]:
         if entry["name"] == name and entry.get("value") == value:
             return str(entry["hex"]).replace(" ", "")
@@ -236,11 +246,13 @@ async def _received(bed: Bed, count: int) -> list[tuple[str, float]]:
     return [(f.hex, f.time) for f in bed.massager.frames]
 
 
+def test_every_bed_has_a_session() -> None:
+    assert set(SESSIONS) == set(BEDS)
+
+
 @pytest.mark.parametrize("pid", sorted(SESSIONS))
-async def test_session_start_raise_two_pick_a_pattern_stop(
-    bed_factory: Factory, profiles: dict[str, Profile], pid: str
-) -> None:
-    profile = profiles[pid]
+async def test_session_start_raise_two_pick_a_pattern_stop(bed_factory: Factory, pid: str) -> None:
+    profile = BEDS[pid]
     bed = await bed_factory(profile, Caps(ramp_step_s=RAMP_STEP_S))
     low = profile.capabilities.intensity.min
 
@@ -265,10 +277,8 @@ async def test_session_start_raise_two_pick_a_pattern_stop(
 
 
 @pytest.mark.parametrize("pid", sorted(SESSIONS))
-async def test_session_timer_switches_the_bed_off(
-    bed_factory: Factory, profiles: dict[str, Profile], pid: str
-) -> None:
-    profile = profiles[pid]
+async def test_session_timer_switches_the_bed_off(bed_factory: Factory, pid: str) -> None:
+    profile = BEDS[pid]
     bed = await bed_factory(profile, Caps(ramp_step_s=0, session_s=600))
     await bed.governor.submit(Request(power=True, intensity=profile.capabilities.intensity.min))
     assert await eventually(lambda: bed.model.running)
@@ -300,10 +310,8 @@ def _off_length(pid: str) -> int:
 
 
 @pytest.mark.parametrize("pid", ["bed-linak", "bed-okin-cb24-legacy", "bed-keeson-sleep-harmony"])
-async def test_intensity_cap_holds_on_a_bed(
-    bed_factory: Factory, profiles: dict[str, Profile], pid: str
-) -> None:
-    profile = profiles[pid]
+async def test_intensity_cap_holds_on_a_bed(bed_factory: Factory, pid: str) -> None:
+    profile = BEDS[pid]
     low = profile.capabilities.intensity.min
     bed = await bed_factory(profile, Caps(ramp_step_s=0, intensity=low + 1, clamp=True))
     await bed.governor.submit(Request(power=True, intensity=low))

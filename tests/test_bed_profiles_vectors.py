@@ -8,6 +8,8 @@
 * Every bed profile names its source (repository, file, commit), says it is untested on
   hardware, and declares no command that moves the bed; ``profile check`` refuses one that
   does.
+* The variants whose source has no massage off (``device_profiles/no-off/``) are not shipped:
+  their only stop is a blind toggle. They load, their vectors hold, and lint says why.
 """
 
 from __future__ import annotations
@@ -21,14 +23,23 @@ from typing import Any
 import pytest
 
 from footctl import cli, codec
-from footctl.profile.loader import find_profiles
+from footctl.errors import CodecError
+from footctl.profile.lint import lint
+from footctl.profile.loader import find_profiles, load_profile
+from footctl.profile.schema import Profile
 from footctl.state import Command
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR_DIR = Path(__file__).parent / "vectors"
 PROFILE_DIR = ROOT / "device_profiles"
-PROFILES = find_profiles()
-BED_IDS = sorted(pid for pid in PROFILES if pid.startswith("bed-"))
+NO_OFF_DIR = PROFILE_DIR / "no-off"
+SHIPPED = find_profiles()
+BED_IDS = sorted(pid for pid in SHIPPED if pid.startswith("bed-"))
+# Not shipped: the source has no massage off for these variants (see the module docstring).
+NO_OFF: dict[str, Profile] = {p.stem: load_profile(p) for p in sorted(NO_OFF_DIR.glob("*.toml"))}
+NO_OFF_IDS = sorted(NO_OFF)
+PROFILES: dict[str, Profile] = {**{pid: SHIPPED[pid] for pid in BED_IDS}, **NO_OFF}
+ALL_IDS = sorted(PROFILES)
 
 SOURCE_REPOSITORY = "kristofferR/ha-adjustable-bed"
 SOURCE_COMMIT = "933786624f9f630fddea1c3dba8015e03422794f"
@@ -220,13 +231,21 @@ def test_layout_checks_reject_what_they_should() -> None:
 # --- the vector files ---------------------------------------------------------------------
 
 
+def _vector_path(pid: str) -> Path:
+    return VECTOR_DIR / ("no-off" if pid in NO_OFF else "") / f"{pid}.toml"
+
+
+def _profile_path(pid: str) -> Path:
+    return (NO_OFF_DIR if pid in NO_OFF else PROFILE_DIR) / f"{pid}.toml"
+
+
 def _vectors(pid: str) -> dict[str, Any]:
-    return tomllib.loads((VECTOR_DIR / f"{pid}.toml").read_text(encoding="utf-8"))
+    return tomllib.loads(_vector_path(pid).read_text(encoding="utf-8"))
 
 
 def _sequence_cases() -> list[Any]:
     cases = []
-    for pid in BED_IDS:
+    for pid in ALL_IDS:
         for entry in _vectors(pid).get("sequence", []):
             cases.append(pytest.param(pid, entry, id=f"{pid}-{entry['name']}"))
     return cases
@@ -237,10 +256,10 @@ def test_there_is_a_bed_profile_for_every_family() -> None:
         for pid in ids:
             assert pid in PROFILES, f"{family}: {pid} is missing"
     listed = {pid for ids in FAMILY_PROFILES.values() for pid in ids}
-    assert listed == set(BED_IDS), "a bed profile is not listed under its family"
+    assert listed == set(ALL_IDS), "a bed profile is not listed under its family"
 
 
-@pytest.mark.parametrize("pid", BED_IDS)
+@pytest.mark.parametrize("pid", ALL_IDS)
 def test_every_bed_profile_has_a_layout_check_and_vectors(pid: str) -> None:
     assert pid in BED_LAYOUTS
     data = _vectors(pid)
@@ -277,10 +296,10 @@ def test_sequence_vector_in_order(pid: str, entry: dict[str, Any]) -> None:
 # --- provenance and motion ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pid", BED_IDS)
+@pytest.mark.parametrize("pid", ALL_IDS)
 def test_bed_profile_names_its_source_and_is_untested(pid: str) -> None:
     profile = PROFILES[pid]
-    text = (PROFILE_DIR / f"{pid}.toml").read_text(encoding="utf-8")
+    text = _profile_path(pid).read_text(encoding="utf-8")
     assert profile.source is not None
     assert profile.source.repository == SOURCE_REPOSITORY
     assert profile.source.commit == SOURCE_COMMIT
@@ -292,7 +311,7 @@ def test_bed_profile_names_its_source_and_is_untested(pid: str) -> None:
     assert "untested on hardware" in profile.description
 
 
-@pytest.mark.parametrize("pid", BED_IDS)
+@pytest.mark.parametrize("pid", ALL_IDS)
 def test_bed_profile_declares_no_moving_command(pid: str) -> None:
     profile = PROFILES[pid]
     moving = [name for name, cmd in profile.commands.items() if cmd.moves]
@@ -302,8 +321,57 @@ def test_bed_profile_declares_no_moving_command(pid: str) -> None:
             assert word not in name, f"{pid}: command {name!r} sounds like motion"
 
 
+# --- the variants without an off (not shipped) ---------------------------------------------
+
+
+def _no_off_cases(section: str) -> list[Any]:
+    return [
+        pytest.param(pid, e, id=f"{pid}-{e.get('name') or e['why']}")
+        for pid in NO_OFF_IDS
+        for e in _vectors(pid).get(section, [])
+    ]
+
+
+def test_the_variants_without_an_off_are_not_shipped() -> None:
+    assert NO_OFF_IDS, "device_profiles/no-off is empty"
+    for pid in NO_OFF_IDS:
+        assert pid not in SHIPPED
+        profile = NO_OFF[pid]
+        assert "stop" not in profile.commands
+        assert profile.settings["power"].style == "toggle"
+        assert "NO MASSAGE OFF" in _profile_path(pid).read_text(encoding="utf-8")
+        # lint says exactly why they are not shipped, and nothing else
+        assert [f.code for f in lint(profile)] == ["blind-toggle"]
+
+
+@pytest.mark.parametrize(("pid", "entry"), _no_off_cases("command"))
+def test_no_off_command_vector(pid: str, entry: dict[str, Any]) -> None:
+    profile = NO_OFF[pid]
+    frame = bytes.fromhex(entry["hex"])
+    command = Command(entry["name"], entry.get("value"))
+    assert BED_LAYOUTS[pid](frame)
+    assert codec.encode(profile, command) == frame
+    assert codec.decode_command(profile, frame) == command
+
+
+@pytest.mark.parametrize(("pid", "entry"), _no_off_cases("bad"))
+def test_no_off_bad_frame(pid: str, entry: dict[str, Any]) -> None:
+    frame = bytes.fromhex(entry["hex"])
+    if "valid" in entry["why"]:
+        assert BED_LAYOUTS[pid](frame)
+    with pytest.raises(CodecError, match=entry.get("match")):
+        codec.decode_command(NO_OFF[pid], frame)
+
+
+@pytest.mark.parametrize(("pid", "entry"), _no_off_cases("sequence"))
+def test_no_off_sequence_vector(pid: str, entry: dict[str, Any]) -> None:
+    writes = codec.writes(NO_OFF[pid], Command(entry["name"]))
+    assert [w.frame.hex(" ") for w in writes if isinstance(w, codec.Write)] == entry["frames"]
+    assert [w.seconds for w in writes if isinstance(w, codec.Pause)] == entry["waits"]
+
+
 def _with_a_moving_command(pid: str) -> str:
-    text = (PROFILE_DIR / f"{pid}.toml").read_text(encoding="utf-8")
+    text = _profile_path(pid).read_text(encoding="utf-8")
     first = next(iter(PROFILES[pid].commands))
     marker = f"[commands.{first}]"
     assert marker in text

@@ -71,6 +71,16 @@ def test_every_shipped_program_runs_where_the_device_can_do_it(pid: str, name: s
     profile = PROFILES[pid]
     program = PROGRAMS[name]
     assessment = assess(program, profile, Limits.compute(profile, Caps()))
+    asked = {name for s in program.steps for name in (s.mode, *s.fallback)}
+    if not asked & (profile.capabilities.families() | {m.name for m in profile.capabilities.modes}):
+        # a device with none of the kinds of massage the program asks for (a bed's vibration
+        # motors, issue #14): refused, and every reason says which it lacks
+        assert assessment.refused
+        assert all(
+            "can do none of" in f.reason or "has no heater" in f.reason
+            for f in assessment.refused
+        )
+        return
     needs_heat = any(s.heat for s in program.steps)
     if needs_heat and profile.capabilities.max_heat_level == 0:
         # the one thing a shipped device cannot do: heat without a heater; explained
