@@ -26,6 +26,7 @@ from footctl import cli, codec
 from footctl.errors import CodecError
 from footctl.profile.lint import lint
 from footctl.profile.loader import find_profiles, load_profile
+from footctl.profile.roundtrip import round_trip
 from footctl.profile.schema import Profile
 from footctl.state import Command
 
@@ -291,6 +292,16 @@ def test_sequence_vector_in_order(pid: str, entry: dict[str, Any]) -> None:
         for step in codec.writes(PROFILES[pid], Command(entry["name"]))
     ]
     assert got == expected
+
+
+@pytest.mark.parametrize("pid", ALL_IDS)
+def test_the_virtual_bed_takes_every_frame(pid: str) -> None:
+    # What `footctl profile test` runs: every command through the virtual massager generated
+    # from the profile, and every setting's values reached and read back.
+    result = round_trip(PROFILES[pid])
+    assert result.ok, result.to_dict()
+    checked = {r.capability for r in result.results}
+    assert {"commands", "power", "intensity"} <= checked
 
 
 # --- provenance and motion ---------------------------------------------------------------
