@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from footctl.errors import ExitCode, UsageError
+from footctl.profile.loader import find_profiles
 from footctl.profile.schema import Profile
 from footctl.programs import (
     Program,
@@ -27,7 +28,6 @@ from footctl.programs import (
     parse_duration,
     setpoint_at,
 )
-from footctl.profile.loader import find_profiles
 from footctl.programs.intent import resolve
 from footctl.safety.limits import Caps, Limits
 
