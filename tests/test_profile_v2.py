@@ -3,6 +3,11 @@ checksum operations, lint and the round trip."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from footctl import codec
@@ -436,8 +441,8 @@ text = "LVL {value}\\n"
 
 
 def test_power_that_is_the_intensity_level() -> None:
-    from footctl import planner  # noqa: PLC0415
-    from footctl.state import DeviceState  # noqa: PLC0415
+    from footctl import planner
+    from footctl.state import DeviceState
 
     p = load_profile_text(LEVEL_POWERED)
     off = DeviceState(address="", profile_id=p.id)
@@ -462,5 +467,22 @@ def test_a_massager_with_one_level_needs_no_intensity_setting() -> None:
     assert "intensity" not in p.settings
     result = round_trip(p)
     assert result.ok, result.to_dict()
-    with pytest.raises(ProfileError, match="needs settings.intensity"):
+    with pytest.raises(ProfileError, match=r"needs settings\.intensity"):
         load_profile_text(text.replace("min = 2, max = 2", "min = 1, max = 2"))
+
+
+def test_profile_check_refuses_a_profile_that_moves_a_bed(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(BASE.format(intensity=STEP, more="", caps="", gatt="", framing=""))
+    bed = tmp_path / "bed.toml"
+    bed.write_text(BASE.format(intensity=STEP, caps="", gatt="", framing="",
+                               more='[commands.head_up]\nraw = "D1 01"\nmoves = true\n'))
+    ok = subprocess.run([sys.executable, "-m", "footctl.cli", "profile", "check", str(good)],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "footctl.cli", "--json", "profile", "check",
+                          str(bed)], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert "moves furniture" in bad.stderr and "commands.head_up" in bad.stderr
+    (row,) = json.loads(bad.stdout)["files"]
+    assert row["ok"] is False and row["lint"][0]["code"] == "moves"

@@ -32,7 +32,7 @@ from footctl.profile.roles import (
 from footctl.profile.schema import Profile
 from footctl.state import Command, DeviceState
 
-__all__ = ["MAX_PRESSES", "Plan", "PlanStep", "believe", "plan", "plan_off"]
+__all__ = ["MAX_PRESSES", "Plan", "PlanStep", "backstop_timer", "believe", "plan", "plan_off"]
 
 # No target needs more presses than this (a 0-30 step scale from one end to the other,
 # plus a reset); a plan longer than that means a profile error, not a device.
@@ -356,3 +356,16 @@ def believe(profile: Profile, state: DeviceState, command: Command) -> DeviceSta
     if role is None or role.action != "set":
         return state
     return dataclasses.replace(_with(profile, state, role.setting, role.value), assumed=True)
+
+
+def backstop_timer(profile: Profile, ceiling_minutes: float) -> int | None:
+    """The device-timer minutes to set when nothing asks for a timer: the longest the
+    device offers within ``ceiling_minutes`` (a backstop that never cuts a session
+    short), else its shortest; None if the profile has no timer setting."""
+    if "timer" not in profile.settings:
+        return None
+    minutes = [int(v) for v in value_domain(profile, "timer") if int(v) > 0]
+    if not minutes:
+        return None
+    within = [m for m in minutes if m <= ceiling_minutes]
+    return max(within) if within else min(minutes)
