@@ -150,3 +150,10 @@ def test_assumed_state_resends_value_commands_on_a_reporting_device() -> None:
     assert names(planner.plan(p, on, running=True, intensity=2)) == []
     assumed = dataclasses.replace(on, assumed=True)
     assert names(planner.plan(p, assumed, running=True, intensity=2)) == ["strength"]
+
+
+def test_the_backstop_timer_is_the_longest_within_the_ceiling() -> None:
+    assert planner.backstop_timer(PROFILES["aircomp-duo"], 45) == 30
+    assert planner.backstop_timer(PROFILES["aircomp-duo"], 25) == 20
+    assert planner.backstop_timer(PROFILES["aircomp-duo"], 5) == 10  # the shortest it has
+    assert planner.backstop_timer(PROFILES["shiatsu-nodes"], 45) is None

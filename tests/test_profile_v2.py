@@ -3,6 +3,11 @@ checksum operations, lint and the round trip."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from footctl import codec
@@ -401,3 +406,83 @@ def test_round_trip_reports_a_setting_the_device_cannot_reach() -> None:
     problems = result.result("intensity").problems
     assert any("intensity 2" in x and "never reaches" in x for x in problems)
     assert result.result("power").ok
+
+
+# --- power that is the intensity level; a massager with one level ----------------------
+
+LEVEL_POWERED = """
+schema_version = 2
+id = "level-powered"
+name = "runs while its level is above 0"
+
+[advertisement]
+local_name = "LVL"
+
+[gatt]
+service = "FFE0"
+write = "FFE1"
+
+[capabilities]
+command_style = "settings"
+reports_status = false
+intensity = { min = 1, max = 10 }
+modes = [{ name = "kneading", code = 1 }]
+
+[settings.power]
+style = "level"
+
+[settings.intensity]
+style = "absolute"
+command = "level"
+
+[commands.level]
+text = "LVL {value}\\n"
+"""
+
+
+def test_power_that_is_the_intensity_level() -> None:
+    from footctl import planner
+    from footctl.state import DeviceState
+
+    p = load_profile_text(LEVEL_POWERED)
+    off = DeviceState(address="", profile_id=p.id)
+    on = planner.plan(p, off, running=True, intensity=3)
+    assert [(s.command.name, s.command.value) for s in on.steps if s.command] == [
+        ("level", 1), ("level", 3),
+    ]
+    stop = planner.plan_off(p, on.steps[-1].believed)
+    assert [(s.command.name, s.command.value) for s in stop.steps if s.command] == [("level", 0)]
+    assert round_trip(p).ok, round_trip(p).to_dict()
+    assert role_of(p, Command("level", 0)) == Role("intensity", "set", 0)
+
+
+def test_a_massager_with_one_level_needs_no_intensity_setting() -> None:
+    text = BASE.format(intensity=STEP, more="", caps="", gatt="", framing="").replace(
+        "intensity = { min = 1, max = 3 }", "intensity = { min = 2, max = 2 }"
+    ).replace('[settings.intensity]\nstyle = "step"\nup = "up"\ndown = "down"', "")
+    text = text.replace('[commands.up]\nraw = "C1 01"', "").replace(
+        '[commands.down]\nraw = "C1 02"', ""
+    )
+    p = load_profile_text(text)
+    assert "intensity" not in p.settings
+    result = round_trip(p)
+    assert result.ok, result.to_dict()
+    with pytest.raises(ProfileError, match=r"needs settings\.intensity"):
+        load_profile_text(text.replace("min = 2, max = 2", "min = 1, max = 2"))
+
+
+def test_profile_check_refuses_a_profile_that_moves_a_bed(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(BASE.format(intensity=STEP, more="", caps="", gatt="", framing=""))
+    bed = tmp_path / "bed.toml"
+    bed.write_text(BASE.format(intensity=STEP, caps="", gatt="", framing="",
+                               more='[commands.head_up]\nraw = "D1 01"\nmoves = true\n'))
+    ok = subprocess.run([sys.executable, "-m", "footctl.cli", "profile", "check", str(good)],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "footctl.cli", "--json", "profile", "check",
+                          str(bed)], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert "moves furniture" in bad.stderr and "commands.head_up" in bad.stderr
+    (row,) = json.loads(bad.stdout)["files"]
+    assert row["ok"] is False and row["lint"][0]["code"] == "moves"

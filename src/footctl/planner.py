@@ -32,7 +32,7 @@ from footctl.profile.roles import (
 from footctl.profile.schema import Profile
 from footctl.state import Command, DeviceState
 
-__all__ = ["MAX_PRESSES", "Plan", "PlanStep", "believe", "plan", "plan_off"]
+__all__ = ["MAX_PRESSES", "Plan", "PlanStep", "backstop_timer", "believe", "plan", "plan_off"]
 
 # No target needs more presses than this (a 0-30 step scale from one end to the other,
 # plus a reset); a plan longer than that means a profile error, not a device.
@@ -171,10 +171,16 @@ class _Planner:
         command is sent even if the state already says so)."""
         profile = self.profile
         s = profile.settings.get(setting)  # type: ignore[call-overload]
+        domain = value_domain(profile, setting)
+        if s is None and setting == "intensity" and domain == [str(wanted)]:
+            return  # a massager with one level: nothing to set
         if s is None:
             raise _Refused(f"the profile has no {setting} setting")
         current = _get(self.state, setting)
-        if str(wanted) not in value_domain(profile, setting) and not (
+        if s.style == "level":
+            self._level_power(int(wanted or 0), force=force)
+            return
+        if str(wanted) not in domain and not (
             setting == "zone" and s.style == "bits"
         ):
             raise _Refused(f"{setting} {wanted} is not one of its values")
@@ -228,6 +234,26 @@ class _Planner:
             self._send(key, setting, level, press=True)
             if not self.blind:
                 return
+
+    def _level_power(self, wanted: int, *, force: bool) -> None:
+        """Power on a device that runs while its intensity is above 0: the intensity
+        command at its start value; off: the ``off`` command, or intensity 0."""
+        if bool(wanted) == self.state.running and not force:
+            return
+        power = self.profile.settings["power"]
+        intensity = self.profile.settings["intensity"]
+        level = int(start_value(self.profile, "intensity") or 0) if wanted else 0
+        if not wanted and power.off is not None:
+            self._send(power.off, "power", 0, press=False)
+            return
+        if intensity.style == "absolute":
+            assert intensity.command is not None
+            self._send(intensity.command, "power", wanted, press=False, arg=level)
+        else:
+            command = (intensity.values or {}).get(str(level))
+            if command is None:
+                raise _Refused(f"no command sets intensity {level} (its table lacks it)")
+            self._send(command, "power", wanted, press=False)
 
     def _bits(self, setting: str, wanted: Value) -> None:
         s = self.profile.settings[setting]  # type: ignore[index]
@@ -307,7 +333,7 @@ def plan_off(profile: Profile, state: DeviceState, *, unconfirmed: Collection[st
     power = profile.settings["power"]
     heat = profile.settings.get("heat")
     try:
-        if power.style in ("absolute", "table"):
+        if power.style in ("absolute", "table", "level"):
             # An off is never deduplicated: value commands are always sent.
             if heat is not None and heat.style in ("absolute", "table"):
                 p.reach("heat", 0, force=True)
@@ -330,3 +356,16 @@ def believe(profile: Profile, state: DeviceState, command: Command) -> DeviceSta
     if role is None or role.action != "set":
         return state
     return dataclasses.replace(_with(profile, state, role.setting, role.value), assumed=True)
+
+
+def backstop_timer(profile: Profile, ceiling_minutes: float) -> int | None:
+    """The device-timer minutes to set when nothing asks for a timer: the longest the
+    device offers within ``ceiling_minutes`` (a backstop that never cuts a session
+    short), else its shortest; None if the profile has no timer setting."""
+    if "timer" not in profile.settings:
+        return None
+    minutes = [int(v) for v in value_domain(profile, "timer") if int(v) > 0]
+    if not minutes:
+        return None
+    within = [m for m in minutes if m <= ceiling_minutes]
+    return max(within) if within else min(minutes)

@@ -27,6 +27,7 @@ from footctl.errors import (
     TransportError,
 )
 from footctl.profile.schema import CommandName, Profile
+from footctl.safety.limits import CEILING_SESSION_S
 from footctl.state import Command, DeviceState, Report
 from footctl.transport.ble import BleLink, Link, Radio, Seen, scan
 
@@ -790,6 +791,9 @@ class DeviceSession:
             self._timer_set = step.believed.timer
             if step.believed.timer:
                 self._timer_ends_at = loop.time() + step.believed.timer * 60.0
+                if not self.profile.capabilities.reports_status:
+                    # Nothing will report the device switching itself off: believe it.
+                    loop.call_later(step.believed.timer * 60.0 + 0.01, self._expire_timer)
         elif step.setting == "power":
             self._timer_set = None
         if not self.profile.capabilities.reports_status or self._state.reports == before:
@@ -834,10 +838,15 @@ class DeviceSession:
         self._expire_timer()
         if status:
             await self._learn_state()
+        timer = target.timer
+        if timer is None and self._timer_set is None:
+            # The device's own timer, where it has one, as a backstop that never cuts a
+            # session short: the longest it offers within the absolute session ceiling.
+            timer = planner.backstop_timer(self.profile, CEILING_SESSION_S / 60)
         for _ in range(planner.MAX_PRESSES):
             plan = planner.plan(
                 self.profile, self._state, running=True, intensity=target.intensity,
-                heat=target.heat, mode=target.mode, zone=target.zone, timer=target.timer,
+                heat=target.heat, mode=target.mode, zone=target.zone, timer=timer,
                 unconfirmed=set(self._unconfirmed), timer_set=self._timer_set,
             )
             if plan.refused is not None:

@@ -48,6 +48,9 @@ def parse_value(setting: str, text: str) -> int | str:
 
 def _check_values(profile: Profile, name: str, s: Setting) -> None:
     domain = value_domain(profile, name)
+    power = profile.settings.get("power")
+    if name == "intensity" and power is not None and power.style == "level":
+        domain = ["0", *domain]  # intensity 0 is "off" on a level-powered device
     where = f"settings.{name}"
     if not domain:
         raise ValueError(
@@ -79,7 +82,15 @@ def _check_values(profile: Profile, name: str, s: Setting) -> None:
         if set(s.bits or {}) != set(chambers):
             raise ValueError(f"{where}.bits: give one key per chamber ({', '.join(chambers)})")
     if name == "power" and s.style in ("step", "cycle", "bits"):
-        raise ValueError(f"{where}: power is absolute, table or toggle")
+        raise ValueError(f"{where}: power is absolute, table, toggle or level")
+    if s.style == "level":
+        if name != "power":
+            raise ValueError(f"{where}: the level style is for power (on while intensity > 0)")
+        intensity = profile.settings.get("intensity")
+        if intensity is None or intensity.style not in ("absolute", "table"):
+            raise ValueError(f"{where}: level power needs an absolute or table intensity")
+        if s.off is None and intensity.style == "table" and "0" not in (intensity.values or {}):
+            raise ValueError(f"{where}: give 'off', or a \"0\" entry in settings.intensity")
     if s.ready_seconds and name != "power":
         raise ValueError(f"{where}.ready_seconds belongs to the power setting")
 
@@ -136,7 +147,10 @@ def _check_settings(profile: Profile) -> None:
             owner[cmd] = name
         if s.values is not None and len(set(s.values.values())) != len(s.values):
             raise ValueError(f"settings.{name}.values: two values share one command")
+    fixed = profile.capabilities.intensity.min == profile.capabilities.intensity.max
     for required in REQUIRED_SETTINGS:
+        if required == "intensity" and fixed:
+            continue  # one level only: nothing to set
         if required not in profile.settings:
             raise ValueError(f"a version-2 profile needs settings.{required}")
     caps = profile.capabilities

@@ -117,6 +117,8 @@ def _role_in(profile: Profile, name: SettingName, s: Setting, command: Command) 
                 return Role(name, "bit", chambers.index(chamber))
     if cmd == s.reset:
         return Role(name, "reset")
+    if cmd == s.off:
+        return Role(name, "set", 0)
     return None
 
 

@@ -18,7 +18,11 @@ mode, zone, timer), *how* a value reaches the device:
     one key flips between two values (off/on);
 ``bits``
     one toggle key per bit of the value (the air chambers of a compression massager:
-    the zone is a bit mask of the chambers that run).
+    the zone is a bit mask of the chambers that run);
+``level`` (power only)
+    the device has no power frame: it runs while its intensity is above 0. Power on is
+    the intensity setting's command at its start value, power off is ``off`` (default:
+    the intensity command with 0).
 
 Commands (``[commands.<name>]``) are named freely in version 2; each is a framed
 command (``code`` and ``body``, framed by ``[framing]``), a verbatim frame (``raw``),
@@ -48,7 +52,7 @@ MAX_REPEAT_COUNT = 100
 
 SettingName = Literal["power", "intensity", "heat", "mode", "zone", "timer"]
 SETTING_NAMES: tuple[SettingName, ...] = ("power", "intensity", "heat", "mode", "zone", "timer")
-Style = Literal["absolute", "table", "step", "cycle", "toggle", "bits"]
+Style = Literal["absolute", "table", "step", "cycle", "toggle", "bits", "level"]
 
 # Mode families programs may ask for (a profile may use others; these are the ones
 # the shipped programs speak).
@@ -155,6 +159,9 @@ class Setting(Model):
     bits: dict[str, CommandId] | None = Field(
         default=None, description="bits: chamber name -> the key that toggles it"
     )
+    off: CommandId | None = Field(
+        default=None, description="level: the command that stops (default: intensity 0)"
+    )
     start: str | None = Field(
         default=None, description="the value after power-on (the known starting point)"
     )
@@ -176,6 +183,7 @@ class Setting(Model):
             "cycle": ("key",),
             "toggle": ("key",),
             "bits": ("bits",),
+            "level": (),
         }
         missing = [f for f in need[self.style] if getattr(self, f) is None]
         if missing:
@@ -185,8 +193,10 @@ class Setting(Model):
             allowed.add("order")
         if self.style == "step":
             allowed.add("wraps")
+        if self.style == "level":
+            allowed.add("off")
         given = {
-            f for f in ("command", "values", "key", "order", "up", "down", "bits", "wraps")
+            f for f in ("command", "values", "key", "order", "up", "down", "bits", "wraps", "off")
             if getattr(self, f) not in (None, False)
         }
         extra = sorted(given - allowed)
@@ -202,7 +212,7 @@ class Setting(Model):
 
     def commands_used(self) -> list[str]:
         """Every command this setting names."""
-        out = [c for c in (self.command, self.key, self.up, self.down, self.reset) if c]
+        out = [c for c in (self.command, self.key, self.up, self.down, self.reset, self.off) if c]
         out += list((self.values or {}).values())
         out += list((self.bits or {}).values())
         return out

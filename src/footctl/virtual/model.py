@@ -413,6 +413,19 @@ class MassagerModel:
         role = role_of(self.profile, command)
         if role is None:
             return  # a frame that belongs to no setting (a "release" after a key)
+        power = self.profile.settings.get("power")
+        if power is not None and power.style == "level" and role.setting == "intensity" and (
+            role.action == "set"
+        ):
+            # Runs while its intensity is above 0: 0 stops it, a level starts it.
+            level = int(role.value or 0)
+            if level == 0:
+                self._power_off()
+            elif str(level) in value_domain(self.profile, "intensity"):
+                if not self.running:
+                    self._power_on()
+                self.intensity = level
+            return
         if role.setting != "power" and (not self.running or self._now() < self._ready_at):
             return  # off, or still starting up: ignored, as a real device does
         self._act(role)
