@@ -53,7 +53,7 @@ FAMILY_PROFILES: dict[str, tuple[str, ...]] = {
         "bed-keeson-ksbt04c", "bed-keeson-purple-plus", "bed-keeson-sino",
         "bed-keeson-sleep-harmony", "bed-keeson-harmony-i5",
     ),
-    "okin_7byte": ("bed-okin-7byte-nordic",),
+    "okin_7byte": ("bed-okin-7byte-nectar", "bed-okin-7byte-nordic"),
     "okin_uuid": ("bed-okin-uuid-rf-touch",),
     "okin_cb24": ("bed-okin-cb24-legacy", "bed-okin-cb24-new"),
     "richmat": (
@@ -65,7 +65,11 @@ FAMILY_PROFILES: dict[str, tuple[str, ...]] = {
     "reverie": ("bed-reverie",),
     "linak": ("bed-linak",),
     "jiecang": ("bed-jiecang",),
-    "motosleep": ("bed-motosleep-hhc-zero", "bed-motosleep-raw-zero"),
+    "motosleep": (
+        "bed-motosleep-hhc", "bed-motosleep-raw", "bed-motosleep-hhc-zero",
+        "bed-motosleep-raw-zero",
+    ),
+    "jensen": ("bed-jensen",),
 }
 
 
@@ -99,6 +103,16 @@ def _okin_7byte_nordic(f: bytes) -> bool:
     if f in (bytes.fromhex("09050a23050000"), bytes.fromhex("5a0b00a5")):
         return True
     return len(f) == 7 and f[:4] == b"\x5a\x01\x03\x10" and f[4] in (0x30, 0x40) and f[6] == 0xA5
+
+
+def _okin_7byte(f: bytes) -> bool:
+    return len(f) == 7 and f[:5] == b"\x5a\x01\x03\x10\x30" and f[6] == 0xA5
+
+
+def _jensen(f: bytes) -> bool:
+    massage = f[:1] == b"\x12" and f[3:] == b"\x00\x00\x00"
+    unlock_or_query = f[:1] in (b"\x1e", b"\x0a") and f[5:] == b"\x00"
+    return len(f) == 6 and (massage or unlock_or_query)
 
 
 def _okin_uuid(f: bytes) -> bool:
@@ -182,6 +196,10 @@ BED_LAYOUTS: dict[str, Callable[[bytes], bool]] = {
     "bed-linak": _linak,
     "bed-leggett-wilinke": _wilinke_like(b"\x6e\x01\x00"),
     "bed-okin-7byte-nordic": _okin_7byte_nordic,
+    "bed-okin-7byte-nectar": _okin_7byte,
+    "bed-jensen": _jensen,
+    "bed-motosleep-hhc": _motosleep_wrapped,
+    "bed-motosleep-raw": _motosleep_raw,
     "bed-okin-uuid-rf-touch": _okin_uuid,
     "bed-okin-cb24-legacy": _okin_cb24,
     "bed-okin-cb24-new": _okin_cb24_new,
@@ -227,6 +245,9 @@ def test_layout_checks_reject_what_they_should() -> None:
     assert _motosleep_wrapped(b"$#$IR\r")
     assert not _motosleep_wrapped(b"$#$IR\n")
     assert not _ascii_text(b"MVI 1:0\r")
+    assert _jensen(bytes.fromhex("120003000000"))
+    assert not _jensen(bytes.fromhex("120003000001"))
+    assert not _okin_7byte(bytes.fromhex("5a0103104060a5"))
 
 
 # --- the vector files ---------------------------------------------------------------------
@@ -301,7 +322,12 @@ def test_the_virtual_bed_takes_every_frame(pid: str) -> None:
     result = round_trip(PROFILES[pid])
     assert result.ok, result.to_dict()
     checked = {r.capability for r in result.results}
-    assert {"commands", "power", "intensity"} <= checked
+    assert {"commands", "power"} <= checked
+    # a bed without intensity keys has one level and no intensity setting
+    assert ("intensity" in checked) == ("intensity" in PROFILES[pid].settings)
+    assert ("intensity" in PROFILES[pid].settings) == (
+        PROFILES[pid].capabilities.intensity.min < PROFILES[pid].capabilities.intensity.max
+    )
 
 
 # --- provenance and motion ---------------------------------------------------------------
