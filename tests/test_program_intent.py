@@ -71,7 +71,7 @@ def test_every_shipped_program_runs_where_the_device_can_do_it(pid: str, name: s
     profile = PROFILES[pid]
     program = PROGRAMS[name]
     assessment = assess(program, profile, Limits.compute(profile, Caps()))
-    asked = {name for s in program.steps for name in (s.mode, *s.fallback)}
+    asked = {kind for s in program.steps for kind in (s.mode, *s.fallback)}
     if not asked & (profile.capabilities.families() | {m.name for m in profile.capabilities.modes}):
         # a device with none of the kinds of massage the program asks for (a bed's vibration
         # motors, issue #14): refused, and every reason says which it lacks
