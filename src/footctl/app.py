@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from footctl.cli_authoring import is_authoring
 from footctl.config import Config, config_path, load_config
 from footctl.devices import (
     RECOVERY_SCAN_S,
@@ -93,6 +94,11 @@ async def _main(args: argparse.Namespace, out: Output) -> int:
 async def _dispatch(args: argparse.Namespace, out: Output) -> int:
     command = args.command
     config = load_config(config_path(args.config))
+    if is_authoring(args):
+        # explore, sniff, profile test (issue 12)
+        from footctl.commands.authoring import dispatch as authoring
+
+        return await authoring(args, config, out)
     if command == "profiles":
         return _profiles(config, out)
     if command == "profile":

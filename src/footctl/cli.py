@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from footctl.cli_authoring import add_authoring_commands
+
 LINK_ENV = "FOOTCTL_LINK"
 
 
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     pc = psub.add_parser("check", help="validate profile files")
     pc.add_argument("files", nargs="+", metavar="FILE")
+    add_authoring_commands(sub, psub)  # explore, sniff, profile test (issue 12)
     _add_issue4_commands(sub)
     p = sub.add_parser("sim", help="run a virtual massager as its own process")
     p.add_argument("profile_id", metavar="PROFILE_ID")
