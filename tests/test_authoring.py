@@ -25,10 +25,18 @@ import pytest
 
 from footctl.cli import Output, build_parser, main
 from footctl.commands import authoring
-from footctl.commands.skeleton import FILL_IN, FILL_IN_LINE
+from footctl.commands.skeleton import (
+    FILL_IN,
+    FILL_IN_LINE,
+    pick_endpoints,
+    render_skeleton,
+    short_uuid,
+)
 from footctl.config import Config
+from footctl.profile.base import normalize_uuid
 from footctl.profile.loader import find_profiles, load_profile, shipped_dir
 from footctl.transport.ble import Radio
+from footctl.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
 from footctl.virtual import VirtualWorld, radio_for_world
 from footctl.virtual.peripheral import VirtualMassager
 
@@ -389,3 +397,48 @@ def test_profile_test_bad_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["profile", "test", str(path)]) == 2
     assert "nope.toml" in capsys.readouterr().err
     assert main(["profile", "test", str(tmp_path / "missing.toml")]) == 2
+
+
+# --- the skeleton's choice of endpoints (pure) ----------------------------------------
+
+
+def _char(uuid: str, handle: int, *props: str) -> CharacteristicInfo:
+    return CharacteristicInfo(normalize_uuid(uuid), handle, "", tuple(props))
+
+
+def _service(uuid: str, handle: int, *chars: CharacteristicInfo) -> ServiceInfo:
+    return ServiceInfo(normalize_uuid(uuid), handle, chars)
+
+
+def _dump(*services: ServiceInfo, advertised: tuple[str, ...] = ()) -> GattDump:
+    return GattDump("AA:BB:CC:DD:EE:FF", "X1", -60, tuple(normalize_uuid(u) for u in advertised),
+                    (), 23, services)
+
+
+GAP_WRITABLE = _service("1801", 1, _char("2B29", 3, "read", "write"))
+QUIET = _service("FFA0", 10, _char("FFA1", 12, "write"))
+TALKS = _service("FFB0", 20, _char("FFB1", 22, "write-without-response"),
+                 _char("FFB2", 24, "notify"), _char("FFB3", 27, "write"))
+
+
+def test_pick_endpoints_never_a_standard_service_and_prefers_advertised_then_notifying() -> None:
+    ep = pick_endpoints(_dump(GAP_WRITABLE, QUIET, TALKS))
+    assert ep is not None
+    assert short_uuid(ep.service.uuid) == "FFB0"  # not advertised: the one that notifies
+    assert (short_uuid(ep.write.uuid), ep.notify and short_uuid(ep.notify.uuid)) == (
+        "FFB1", "FFB2"
+    )
+    assert [short_uuid(c.uuid) for c in ep.other_writes] == ["FFB3"]
+    advertised = pick_endpoints(_dump(GAP_WRITABLE, QUIET, TALKS, advertised=("FFA0",)))
+    assert advertised is not None and short_uuid(advertised.service.uuid) == "FFA0"
+    assert advertised.notify is None
+    assert pick_endpoints(_dump(GAP_WRITABLE)) is None
+
+
+def test_skeleton_names_by_handle_what_a_uuid_cannot_tell_apart() -> None:
+    twins = _service("FFC0", 30, _char("FFC1", 32, "write"), _char("FFC1", 34, "notify"))
+    skeleton = render_skeleton(_dump(twins))
+    assert "write_handle = 0x0020" in skeleton and "notify_handle = 0x0022" in skeleton
+    assert "write_with_response = true" in skeleton
+    without = render_skeleton(_dump(GAP_WRITABLE))
+    assert 'service = "<FILL IN' in without and 'write = "<FILL IN' in without
