@@ -39,6 +39,7 @@ from footctl.transport.ble import Radio
 from footctl.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
 from footctl.virtual import VirtualWorld, radio_for_world
 from footctl.virtual.peripheral import VirtualMassager
+from footctl.virtual.sim import SimControl
 
 PROFILES = find_profiles()
 ROOT = Path(__file__).resolve().parents[1]
@@ -442,3 +443,41 @@ def test_skeleton_names_by_handle_what_a_uuid_cannot_tell_apart() -> None:
     assert "write_with_response = true" in skeleton
     without = render_skeleton(_dump(GAP_WRITABLE))
     assert 'service = "<FILL IN' in without and 'write = "<FILL IN' in without
+
+
+# --- over --link to a separate `footctl sim` process -----------------------------------
+
+
+@pytest.mark.e2e
+def test_explore_and_sniff_over_a_link_to_a_sim_process(tmp_path: Path) -> None:
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "footctl.cli", "sim", "shiatsu-aa55"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        first = sim.stdout.readline()
+        assert first.startswith("footctl sim:"), first
+        link = first.split()[-1]
+        ctl = SimControl(first.split(" control ")[1].split()[0])
+
+        def footctl(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "footctl.cli", "--link", link, *argv],
+                capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
+            )
+
+        explored = footctl("--json", "explore", "FM-*")
+        assert explored.returncode == 0, explored.stderr
+        data = one_json(explored.stdout)
+        assert data["device"]["address"] == first.split()[4]
+        assert data["endpoints"]["write"] == PROFILES["shiatsu-aa55"].gatt.write
+        sniffed = footctl("sniff", "FM-AA55", "--profile", "shiatsu-aa55", "--duration", "0.3",
+                          "--write", POWER_ON_AA55)
+        assert sniffed.returncode == 0, sniffed.stderr
+        assert "power 1" in sniffed.stdout and "status running=on" in sniffed.stdout
+        state = ctl.request({"cmd": "state"})
+        assert state["running"] is False, state  # switched off when the sniff ended
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)

@@ -19,6 +19,7 @@ import bleak_retry_connector
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakError
+from bleak_retry_connector import BleakClientWithServiceCache
 
 from footctl.errors import DeviceUnavailable, TransportError
 from footctl.transport.ble import (
@@ -221,12 +222,14 @@ class Probe:
             bleak_retry_connector.BLEAK_TIMEOUT = VIRTUAL_ATTEMPT_TIMEOUT_S
         try:
             async with asyncio.timeout(self.timeout):
+                # A fresh discovery, never the OS's cache: explore shows what is there now.
                 self._client = await bleak_retry_connector.establish_connection(
-                    BleakClient,
+                    BleakClientWithServiceCache,
                     self.seen.device,
                     self.seen.name or self.seen.address,
                     disconnected_callback=self._disconnected,
                     max_attempts=3,
+                    use_services_cache=False,
                     **kwargs,
                 )
         except TimeoutError as exc:
