@@ -17,7 +17,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from footctl.commands.skeleton import (
 from footctl.config import Config
 from footctl.profile.base import normalize_uuid
 from footctl.profile.loader import find_profiles, load_profile, shipped_dir
+from footctl.safety.markers import MarkerStore
 from footctl.transport.ble import Radio
 from footctl.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
 from footctl.virtual import VirtualWorld, radio_for_world
@@ -448,36 +449,74 @@ def test_skeleton_names_by_handle_what_a_uuid_cannot_tell_apart() -> None:
 # --- over --link to a separate `footctl sim` process -----------------------------------
 
 
-@pytest.mark.e2e
-def test_explore_and_sniff_over_a_link_to_a_sim_process(tmp_path: Path) -> None:
-    sim = subprocess.Popen(
+@pytest.fixture
+def sim() -> Iterator[tuple[str, str, SimControl]]:
+    """A ``footctl sim shiatsu-aa55`` process: (link address, device address, control)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "footctl.cli", "sim", "shiatsu-aa55"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
-        assert sim.stdout is not None
-        first = sim.stdout.readline()
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
         assert first.startswith("footctl sim:"), first
-        link = first.split()[-1]
-        ctl = SimControl(first.split(" control ")[1].split()[0])
-
-        def footctl(*argv: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "footctl.cli", "--link", link, *argv],
-                capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
-            )
-
-        explored = footctl("--json", "explore", "FM-*")
-        assert explored.returncode == 0, explored.stderr
-        data = one_json(explored.stdout)
-        assert data["device"]["address"] == first.split()[4]
-        assert data["endpoints"]["write"] == PROFILES["shiatsu-aa55"].gatt.write
-        sniffed = footctl("sniff", "FM-AA55", "--profile", "shiatsu-aa55", "--duration", "0.3",
-                          "--write", POWER_ON_AA55)
-        assert sniffed.returncode == 0, sniffed.stderr
-        assert "power 1" in sniffed.stdout and "status running=on" in sniffed.stdout
-        state = ctl.request({"cmd": "state"})
-        assert state["running"] is False, state  # switched off when the sniff ended
+        control = first.split(" control ")[1].split()[0]
+        yield first.split()[-1], first.split()[4], SimControl(control)
     finally:
-        sim.terminate()
-        sim.wait(timeout=10)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def over(link: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``footctl --link LINK ...`` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "footctl.cli", "--link", link, *argv],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
+    )
+
+
+@pytest.mark.e2e
+def test_explore_and_sniff_over_a_link_to_a_sim_process(
+    sim: tuple[str, str, SimControl],
+) -> None:
+    link, address, ctl = sim
+    explored = over(link, "--json", "explore", "FM-*")
+    assert explored.returncode == 0, explored.stderr
+    data = one_json(explored.stdout)
+    assert data["device"]["address"] == address
+    assert data["endpoints"]["write"] == PROFILES["shiatsu-aa55"].gatt.write
+    sniffed = over(link, "sniff", "FM-AA55", "--profile", "shiatsu-aa55", "--duration", "0.3",
+                   "--write", POWER_ON_AA55)
+    assert sniffed.returncode == 0, sniffed.stderr
+    assert "power 1" in sniffed.stdout and "status running=on" in sniffed.stdout
+    assert ctl.request({"cmd": "state"})["running"] is False  # off when the sniff ended
+    assert MarkerStore().all() == []
+
+
+@pytest.mark.e2e
+def test_a_sniff_killed_after_a_raw_write_is_undone_by_the_next_run(
+    sim: tuple[str, str, SimControl],
+) -> None:
+    link, address, ctl = sim
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "footctl.cli", "--link", link, "sniff", "FM-AA55",
+         "--profile", "shiatsu-aa55", "--write", POWER_ON_AA55],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "status running=on" in line:
+                break
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert ctl.request({"cmd": "state"})["running"] is True
+    assert [m.address for m in MarkerStore().all()] == [address]
+    status = over(link, "--device", address, "--profile", "shiatsu-aa55", "status")
+    assert status.returncode == 0, status.stderr
+    assert "died; turning that massager off first" in status.stderr
+    assert ctl.request({"cmd": "state"})["running"] is False
+    assert MarkerStore().all() == []
