@@ -35,6 +35,7 @@ from footctl.profile.base import normalize_uuid, parse_hex
 from footctl.profile.loader import get_profile, load_profile
 from footctl.profile.roundtrip import CapabilityResult, RoundTrip, round_trip
 from footctl.profile.schema import Profile
+from footctl.safety.markers import MarkerStore
 from footctl.session import DeviceSession
 from footctl.state import Command, Report
 from footctl.transport.ble import Radio
@@ -325,7 +326,7 @@ class _Printer:
 
 async def _switch_off(
     args: argparse.Namespace, radio: Radio, address: str, profile: Profile | None,
-    progress: Progress,
+    progress: Progress, markers: MarkerStore | None,
 ) -> None:
     """Frames written outside the safety governor may have left the massager running:
     switch it off through an ordinary session (with ``--profile``), or say so."""
@@ -344,8 +345,15 @@ async def _switch_off(
     try:
         await session.connect()
         await session.all_off()
+    except FootctlError as exc:
+        print(f"footctl: could not switch {address} off: {exc}; switch it off by hand"
+              + (" (the next footctl run tries again)" if markers is not None else ""),
+              file=sys.stderr, flush=True)
+        return
     finally:
         await session.close()
+    if markers is not None:
+        markers.clear(address)
 
 
 def _open_log(name: str) -> IO[str]:
@@ -385,35 +393,43 @@ async def sniff(args: argparse.Namespace, config: Config, out: Output) -> int:
     log = _open_log(args.log) if args.log else None
     printer = _Printer(out, log, profile)
     reason = "interrupted"
+    # A crash after a raw write leaves a marker, so the next footctl run turns the
+    # massager off first (an in-process virtual massager dies with us: none needed).
+    markers = MarkerStore() if profile is not None and not args.simulate else None
     try:
         async with open_radio(args, config) as radio:
             seen = await find_device(radio, args.target, args.scan_timeout, progress)
             lost = asyncio.Event()
             progress(f"connecting to {seen.address}...")
-            async with Probe(radio, seen, on_disconnect=lost.set) as probe:
-                dump = await probe.dump(read_values=False)
-                target = _write_target(args, dump, profile) if frames else None
-                chars = [c for c in dump.characteristics() if c.notifies]
-                for char in chars:
-                    await probe.subscribe(
-                        char, lambda c, data: printer.event("notify", c, data)
-                    )
-                names = ", ".join(short_uuid(c.uuid) for c in chars) or "nothing"
-                until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
-                progress(f"subscribed to {names}; listening {until}")
-                printer.start = time.monotonic()
-                for i, frame in enumerate(frames):
-                    assert target is not None
-                    char, response = target
-                    if i:
-                        await asyncio.sleep(args.write_gap)
-                    # shown as it is sent: a device answers before the write returns
-                    printer.event("write", char, frame,
-                                  "with response" if response else "without response")
-                    await probe.write(char, frame, response=response)
-                reason = await _until_end(args.duration, lost)
-            if frames and reason != "link_lost":
-                await _switch_off(args, radio, seen.address, profile, progress)
+            try:
+                async with Probe(radio, seen, on_disconnect=lost.set) as probe:
+                    dump = await probe.dump(read_values=False)
+                    target = _write_target(args, dump, profile) if frames else None
+                    chars = [c for c in dump.characteristics() if c.notifies]
+                    for char in chars:
+                        await probe.subscribe(
+                            char, lambda c, data: printer.event("notify", c, data)
+                        )
+                    names = ", ".join(short_uuid(c.uuid) for c in chars) or "nothing"
+                    until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
+                    progress(f"subscribed to {names}; listening {until}")
+                    printer.start = time.monotonic()
+                    if frames and markers is not None and profile is not None:
+                        markers.write(seen.address, profile.id, "sniff")
+                    for i, frame in enumerate(frames):
+                        assert target is not None
+                        char, response = target
+                        if i:
+                            await asyncio.sleep(args.write_gap)
+                        # shown as it is sent: a device answers before the write returns
+                        printer.event("write", char, frame,
+                                      "with response" if response else "without response")
+                        await probe.write(char, frame, response=response)
+                    reason = await _until_end(args.duration, lost)
+            finally:
+                # whatever ended the sniff (the link too), raw writes are undone
+                if printer.counts["write"]:
+                    await _switch_off(args, radio, seen.address, profile, progress, markers)
     finally:
         if log is not None:
             log.close()
