@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from footctl.cli_authoring import is_authoring
 from footctl.client import Printer
 from footctl.config import Config, config_path, load_config
 from footctl.control.api import Request, parse_request
@@ -95,6 +96,11 @@ def command_config(args: argparse.Namespace) -> Config:
 async def _dispatch(args: argparse.Namespace, out: Output) -> int:
     command = args.command
     config = command_config(args)
+    if is_authoring(args):
+        # explore, sniff, profile test (issue 12)
+        from footctl.commands.authoring import dispatch as authoring
+
+        return await authoring(args, config, out)
     if command == "profiles":
         return _profiles(config, out)
     if command == "profile":
@@ -168,7 +174,15 @@ def _profile_check(files: list[Path], out: Output) -> int:
             for problem in exc.problems:
                 print(f"footctl: {problem}", file=sys.stderr)
             continue
-        results.append({"file": str(path), "ok": True, "id": profile.id})
+        from footctl.profile.lint import lint
+
+        findings = lint(profile)  # errors (a profile that moves a bed...) fail the check
+        for finding in findings:
+            print(f"footctl: {path}: {finding}", file=sys.stderr)
+        errors = any(f.severity == "error" for f in findings)
+        failed = failed or errors
+        lint_rows = [f.to_dict() for f in findings]
+        results.append({"file": str(path), "ok": not errors, "id": profile.id, "lint": lint_rows})
     text = "\n".join(
         f"{r['file']}: ok ({r['id']})" if r["ok"] else f"{r['file']}: invalid" for r in results
     )

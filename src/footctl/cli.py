@@ -161,6 +161,9 @@ def _more_commands(add: Any) -> None:
     psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     pc = add("check", "validate profile files", psub)
     pc.add_argument("files", nargs="+", metavar="FILE")
+    from footctl.cli_authoring import add_authoring_commands
+
+    add_authoring_commands(add, psub)  # explore, sniff, profile test
     p = add("run", "run a program now (progress on stderr; Ctrl-C stops the massager)")
     p.add_argument("program", metavar="PROGRAM", help="a program name or a .toml file")
     p = add("program", "bedtime programs: list, check")
@@ -247,7 +250,7 @@ def _check(args: argparse.Namespace) -> str | None:
 _VALUE_FLAGS = ("--simulate", "--link", "--device", "--profile", "--config", "--scan-timeout")
 _COMMANDS = frozenset((
     "scan", "status", "watch", "on", "off", "stop", "set", "profiles", "profile", "run",
-    "program", "schedule", "history", "rate", "daemon", "service", "sim", "tui",
+    "program", "schedule", "history", "rate", "daemon", "service", "sim", "tui", "explore", "sniff",
 ))
 
 
@@ -284,6 +287,10 @@ positional arguments:
     set                 change intensity, heat, mode or zone
     profiles            the profiles found, with their capabilities
     profile             profile tools
+    explore             connect and list every service, characteristic,
+                        descriptor and readable value, and a profile skeleton
+    sniff               subscribe to every notifying characteristic and print
+                        what arrives (optionally sending raw frames)
     run                 run a program now (progress on stderr; Ctrl-C stops
                         the massager)
     program             bedtime programs: list, check

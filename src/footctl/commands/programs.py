@@ -172,6 +172,7 @@ def check(args: argparse.Namespace, config: Config, out: Output) -> int:
             journal.close()
     assessment = assess(program, profile, limits, unattended=args.scheduled,
                         completed_nights=nights)
+    program = assessment.resolved or program  # modes and levels as they run on this device
     payload = _check_payload(program, assessment, profile.id, nights, args.scheduled)
     out.result(payload, _check_text(program, assessment, profile.id, nights))
     if assessment.refused:
