@@ -34,9 +34,21 @@ def add_authoring_commands(add: Any, profile_sub: Any) -> None:
     """Add ``explore`` and ``sniff`` as commands and ``test`` as a ``profile`` action,
     through the CLI's ``add(name, help, target=commands)`` (which gives each the global
     flags: ``--simulate``, ``--link``, ``--profile``, ``--json``, ...)."""
+    # ``profile test`` first: ``add`` files an action under the command added last.
+    p = add(
+        "test",
+        "round-trip every command and status field through the codec and the "
+        "virtual massager, per capability",
+        profile_sub,
+    )
+    p.add_argument("file", metavar="FILE", help="the profile file")
+    p.add_argument("--vectors", metavar="FILE",
+                   help="also check byte vectors ([[command]] name/value/hex, [[status]] "
+                   "hex/expect), as in tests/vectors/")
+
     p = add(
         "explore",
-"connect and list every service, characteristic, descriptor and readable "
+        "connect and list every service, characteristic, descriptor and readable "
         "value, and a profile skeleton",
     )
     p.add_argument("target", metavar="ADDRESS_OR_NAME",
@@ -66,14 +78,3 @@ def add_authoring_commands(add: Any, profile_sub: Any) -> None:
     p.add_argument("--log", metavar="FILE", help="also append every line to FILE")
     p.add_argument("--duration", type=_positive, metavar="S",
                    help="stop after S seconds (default: until Ctrl-C)")
-
-    p = add(
-        "test",
-        "round-trip every command and status field through the codec and the "
-        "virtual massager, per capability",
-        profile_sub,
-    )
-    p.add_argument("file", metavar="FILE", help="the profile file")
-    p.add_argument("--vectors", metavar="FILE",
-                   help="also check byte vectors ([[command]] name/value/hex, [[status]] "
-                   "hex/expect), as in tests/vectors/")
