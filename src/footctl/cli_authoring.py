@@ -61,7 +61,7 @@ def add_authoring_commands(add: Any, profile_sub: Any) -> None:
 
     p = add(
         "sniff",
-"subscribe to every notifying characteristic and print what arrives "
+        "subscribe to every notifying characteristic and print what arrives "
         "(optionally sending raw frames)",
     )
     p.add_argument("target", metavar="ADDRESS_OR_NAME",
