@@ -1,4 +1,6 @@
-"""footctl benchmarks: codec speed, and the session path over the virtual link.
+"""footctl benchmarks: codec speed, the session path over the virtual link, and the
+control plane (bench/control.py: client startup, sets through an owner's socket, many
+massagers, the idle daemon).
 
 Every number is a median (with p90) of repeated measurements taken in one run, and
 the interesting ones are ratios of two paths measured side by side (session `set`
@@ -248,10 +250,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results/bench.json")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--only", choices=("session", "control", "reconnect"), default=None,
+                        help="run one family of benchmarks")
     parser.add_argument("--reconnect-seconds", type=float, default=150.0,
                         help="time budget of the reconnect bench (0: skip it)")
-    parser.add_argument("--only-reconnect", action="store_true",
-                        help="run only the reconnect bench")
+    parser.add_argument("--process-rounds", type=int, default=30,
+                        help="runs of each process (status, --help, python -c pass)")
+    parser.add_argument("--samples", type=int, default=300, help="sets through the socket")
+    parser.add_argument("--idle-seconds", type=float, default=60.0,
+                        help="how long the idle daemons are watched")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -260,17 +267,24 @@ async def main() -> None:
         "profiles": {},
     }
     profiles = find_profiles()
-    if args.reconnect_seconds > 0:
+    if args.reconnect_seconds > 0 and args.only in (None, "reconnect"):
         entry = await bench_reconnect(profiles["shiatsu-aa55"], args.reconnect_seconds)
         results["reconnect_reasserted_ms"] = entry
         print(f"reconnect: {json.dumps(entry)}", file=sys.stderr)
     for pid, profile in sorted(profiles.items()):
-        if args.only_reconnect:
+        if args.only in ("control", "reconnect"):
             break
         entry = bench_codec(profile, args.rounds)
         entry.update(await bench_link(profile, args.rounds))
         results["profiles"][pid] = entry
         print(f"{pid}: {json.dumps(entry)}", file=sys.stderr)
+    if args.only in (None, "control"):
+        import control  # bench/control.py, beside this file
+
+        results["control"] = await control.run_all(
+            args.process_rounds, args.samples, args.idle_seconds
+        )
+        print(f"control: {json.dumps(results['control'])}", file=sys.stderr)
     results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out = Path(args.out)
     await asyncio.to_thread(out.parent.mkdir, parents=True, exist_ok=True)

@@ -110,15 +110,26 @@ def test_program_check_ok_refused_and_clamped(env: dict[str, str], tmp_path: Pat
     assert ok.returncode == 0, ok.stderr
     data = one_json(ok)
     assert data["ok"] and data["refused"] == [] and len(data["steps"]) == 4
-    # ems-v2 has no "rolling" mode: step 2 is refused, with the reason, exit 4
-    bad = footctl(env, "--simulate", "ems-v2", "--json", "program", "check", "wind-down")
+    # ems-v2 has no "rolling" mode: step 2 runs the first fallback family it has, and
+    # the check says so (issue #12: the shipped programs run on ems-v2)
+    adapted = footctl(env, "--simulate", "ems-v2", "--json", "program", "check", "wind-down")
+    assert adapted.returncode == 0, adapted.stderr
+    data = one_json(adapted)
+    assert data["ok"] and data["refused"] == []
+    step2 = [f for f in data["steps"][1]["findings"] if f["field"] == "mode"]
+    assert step2 and step2[0]["action"] == "adapted" and "'rolling'" in step2[0]["reason"]
+    # a step no mode of the device can do is refused, with the modes it has, exit 4
+    squeeze = tmp_path / "squeeze.toml"
+    squeeze.write_text('name = "squeeze"\n[[steps]]\nduration = "2m"\nmode = "compression"\n'
+                       "intensity = 2\n")
+    bad = footctl(env, "--simulate", "ems-v2", "--json", "program", "check", str(squeeze))
     assert bad.returncode == 4, bad.stderr
     data = one_json(bad)
     assert data["ok"] is False
-    assert [(f["step"], f["field"]) for f in data["refused"]] == [(2, "mode")]
+    assert [(f["step"], f["field"]) for f in data["refused"]] == [(1, "mode")]
     assert "refused" in bad.stderr
-    text = footctl(env, "--simulate", "ems-v2", "program", "check", "wind-down").stdout
-    assert "REFUSED" in text and "no mode 'rolling'" in text
+    text = footctl(env, "--simulate", "ems-v2", "program", "check", str(squeeze)).stdout
+    assert "REFUSED" in text and "can do none of compression" in text
     # with clamp and a lower cap, the over-cap steps are lowered instead
     clamp = tmp_path / "clamp.toml"
     clamp.write_text(FAST + "max_intensity = 2\nclamp = true\n")
@@ -203,8 +214,11 @@ def test_run_simulated_program_then_history_and_rate(env: dict[str, str]) -> Non
     assert plot.returncode == 0 and "minutes" in plot.stdout
 
 
-def test_run_refused_program_exits_4_before_moving(env: dict[str, str]) -> None:
-    proc = footctl(env, "--simulate", "ems-v2", "--json", "run", "wind-down")
+def test_run_refused_program_exits_4_before_moving(env: dict[str, str], tmp_path: Path) -> None:
+    squeeze = tmp_path / "squeeze.toml"
+    squeeze.write_text('name = "squeeze"\n[[steps]]\nduration = "2m"\nmode = "compression"\n'
+                       "intensity = 2\n")
+    proc = footctl(env, "--simulate", "ems-v2", "--json", "run", str(squeeze))
     assert proc.returncode == 4, proc.stderr
     assert one_json(proc)["reason"] == "program_refused"
     assert one_json(footctl(env, "--json", "history"))["sessions"] == []
@@ -286,12 +300,12 @@ def test_device_commands_and_run_go_through_the_daemon(env: dict[str, str]) -> N
         ready = daemon.stderr.readline()
         assert "footctl daemon: holding" in ready, ready
         status = one_json(footctl(env, "--json", "status"))
-        assert status["via"] == "daemon" and status["device"]["connected"] is True
-        assert "via the footctl daemon" in footctl(env, "status").stdout
+        assert status["via"] == "daemon" and status["device"]["link"] == "connected"
+        assert "(via daemon)" in footctl(env, "status").stdout
         changed = one_json(footctl(env, "--json", "set", "--intensity", "2"))
-        assert changed["via"] == "daemon" and changed["device"]["intensity"] == 2
+        assert changed["via"] == "daemon" and changed["device"]["reported"]["intensity"] == 2
         stopped = one_json(footctl(env, "--json", "stop"))
-        assert stopped["via"] == "daemon" and stopped["device"]["running"] is False
+        assert stopped["via"] == "daemon" and stopped["device"]["reported"]["power"] is False
         ran = footctl(env, "--json", "run", "tiny")
         assert ran.returncode == 0, ran.stderr
         result = one_json(ran)

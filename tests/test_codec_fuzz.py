@@ -42,7 +42,7 @@ def _decoders(profile: Profile, data: bytes) -> None:
 
 
 def test_every_shipped_profile_is_fuzzed() -> None:
-    assert IDS == ["ems-v2", "shiatsu-aa55", "shiatsu-keys"]
+    assert {"ems-v2", "shiatsu-aa55", "shiatsu-keys", "aircomp-duo"} <= set(IDS)
 
 
 # --- values a profile accepts ------------------------------------------------------------
@@ -57,6 +57,8 @@ def command_values(profile: Profile, name: str) -> st.SearchStrategy[int | None]
     caps = profile.capabilities
     if not profile.commands[name].takes_arg:
         return st.none()
+    if profile.is_v2:  # the setting whose absolute command this is
+        name = next(s for s, v in profile.settings.items() if v.command == name)
     if name == "power":
         return st.sampled_from([0, 1])
     if name == "intensity":
@@ -73,7 +75,8 @@ def command_values(profile: Profile, name: str) -> st.SearchStrategy[int | None]
 
 
 def commands(profile: Profile) -> st.SearchStrategy[Command]:
-    return st.sampled_from(sorted(profile.commands)).flatmap(
+    frames = sorted(n for n, c in profile.commands.items() if c.sequence is None)
+    return st.sampled_from(frames).flatmap(
         lambda name: command_values(profile, name).map(lambda v: Command(name, v))
     )
 
@@ -119,6 +122,8 @@ def reports(profile: Profile) -> st.SearchStrategy[Report]:
 def valid_frames(profile: Profile) -> st.SearchStrategy[tuple[bytes, bool]]:
     """A valid command (to device) or status (to app) frame, with its direction."""
     cmd = commands(profile).map(lambda c: (codec.encode(profile, c), True))
+    if profile.status is None:
+        return cmd
     status = reports(profile).map(lambda r: (codec.encode_status(profile, r), False))
     return st.one_of(cmd, status)
 
@@ -159,10 +164,10 @@ def test_mangled_valid_frames_raise_only_codec_error(pid: str, data: st.DataObje
 
 
 def _codes(profile: Profile) -> list[int]:
-    codes = [t.code for t in profile.commands.values()]
-    if profile.status is not None:
+    codes = [t.code for t in profile.commands.values() if t.code is not None]
+    if profile.status is not None and profile.status.code is not None:
         codes.append(profile.status.code)
-    return codes
+    return codes or [0]
 
 
 # --- round trips -------------------------------------------------------------------------
@@ -187,18 +192,24 @@ def test_every_command_and_value_round_trips(pid: str) -> None:
     }
     checked = 0
     for name, template in profile.commands.items():
-        values = ranges[name] if template.takes_arg else [None]
+        if template.sequence is not None:
+            continue  # a sequence is its commands' frames
+        setting = name
+        if profile.is_v2 and template.takes_arg:
+            setting = next(s for s, v in profile.settings.items() if v.command == name)
+        values = ranges[setting] if template.takes_arg else [None]
         assert values, f"{pid}: no valid values for {name}"
         seen: set[bytes] = set()
         for value in values:
             command = Command(name, value)
             frame = codec.encode(profile, command)
             assert len(frame) <= codec.max_write_size(profile)
-            assert codec.decode_command(profile, frame) == command
+            endpoint = template.endpoint
+            assert codec.decode_command(profile, frame, endpoint=endpoint) == command
             seen.add(frame)
             checked += 1
         assert len(seen) == len(values), f"{pid}: {name} values collide on the wire"
-    assert checked >= len(profile.commands)
+    assert checked >= sum(1 for c in profile.commands.values() if c.sequence is None)
 
 
 @pytest.mark.parametrize("pid", IDS)
@@ -207,10 +218,16 @@ def test_every_command_and_value_round_trips(pid: str) -> None:
 def test_command_round_trip(pid: str, data: st.DataObject) -> None:
     profile = PROFILES[pid]
     command = data.draw(commands(profile), label="command")
-    assert codec.decode_command(profile, codec.encode(profile, command)) == command
+    endpoint = profile.commands[command.name].endpoint
+    assert codec.decode_command(profile, codec.encode(profile, command), endpoint=endpoint) == (
+        command
+    )
 
 
-@pytest.mark.parametrize("pid", IDS)
+WITH_STATUS = [pid for pid in IDS if PROFILES[pid].status is not None]
+
+
+@pytest.mark.parametrize("pid", WITH_STATUS)
 @FAST
 @given(data=st.data())
 def test_status_round_trip(pid: str, data: st.DataObject) -> None:
@@ -227,14 +244,29 @@ def test_status_round_trip(pid: str, data: st.DataObject) -> None:
 # --- corruption is detected --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pid", IDS)
+CHECKSUMMED = [
+    pid for pid in IDS
+    if PROFILES[pid].framing.checksum is not None
+    and all(c.kind in ("framed", "sequence") for c in PROFILES[pid].commands.values())
+    and (PROFILES[pid].status is None or PROFILES[pid].status.framed)  # type: ignore[union-attr]
+]
+
+
+def test_checksummed_profiles_are_the_framed_ones() -> None:
+    assert {"ems-v2", "shiatsu-aa55", "shiatsu-keys", "aircomp-duo"} <= set(CHECKSUMMED)
+
+
+@pytest.mark.parametrize("pid", CHECKSUMMED)
 @FAST
 @given(data=st.data())
 def test_single_byte_corruption_is_detected(pid: str, data: st.DataObject) -> None:
     profile = PROFILES[pid]
     cs = profile.framing.checksum
     assert cs is not None
-    assert (cs.start, cs.stop_before) == (0, 0)
+    # The checksum covers every byte before it but (part of) the header, which is checked
+    # as it is.
+    assert cs.start <= len(profile.framing.header)
+    assert cs.stop_before == 0
     # sum8, xor8 and CRC16 all change when exactly one covered byte changes, and here
     # the checksum covers every byte before it; the rest is header/trailer, checked as is.
     frame, to_device = data.draw(valid_frames(profile), label="frame")

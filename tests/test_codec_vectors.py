@@ -19,6 +19,7 @@ from footctl.errors import CodecError
 from footctl.profile.loader import find_profiles, load_profile_text
 from footctl.profile.schema import Checksum, Profile
 from footctl.state import Command, Report
+from test_bed_profiles_vectors import BED_LAYOUTS
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 PROFILES = find_profiles()
@@ -65,7 +66,44 @@ def independent_checksum_ok(profile_id: str, frame: bytes) -> bool:
         return reduce(lambda a, b: a ^ b, frame[:-1], 0) == frame[-1]
     if profile_id == "shiatsu-keys":  # inverted sum8 over everything before it
         return (~sum(frame[:-1]) & 0xFF) == frame[-1]
+    if profile_id in INDEPENDENT:
+        return INDEPENDENT[profile_id](frame)
     raise AssertionError(f"no independent checksum for {profile_id}")
+
+
+def _aircomp_duo(frame: bytes) -> bool:
+    """16-bit sum after the 2-byte header, inverted, masked to 12 bits, big-endian."""
+    return ((~sum(frame[2:-2]) & 0xFFFF) & 0x0FFF) == int.from_bytes(frame[-2:], "big")
+
+
+def _no_checksum(frame: bytes) -> bool:
+    """Fixed frames without a checksum: nothing to re-check."""
+    return bool(frame)
+
+
+def _shiatsu_nodes(frame: bytes) -> bool:
+    """Two's complement of the 8-bit sum after the 2-byte header."""
+    return (-sum(frame[2:-1]) & 0xFF) == frame[-1]
+
+
+def _keys_table(frame: bytes) -> bool:
+    """Text commands end CR LF; status frames (4B 53 ...) end in xor8 of every byte before."""
+    if frame.startswith(b"\x4b\x53"):
+        return reduce(lambda a, b: a ^ b, frame[:-1], 0) == frame[-1]
+    return frame.endswith(b"\r\n") and frame.isascii()
+
+
+INDEPENDENT = {
+    "aircomp-duo": _aircomp_duo,
+    "aircomp-mini": _no_checksum,
+    "shiatsu-nodes": _shiatsu_nodes,
+    "keys-table": _keys_table,
+    "stepper-blind": _no_checksum,
+}
+
+# The adjustable-bed profiles (issue #14): each family's frame layout, written from
+# docs/bed-protocols.md without footctl.codec.
+INDEPENDENT.update(BED_LAYOUTS)
 
 
 def test_bitwise_crc_matches_published_check_values() -> None:
@@ -105,14 +143,28 @@ def test_every_shipped_profile_has_vectors() -> None:
     assert set(VECTORS) == set(PROFILES)
     for pid, data in VECTORS.items():
         assert data.get("command"), pid
-        assert data.get("status"), pid
+        assert bool(data.get("status")) == (PROFILES[pid].status is not None), pid
         assert data.get("bad"), pid
 
 
 def test_every_command_has_a_vector() -> None:
     for pid, data in VECTORS.items():
         covered = {entry["name"] for entry in data["command"]}
+        covered |= {entry["name"] for entry in data.get("sequence", [])}
         assert covered == set(PROFILES[pid].commands), pid
+
+
+@pytest.mark.parametrize(("pid", "entry"), _cases("sequence"))
+def test_sequence_vector(pid: str, entry: dict[str, Any]) -> None:
+    profile = PROFILES[pid]
+    writes = codec.writes(profile, Command(entry["name"]))
+    frames = [w.frame.hex(" ") for w in writes if isinstance(w, codec.Write)]
+    waits = [w.seconds for w in writes if isinstance(w, codec.Pause)]
+    assert frames == entry["frames"]
+    assert waits == entry["waits"]
+    # A sequence is never one frame.
+    with pytest.raises(CodecError, match="sequence"):
+        codec.encode(profile, Command(entry["name"]))
 
 
 @pytest.mark.parametrize(("pid", "entry"), _cases("command"))
@@ -122,7 +174,8 @@ def test_command_vector(pid: str, entry: dict[str, Any]) -> None:
     command = Command(entry["name"], entry.get("value"))
     assert independent_checksum_ok(pid, expected), "the vector's own checksum is wrong"
     assert codec.encode(profile, command) == expected
-    assert codec.decode_command(profile, expected) == command
+    endpoint = profile.commands[command.name].endpoint
+    assert codec.decode_command(profile, expected, endpoint=endpoint) == command
 
 
 @pytest.mark.parametrize(("pid", "entry"), _cases("status"))
@@ -146,6 +199,10 @@ def test_bad_frame(pid: str, entry: dict[str, Any]) -> None:
     with pytest.raises(CodecError, match=entry.get("match")) as info:
         decode(profile, frame)
     assert pid in str(info.value)
+    if entry["kind"] == "command":
+        for endpoint in profile.gatt.endpoints:  # nor on any other characteristic
+            with pytest.raises(CodecError):
+                codec.decode_command(profile, frame, endpoint=endpoint)
 
 
 @pytest.mark.parametrize(("pid", "entry"), _cases("bad_encode"))

@@ -178,8 +178,8 @@ def test_audit_finds_more_starts_in_a_night_than_the_limit() -> None:
 def test_manual_sessions_do_not_use_up_the_program_starts_of_the_night(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from footctl.commands.programs import check_start_limits
     from footctl.config import Config
+    from footctl.control.owner import check_start_limits
     from footctl.errors import SafetyRefused
     from footctl.journal import Journal
 

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from footctl.errors import ExitCode, UsageError
+from footctl.profile.loader import find_profiles
 from footctl.profile.schema import Profile
 from footctl.programs import (
     Program,
@@ -27,10 +28,17 @@ from footctl.programs import (
     parse_duration,
     setpoint_at,
 )
+from footctl.programs.intent import resolve
 from footctl.programs.loader import scan_programs
 from footctl.safety.limits import Caps, Limits
 
 SHIATSU = ("shiatsu-aa55", "shiatsu-keys")
+
+
+def on_aa55(name: str) -> Program:
+    """A shipped program (relative intensities, mode families) as it runs on the 1-5
+    shiatsu-aa55, where 0/25/50 % are levels 1/2/3."""
+    return resolve(find_programs()[name], find_profiles()["shiatsu-aa55"]).program
 
 
 def program(steps: list[dict[str, Any]], **extra: Any) -> Program:
@@ -80,7 +88,7 @@ def test_wind_down_follows_the_bedtime_routine() -> None:
 
 
 def test_no_heat_program_has_no_heat_anywhere() -> None:
-    timeline = expand(find_programs()["no-heat"])
+    timeline = expand(on_aa55("no-heat"))
     assert all(s.heat == 0 for s in timeline)
 
 
@@ -93,7 +101,7 @@ def test_shipped_programs_pass_default_caps(
     limits = Limits.compute(profile, Caps())
     unattended = min(limits.heat_max, Caps().unattended_heat_level)
     problems = check_against_limits(
-        find_programs()[name],
+        resolve(find_programs()[name], profile).program,
         max_intensity=limits.intensity_max,
         max_heat=unattended,
         max_session_s=limits.session_s,
@@ -105,11 +113,11 @@ def test_shipped_programs_pass_default_caps(
 
 
 def test_no_heat_program_passes_the_medical_setting() -> None:
-    p = find_programs()["no-heat"]
+    p = on_aa55("no-heat")
     assert (
         check_against_limits(p, max_intensity=9, max_heat=0, max_session_s=3600, no_heat=True) == []
     )
-    heated = find_programs()["wind-down"]
+    heated = on_aa55("wind-down")
     assert check_against_limits(
         heated, max_intensity=9, max_heat=3, max_session_s=3600, no_heat=True
     )
@@ -388,7 +396,7 @@ def test_ramp_moves_one_level_per_equal_slice(start: int, stop: int) -> None:
 
 
 def test_progression_caps_the_whole_timeline() -> None:
-    wind_down = find_programs()["wind-down"]
+    wind_down = on_aa55("wind-down")
     assert {s.intensity for s in expand(wind_down, 0) if s.step} == {1}
     assert max(s.intensity for s in expand(wind_down, 1000)) == 3
 

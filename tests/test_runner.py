@@ -111,7 +111,7 @@ async def test_pulse_pause_is_lowest_intensity_not_a_stop(
     runner = rig.runner(program)
     await runner.run()
     check_device_followed(rig.bench.log, rig.governor, runner)
-    paused = [sp for sp in expand(program) if not sp.running and sp.step is not None]
+    paused = [sp for sp in expand(runner.program) if not sp.running and sp.step is not None]
     assert len(paused) >= 6
     # The pauses did not end the session.
     assert len(rig.journal.history(1, include_simulated=True)) == 1

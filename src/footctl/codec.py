@@ -24,10 +24,13 @@ from footctl.profile.schema import (
     StatusField,
     StatusFieldName,
 )
+from footctl.profile.settings import TextTemplate, Wait
 from footctl.state import Command, Report
 
 __all__ = [
     "Frame",
+    "Pause",
+    "Write",
     "build_frame",
     "checksum_value",
     "decode_command",
@@ -36,6 +39,7 @@ __all__ = [
     "encode_status",
     "max_write_size",
     "parse_frame",
+    "writes",
 ]
 
 
@@ -97,9 +101,14 @@ def checksum_value(cs: Checksum, data: bytes) -> int:
         value = 0
         for byte in data:
             value ^= byte
-    value &= _int_param(params, "mask")
-    if params["invert"]:
-        value = ~value & full
+    mask = _int_param(params, "mask")
+    for op in cs.resolved_ops():
+        if op == "mask":
+            value &= mask
+        elif op == "invert":
+            value = ~value & full
+        else:  # negate: two's complement
+            value = -value & full
     return value & full
 
 
@@ -254,21 +263,86 @@ def _arg_bytes(profile: Profile, command: Command, item: BodyItem, arg: ArgForma
     return raw.to_bytes(2, "little" if arg == "u16le" else "big")
 
 
+def _encode_text(profile: Profile, command: Command, text: str) -> bytes:
+    if TextTemplate.takes_arg(text):
+        if command.value is None:
+            raise CodecError(f"command {command.name!r} of profile {profile.id!r} needs a value")
+        text = text.replace("{value}", str(command.value))
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise CodecError(
+            f"command {command.name!r} of profile {profile.id!r} is not ASCII"
+        ) from exc
+
+
 def encode(profile: Profile, command: Command) -> bytes:
-    """The app->device frame for ``command``."""
+    """The app->device frame for ``command`` (one frame: a sequence has several, see
+    :func:`writes`)."""
     template = _template(profile, command.name)
+    if template.sequence is not None:
+        raise CodecError(
+            f"command {command.name!r} of profile {profile.id!r} is a sequence of "
+            f"{len(template.sequence)} step(s), not one frame"
+        )
     if not template.takes_arg and command.value is not None:
         raise CodecError(
             f"command {command.name!r} of profile {profile.id!r} takes no value "
             f"(got {command.value})"
         )
+    if template.raw is not None:
+        return template.raw
+    if template.text is not None:
+        return _encode_text(profile, command, template.text)
     body = bytearray()
     for item in template.body:
         if item.const is not None:
             body += item.const
         elif item.arg is not None:
             body += _arg_bytes(profile, command, item, item.arg)
+    assert template.code is not None  # a framed command (the schema checks it)
     return build_frame(profile, template.code, bytes(body), to_device=True)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One frame to write: to ``endpoint`` (None: the write characteristic)."""
+
+    frame: bytes
+    command: str
+    endpoint: str | None = None
+    value: int | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A wait between frames."""
+
+    seconds: float
+
+
+def writes(profile: Profile, command: Command) -> list[Write | Pause]:
+    """Everything ``command`` puts on the wire, in order: its frame (repeated while
+    held), or for a sequence the writes and waits of its steps."""
+    template = _template(profile, command.name)
+    if template.sequence is not None:
+        out: list[Write | Pause] = []
+        for item in template.sequence:
+            if isinstance(item, Wait):
+                out.append(Pause(item.wait))
+            else:
+                out += writes(profile, Command(item.send, item.value))
+        return out
+    frame = encode(profile, command)
+    one = Write(frame, command.name, template.endpoint, command.value)
+    if template.repeat is None:
+        return [one]
+    held: list[Write | Pause] = []
+    for index in range(template.repeat.count):
+        if index:
+            held.append(Pause(template.repeat.every))
+        held.append(one)
+    return held
 
 
 def _match_body(template: CommandTemplate, body: bytes) -> tuple[bool, int | None]:
@@ -289,27 +363,61 @@ def _match_body(template: CommandTemplate, body: bytes) -> tuple[bool, int | Non
     return True, value
 
 
-def decode_command(profile: Profile, data: bytes) -> Command:
-    """Which command an app->device frame carries, and its value (device side)."""
-    frame = parse_frame(profile, data, to_device=True)
-    matches: list[Command] = []
+def _unframed_matches(profile: Profile, data: bytes) -> list[Command]:
+    """Commands given as ``raw`` or ``text`` that ``data`` is."""
+    out: list[Command] = []
     for name, template in profile.commands.items():
-        if template.code != frame.code:
-            continue
-        ok, value = _match_body(template, frame.body)
-        if ok:
-            matches.append(Command(name, value))
+        if template.raw is not None and data == template.raw:
+            out.append(Command(name))
+        elif template.text is not None:
+            match = TextTemplate.pattern(template.text).match(data)
+            if match is not None:
+                value = int(match.group(1)) if match.groups() else None
+                out.append(Command(name, value))
+    return out
+
+
+def decode_command(
+    profile: Profile, data: bytes, *, endpoint: str | None = None
+) -> Command:
+    """Which command an app->device frame carries, and its value (device side).
+    ``endpoint`` is the characteristic it was written to (None: the write one)."""
+    data = bytes(data)
+    matches = [
+        m for m in _unframed_matches(profile, data)
+        if profile.commands[m.name].endpoint == endpoint
+    ]
+    framed = any(t.code is not None for t in profile.commands.values())
+    frame: Frame | None = None
+    if framed:
+        try:
+            frame = parse_frame(profile, data, to_device=True)
+        except CodecError:
+            if not matches:
+                raise
+    if frame is not None:
+        for name, template in profile.commands.items():
+            if template.code != frame.code or template.endpoint != endpoint:
+                continue
+            ok, value = _match_body(template, frame.body)
+            if ok:
+                matches.append(Command(name, value))
     if not matches:
+        if frame is None:
+            raise CodecError(
+                f"profile {profile.id!r}: no command is the frame {data.hex(' ') or '(empty)'}"
+            )
         raise CodecError(
             f"profile {profile.id!r}: no command matches code {frame.code:#04x} "
             f"with body {frame.body.hex(' ') or '(empty)'}"
         )
     if len(matches) > 1:
         names = ", ".join(m.name for m in matches)
-        raise CodecError(
-            f"profile {profile.id!r}: code {frame.code:#04x} with body "
-            f"{frame.body.hex(' ') or '(empty)'} is ambiguous ({names})"
+        shown = (
+            f"code {frame.code:#04x} with body {frame.body.hex(' ') or '(empty)'}"
+            if frame is not None else data.hex(" ")
         )
+        raise CodecError(f"profile {profile.id!r}: {shown} is ambiguous ({names})")
     return matches[0]
 
 
@@ -358,20 +466,33 @@ def decode_status(profile: Profile, data: bytes) -> Report:
     status = profile.status
     if status is None:
         raise CodecError(f"profile {profile.id!r} has no status reports")
+    if not status.framed:
+        data = bytes(data)
+        if len(data) != status.length or not data.startswith(status.match):
+            raise CodecError(
+                f"profile {profile.id!r}: notification {data.hex(' ') or '(empty)'} is not "
+                f"a {status.length}-byte status starting {status.match.hex(' ') or '(any)'}"
+            )
+        return _decode_fields(profile, data)
     frame = parse_frame(profile, data, to_device=False)
     if frame.code != status.code:
         raise CodecError(
             f"profile {profile.id!r}: frame code {frame.code:#04x} is not the status "
-            f"code {status.code:#04x}"
+            f"code {status.code or 0:#04x}"
         )
     if len(frame.body) != status.length:
         raise CodecError(
             f"profile {profile.id!r}: status body of {len(frame.body)} bytes, "
             f"expected {status.length}"
         )
+    return _decode_fields(profile, frame.body)
+
+
+def _decode_fields(profile: Profile, body: bytes) -> Report:
+    assert profile.status is not None
     values: dict[str, bool | int | float | str] = {}
-    for name, spec in status.fields.items():
-        chunk = frame.body[spec.offset : spec.offset + spec.width]
+    for name, spec in profile.status.fields.items():
+        chunk = body[spec.offset : spec.offset + spec.width]
         if len(chunk) != spec.width:  # the schema keeps fields inside the body
             raise CodecError(f"profile {profile.id!r}: status field {name!r} is out of range")
         raw = int.from_bytes(chunk, spec.byteorder)
@@ -433,9 +554,12 @@ def encode_status(profile: Profile, report: Report) -> bytes:
     if status is None:
         raise CodecError(f"profile {profile.id!r} has no status reports")
     body = bytearray(status.length)
+    body[: len(status.match)] = status.match
     for name, spec in status.fields.items():
         raw = _value_to_raw(profile, name, spec, report)
         end = spec.offset + spec.width
         current = int.from_bytes(body[spec.offset : end], spec.byteorder)
         body[spec.offset : end] = (current | raw).to_bytes(spec.width, spec.byteorder)
+    if not status.framed or status.code is None:
+        return bytes(body)
     return build_frame(profile, status.code, bytes(body), to_device=False)

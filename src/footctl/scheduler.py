@@ -376,13 +376,17 @@ def audit_schedules(
     return problems
 
 
-def audit_config(config: Config, now: datetime) -> list[ScheduleProblem]:
+def audit_config(
+    config: Config, now: datetime, program_dir: Path | None = None
+) -> list[ScheduleProblem]:
     """:func:`audit_schedules` for the config file's schedules, the programs found
-    (shipped and the user's) and the configured massagers; the daemon calls this as
-    it starts and ``footctl schedule list`` when it lists."""
+    (shipped and the user's, in ``program_dir``, by default the usual place) and the
+    configured massagers; the daemon calls this as it starts and ``footctl schedule
+    list`` when it lists."""
     from footctl.programs.loader import default_user_dir, list_programs  # noqa: PLC0415
 
-    programs = {f.program.name: f.program.duration_s for f in list_programs(default_user_dir())}
+    found = list_programs(program_dir if program_dir is not None else default_user_dir())
+    programs = {f.program.name: f.program.duration_s for f in found}
     devices: dict[str, str] | None = None
     default: str | None = None
     if config.devices:

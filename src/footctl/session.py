@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from footctl import codec
+from footctl import codec, planner
 from footctl.errors import (
     CodecError,
     ConfirmTimeout,
@@ -27,6 +27,7 @@ from footctl.errors import (
     TransportError,
 )
 from footctl.profile.schema import CommandName, Profile
+from footctl.safety.limits import CEILING_SESSION_S
 from footctl.state import Command, DeviceState, Report
 from footctl.transport.ble import ADVERT_WATCH_S, BleLink, Link, Radio, Seen, Watchable, scan
 
@@ -48,6 +49,11 @@ MAX_KEY_PRESSES = 64
 # A stop is re-sent at this interval until the device confirms it.
 STOP_RESEND_S = 0.5
 
+# A report that arrives this long after a key press shows the press's effect (a report
+# already on its way when the key was written arrives within a few ms): from then on the
+# key's setting counts as refreshed and may be pressed again.
+PRESS_SETTLE_S = 0.3
+
 # Reconnect backoff after an unexpected disconnect: quick first, then slower,
 # so a massager that stepped out of range for a moment is back within a second.
 # With a link that can watch for the device's advertisements, the session waits for
@@ -64,6 +70,7 @@ class Target:
     heat: int | None = None
     mode: str | None = None
     zone: int | None = None
+    timer: int | None = None  # the device's own timer, minutes (version-2 profiles)
 
 
 StateCallback = Callable[[DeviceState], None]
@@ -112,6 +119,16 @@ class DeviceSession:
         self._closing = False
         self.bad_frames = 0
         self.frames_written: list[bytes] = []
+        # Version 2: settings pressed and not yet seen moved by a report (setting -> the
+        # loop time of the press), key presses counted per setting, the wake state and
+        # the end of the device's own timer (for a device without status).
+        self._unconfirmed: dict[str, tuple[float, object]] = {}
+        self._ready_at = 0.0  # after a power-on, the device listens from this loop time
+        self.presses: dict[str, int] = {}
+        self._awake = False
+        self._last_write_at: float | None = None
+        self._timer_ends_at: float | None = None
+        self._timer_set: int | None = None  # the device timer set since it switched on
 
     # --- state -------------------------------------------------------------
 
@@ -184,6 +201,12 @@ class DeviceSession:
 
     def _apply_report(self, report: Report) -> None:
         s = self._state
+        if self._unconfirmed:
+            now = asyncio.get_running_loop().time()
+            for setting, (pressed_at, old) in list(self._unconfirmed.items()):
+                value = getattr(report, "running" if setting == "power" else setting, None)
+                if now - pressed_at >= PRESS_SETTLE_S or (value is not None and value != old):
+                    del self._unconfirmed[setting]
         self._set_state(
             dataclasses.replace(
                 s,
@@ -253,7 +276,9 @@ class DeviceSession:
             dataclasses.replace(self._state, address=address, name=name, connected=True)
         )
         _LOG.info("%s: connected", address)
+        self._awake = False
         before = self._state.reports
+        await self._send_wake()
         await self._query()
         if self.profile.capabilities.reports_status:
             await self._wait_report(before, KEY_PRESS_WAIT_S)
@@ -306,7 +331,9 @@ class DeviceSession:
             _LOG.warning("%s: reconnected after %d attempt(s)", self._state.address, attempt)
             self._set_state(dataclasses.replace(self._state, connected=True))
             # Learn what the device is doing now before anyone acts on the old state.
+            self._awake = False
             before = self._state.reports
+            await self._send_wake()
             await self._query()
             if self.profile.capabilities.reports_status:
                 await self._wait_report(before, KEY_PRESS_WAIT_S)
@@ -323,8 +350,14 @@ class DeviceSession:
         while not self._closing:
             await self._sleep(interval)
             if self.connected:
-                # A keepalive only ever asks; it never replays a command.
-                await self._query()
+                # A keepalive only ever asks (or sends the profile's keepalive frame);
+                # it never replays a command.
+                keepalive = self.profile.connection.keepalive
+                if keepalive is None:
+                    await self._query()
+                else:
+                    with contextlib.suppress(TransportError):
+                        await self._write_v2(Command(keepalive))
 
     async def _query(self) -> None:
         if "query" not in self.profile.commands or not self.connected:
@@ -444,7 +477,9 @@ class DeviceSession:
         loop = asyncio.get_running_loop()
         async with self._op_lock:
             deadline = loop.time() + timeout  # one budget for the writes and the confirmation
-            if self.profile.capabilities.command_style == "keys":
+            if self.profile.is_v2:
+                await self._apply_v2(target, deadline, epoch)
+            elif self.profile.capabilities.command_style == "keys":
                 await self._apply_keys(target, deadline, epoch)
             else:
                 await self._apply_absolute(target, timeout, epoch)
@@ -653,6 +688,9 @@ class DeviceSession:
     async def _send_off(self) -> None:
         commands = self.profile.commands
         caps = self.profile.capabilities
+        if self.profile.is_v2:
+            await self._send_off_v2()
+            return
         if caps.command_style == "absolute":
             if "stop" in commands:
                 await self._write(Command("stop"))
@@ -677,6 +715,208 @@ class DeviceSession:
             await self._press("press_heat")
         else:
             await self._query()
+
+    # --- version-2 profiles: settings, sequences, waits ---------------------------------
+
+    async def _link_write(self, link: Link, item: codec.Write) -> None:
+        if item.endpoint is None:
+            await link.write(item.frame)
+            return
+        write_to = getattr(link, "write_to", None)
+        if write_to is None:
+            raise TransportError(
+                f"{self.profile.id}: this link cannot write to endpoint {item.endpoint!r}"
+            )
+        await write_to(item.endpoint, item.frame)
+
+    async def _write_v2(self, command: Command, epoch: int | None = None) -> None:
+        """Write every frame of ``command`` (a sequence: its frames and waits), after the
+        wake frame if the device sleeps."""
+        if epoch is not None and epoch != self._off_epoch:
+            raise Superseded(
+                "superseded_by_stop", "the request was overtaken by a stop; nothing more written"
+            )
+        link = self._link
+        if link is None:
+            raise TransportError(f"{self.profile.id}: not connected")
+        if command.name != self.profile.connection.wake:
+            await self._send_wake()
+        for item in codec.writes(self.profile, command):
+            if isinstance(item, codec.Pause):
+                await self._sleep(item.seconds)
+                continue
+            await self._link_write(link, item)
+            self.frames_written.append(item.frame)
+        self._last_write_at = asyncio.get_running_loop().time()
+
+    async def _send_wake(self) -> None:
+        """Send the profile's wake command if the device has not had it since the connect
+        (or has been idle past ``wake_idle_seconds``)."""
+        conn = self.profile.connection
+        if conn.wake is None or self._link is None:
+            return
+        now = asyncio.get_running_loop().time()
+        idle = conn.wake_idle_seconds
+        last = self._last_write_at
+        if idle is not None and last is not None and now - last > idle:
+            self._awake = False
+        if self._awake:
+            return
+        self._awake = True
+        try:
+            await self._write_v2(Command(conn.wake))
+        except TransportError:
+            self._awake = False
+            raise
+
+    def _needs_report(self) -> bool:
+        """True if some setting is reached by keys whose effect only a report shows."""
+        caps = self.profile.capabilities
+        return caps.reports_status and any(
+            s.style in ("toggle", "cycle", "step", "bits") for s in self.profile.settings.values()
+        )
+
+    def _expire_timer(self) -> None:
+        """A device without status switches off when its own timer runs out: believe it."""
+        ends = self._timer_ends_at
+        if ends is not None and asyncio.get_running_loop().time() >= ends:
+            self._timer_ends_at = None
+            if not self.profile.capabilities.reports_status and self._state.running:
+                _LOG.info("%s: the device's own timer ran out", self._state.address)
+                self._set_state(
+                    dataclasses.replace(self._state, running=False, heat=0, assumed=True)
+                )
+
+    async def _learn_state(self) -> None:
+        if self._state.reports == 0 or self._state.assumed:
+            before = self._state.reports
+            await self._query()
+            if not await self._wait_report(before, KEY_PRESS_WAIT_S) and self._needs_report():
+                raise self._blind()
+
+    async def _run_step(self, step: planner.PlanStep, epoch: int | None) -> None:
+        """Write one planned step and believe its result until a report says otherwise."""
+        if step.command is None:
+            await self._sleep(step.pause)
+            return
+        loop = asyncio.get_running_loop()
+        if step.setting != "power" and loop.time() < self._ready_at:
+            await self._sleep(self._ready_at - loop.time())  # still starting up
+        before = self._state.reports
+        old = self._state.running if step.setting == "power" else getattr(
+            self._state, step.setting or "running", None
+        )
+        await self._write_v2(step.command, epoch)
+        if step.setting == "power" and step.believed.running and not self._state.running:
+            self._ready_at = loop.time() + self.profile.settings["power"].ready_seconds
+        if step.press and step.setting is not None:
+            self.presses[step.setting] = self.presses.get(step.setting, 0) + 1
+            if self.profile.capabilities.reports_status:
+                self._unconfirmed[step.setting] = (loop.time(), old)
+        if step.setting == "timer":
+            self._timer_set = step.believed.timer
+            if step.believed.timer:
+                self._timer_ends_at = loop.time() + step.believed.timer * 60.0
+                if not self.profile.capabilities.reports_status:
+                    # Nothing will report the device switching itself off: believe it.
+                    loop.call_later(step.believed.timer * 60.0 + 0.01, self._expire_timer)
+        elif step.setting == "power":
+            self._timer_set = None
+        if not self.profile.capabilities.reports_status or self._state.reports == before:
+            # Believe it took (as *assumed*, never a confirmation) until a report says.
+            self._set_state(
+                dataclasses.replace(
+                    step.believed,
+                    connected=self._state.connected,
+                    reports=self._state.reports,
+                    battery=self._state.battery,
+                    temperature=self._state.temperature,
+                    assumed=True,
+                )
+            )
+
+    async def _confirm_press(self, step: planner.PlanStep, before: DeviceState) -> None:
+        """Wait for a report that shows the press moved its setting."""
+        setting = step.setting or "power"
+        field = "running" if setting == "power" else setting
+        old = getattr(before, field)
+        reports = before.reports
+
+        def moved() -> bool:
+            return self._state.reports > reports and bool(getattr(self._state, field) != old)
+
+        if await self._wait_for(moved, KEY_PRESS_WAIT_S):
+            return
+        await self._query()
+        if await self._wait_for(moved, KEY_PRESS_WAIT_S):
+            return
+        if self._state.reports == reports:
+            raise self._blind()
+        raise ConfirmTimeout(
+            f"the massager did not respond to its {setting} key "
+            f"(it reports {_describe_state(self._state)})",
+            advice="check the massager; switch it off by hand if it keeps running",
+        )
+
+    async def _apply_v2(self, target: Target, deadline: float, epoch: int) -> None:
+        loop = asyncio.get_running_loop()
+        status = self.profile.capabilities.reports_status
+        self._expire_timer()
+        if status:
+            await self._learn_state()
+        timer = target.timer
+        if timer is None and self._timer_set is None:
+            # The device's own timer, where it has one, as a backstop that never cuts a
+            # session short: the longest it offers within the absolute session ceiling.
+            timer = planner.backstop_timer(self.profile, CEILING_SESSION_S / 60)
+        for _ in range(planner.MAX_PRESSES):
+            plan = planner.plan(
+                self.profile, self._state, running=True, intensity=target.intensity,
+                heat=target.heat, mode=target.mode, zone=target.zone, timer=timer,
+                unconfirmed=set(self._unconfirmed), timer_set=self._timer_set,
+            )
+            if plan.refused is not None:
+                raise SafetyRefused(
+                    "unreachable",
+                    f"{self.profile.id} cannot be set to {_describe(target)}: {plan.refused}",
+                    advice="the profile says how each setting is reached; "
+                    "'footctl profile check' lists what it cannot encode",
+                )
+            if not plan.steps:
+                return
+            for step in plan.steps:
+                if loop.time() > deadline:
+                    return  # the confirmation wait reports it
+                before = self._state
+                await self._run_step(step, epoch)
+                if step.press and status:
+                    await self._confirm_press(step, before)
+                    break  # plan again from what the device reported
+            else:
+                return  # every step written (value commands, or a device without status)
+
+    async def _send_off_v2(self) -> None:
+        status = self.profile.capabilities.reports_status
+        self._expire_timer()
+        if status and (self._state.reports == 0 or self._state.assumed):
+            before = self._state.reports
+            await self._query()
+            await self._wait_report(before, KEY_PRESS_WAIT_S)
+        plan = planner.plan_off(self.profile, self._state, unconfirmed=set(self._unconfirmed))
+        if plan.refused is not None:
+            # A key pressed without a report since: pressing again could switch the
+            # device back on. Ask instead; the next re-send decides on the answer.
+            _LOG.info("%s: off: %s", self._state.address, plan.refused)
+            await self._query()
+            return
+        if not plan.steps:
+            await self._query()
+            return
+        for step in plan.steps:
+            await self._run_step(step, None)
+            if step.press and status:
+                break  # one press; the re-send loop looks at the report before another
+        self._timer_ends_at = None
 
 
 _KEY_FIELD: dict[str, str] = {

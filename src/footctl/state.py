@@ -8,15 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from footctl.profile.schema import CommandName
-
 
 @dataclass(frozen=True)
 class Command:
     """One command as it goes on the wire. ``value`` is the wire value (heat and mode
-    codes, not levels and names); ``None`` for commands without an argument."""
+    codes, not levels and names); ``None`` for commands without an argument. The name
+    is one of :data:`footctl.profile.schema.CommandName` in a version-1 profile, any
+    command the profile defines in version 2."""
 
-    name: CommandName
+    name: str
     value: int | None = None
 
 

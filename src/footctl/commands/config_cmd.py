@@ -104,7 +104,7 @@ def _limit_rows(config: Config, profile_id: str) -> list[dict[str, Any]]:
 def paths(config: Config | None, flag: str | None) -> list[dict[str, Any]]:
     """Every path footctl reads or writes, the variable that moves it, and whether
     it exists."""
-    from footctl.guardian import daemon_socket_path  # noqa: PLC0415
+    from footctl.control.sockets import daemon_socket_path  # noqa: PLC0415
     from footctl.scheduler import default_state_path  # noqa: PLC0415
 
     profile_dirs = [*(config.profile_dirs if config else [])]

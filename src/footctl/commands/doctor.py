@@ -114,18 +114,23 @@ def _permissions() -> list[Check]:
 
 
 async def _daemon() -> Check:
-    from footctl.guardian import ask, daemon_socket_path, reachable_daemon  # noqa: PLC0415
+    import asyncio  # noqa: PLC0415
 
-    path = await reachable_daemon()
-    if path is None:
-        return Check("daemon", "warn", f"not running (no answer on {daemon_socket_path()})",
+    from footctl.client import PING_TIMEOUT_S, ClientError, call  # noqa: PLC0415
+    from footctl.control.sockets import daemon_socket_path  # noqa: PLC0415
+
+    path = daemon_socket_path()
+    try:
+        reply = await asyncio.to_thread(call, path, {"kind": "ping"}, PING_TIMEOUT_S)
+    except (OSError, ValueError, ClientError):
+        reply = {}
+    if not reply.get("ok") or not reply.get("daemon"):
+        return Check("daemon", "warn", f"not running (no answer on {path})",
                      "schedules only run with it: footctl service install; "
                      "systemctl --user enable --now footctl")
-    try:
-        pid = (await ask(path, {"cmd": "ping"})).get("pid")
-    except (OSError, TimeoutError, ValueError):
-        pid = None
-    return Check("daemon", "ok", f"running (pid {pid}, socket {path})")
+    held = len(reply.get("devices", []))
+    return Check("daemon", "ok", f"running (pid {reply.get('owner_pid')}, socket {path}, "
+                 f"{held} massager(s))")
 
 
 def _config() -> Check:

@@ -40,6 +40,8 @@ MAX_REQUEST_BYTES = 16 * 1024
 MAX_WIRE_LEVEL = 255
 MAX_WIRE_HEAT = 15
 MAX_NAME_LEN = 64
+# A program is named by its name or by its file's path: up to Linux's PATH_MAX.
+MAX_PROGRAM_REF_LEN = 4096
 # A remote lease longer than the design's dead-man heartbeat ceiling would let a
 # vanished hub keep heat on; shorter than a few seconds is a client bug.
 MIN_LEASE_S = 5.0
@@ -49,6 +51,7 @@ Source = Literal["cli", "tui", "mqtt", "schedule", "program"]
 SOURCES: tuple[str, ...] = ("cli", "tui", "mqtt", "schedule", "program")
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
+ProgramRef = Annotated[str, Field(min_length=1, max_length=MAX_PROGRAM_REF_LEN)]
 Level = Annotated[int, Field(ge=0, le=MAX_WIRE_LEVEL)]
 HeatLevel = Annotated[int, Field(ge=0, le=MAX_WIRE_HEAT)]
 
@@ -116,7 +119,7 @@ class RunRequest(_Request):
 
     kind: Literal["run"] = "run"
     device: Name | None = None
-    program: Name
+    program: ProgramRef  # a name, or the path of a .toml file (absolute: owners have their own cwd)
 
 
 class LeaseRequest(_Request):
@@ -220,6 +223,18 @@ class ProgramView(_Model):
     paused: bool = False
 
 
+class RunView(_Model):
+    """How the last program run on a massager ended."""
+
+    program: str
+    source: str
+    end_reason: str
+    steps_run: int
+    steps: int
+    elapsed_s: float
+    notes: tuple[str, ...] = ()
+
+
 class DeviceView(_Model):
     """Everything an owner knows of one massager: the StateHub's unit of change.
 
@@ -232,6 +247,7 @@ class DeviceView(_Model):
     name: str
     profile: str
     simulated: bool = False
+    radio: str = "bluetooth"
     link: LinkState = "idle"
     rssi: int | None = None
     reconnect_attempts: int = 0
@@ -246,8 +262,21 @@ class DeviceView(_Model):
     last_refusal: str | None = None
     fault: str | None = None
     end_reason: str | None = None
+    last_run: RunView | None = None
     owner_pid: int = 0
     seq: int = 0
+
+
+class ScheduleView(_Model):
+    """One schedule of the daemon and its next start."""
+
+    index: int
+    description: str
+    program: str
+    device: str | None = None
+    next_at: str | None = None
+    next_local: str | None = None
+    last_checked: str | None = None
 
 
 class Reply(_Model):
@@ -258,7 +287,9 @@ class Reply(_Model):
     devices: tuple[DeviceView, ...] = ()
     notes: tuple[str, ...] = ()
     started: str | None = None
+    schedules: tuple[ScheduleView, ...] = ()
     owner_pid: int = 0
+    daemon: bool = False
 
 
 class ErrorReply(_Model):

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from footctl.errors import ProfileError, ProfileProblem, UsageError
-from footctl.profile.schema import Profile
+from footctl.profile.schema import Profile, validate_profile
 
 _LOG = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def load_profile_text(text: str, path: Path | None = None) -> Profile:
         line = int(match.group(1)) if match else None
         raise ProfileError([ProfileProblem(path, "<toml>", str(exc), line)]) from exc
     try:
-        return Profile.model_validate(data)
+        return validate_profile(data)
     except ValidationError as exc:
         raise ProfileError(_problems(exc, text, path)) from exc
 

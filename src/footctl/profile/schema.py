@@ -7,59 +7,44 @@ key is an error, not a silently ignored setting.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-SCHEMA_VERSION = 1
+from footctl.profile.base import (
+    Byte,
+    ByteOrder,
+    HexBytes,
+    Model,
+    Uuid,
+    normalize_uuid,
+    parse_hex,
+)
+from footctl.profile.checks import check_v2
+from footctl.profile.settings import (
+    KNOWN_FAMILIES,
+    Chamber,
+    CommandId,
+    Connection,
+    Endpoint,
+    Handle,
+    Nodes,
+    Repeat,
+    SequenceItem,
+    Setting,
+    SettingName,
+    TextTemplate,
+)
 
-# The Bluetooth base UUID: 16-bit UUIDs in profiles expand into it.
-_BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
-_UUID128 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+__all__ = [
+    "ABSOLUTE_REQUIRED", "KEYS_REQUIRED", "SCHEMA_VERSION", "ArgFormat", "BodyItem", "Byte",
+    "ByteOrder", "Capabilities", "Checksum", "CommandName", "CommandTemplate", "Framing",
+    "HexBytes", "IntRange", "Mode", "Profile", "ProfileV1", "ProfileV2", "Status",
+    "StatusField", "StatusFieldName", "Uuid", "normalize_uuid", "parse_hex", "validate_profile",
+]
 
-
-def normalize_uuid(value: object) -> str:
-    """Expand a 16- or 32-bit UUID ("FFE0", "0xffe0") to the lower-case 128-bit form bleak uses."""
-    if not isinstance(value, str):
-        raise ValueError("a UUID must be a string such as 'FFE0' or a 128-bit UUID")
-    text = value.strip().lower()
-    text = text.removeprefix("0x")
-    if re.fullmatch(r"[0-9a-f]{4}", text):
-        return f"0000{text}{_BASE_UUID_TAIL}"
-    if re.fullmatch(r"[0-9a-f]{8}", text):
-        return f"{text}{_BASE_UUID_TAIL}"
-    if _UUID128.match(text):
-        return text
-    raise ValueError(f"{value!r} is not a 16-bit, 32-bit or 128-bit UUID")
-
-
-def parse_hex(value: object) -> bytes:
-    """Parse "AA 55" / "aa55" / "0xAA 0x55" into bytes."""
-    if isinstance(value, bytes):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("bytes are written as a hex string such as 'AA 55'")
-    text = value.replace("0x", "").replace("0X", "").replace(" ", "").replace(":", "")
-    if len(text) % 2:
-        raise ValueError(f"{value!r} has an odd number of hex digits")
-    try:
-        return bytes.fromhex(text)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a hex byte string") from exc
-
-
-Uuid = Annotated[str, BeforeValidator(normalize_uuid)]
-HexBytes = Annotated[bytes, BeforeValidator(parse_hex)]
-Byte = Annotated[int, Field(ge=0, le=0xFF)]
-ByteOrder = Literal["little", "big"]
-
-
-class Model(BaseModel):
-    """Base for profile models: frozen, and unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+SCHEMA_VERSION = 2
+"""The newest profile schema; version 1 files keep loading (see settings.py for 2)."""
 
 # --- recognising the device -------------------------------------------------
 
@@ -78,13 +63,43 @@ class Advertisement(Model):
 
 
 class Gatt(Model):
-    """The GATT endpoints."""
+    """The GATT endpoints. ``write``/``notify`` name characteristics by UUID; a device
+    documented only by handle uses ``write_handle``/``notify_handle`` instead (v2).
+    ``endpoints`` are further characteristics a command may be written to (v2)."""
 
     service: Uuid
-    write: Uuid
+    write: Uuid | None = None
+    write_handle: Handle | None = None
     notify: Uuid | None = None
+    notify_handle: Handle | None = None
     write_with_response: bool = True
     mtu: Annotated[int, Field(ge=23, le=517)] = 23
+    endpoints: dict[CommandId, Endpoint] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _write_given(self) -> Gatt:
+        if (self.write is None) == (self.write_handle is None):
+            raise ValueError("give exactly one of 'write' (a UUID) or 'write_handle'")
+        if self.notify is not None and self.notify_handle is not None:
+            raise ValueError("give at most one of 'notify' or 'notify_handle'")
+        return self
+
+    @property
+    def write_specifier(self) -> str | int:
+        """The write characteristic as bleak's ``get_characteristic`` takes it."""
+        return self.write if self.write is not None else int(self.write_handle or 0)
+
+    @property
+    def notify_specifier(self) -> str | int | None:
+        """The notify characteristic (UUID or handle), if any."""
+        if self.notify is not None:
+            return self.notify
+        return self.notify_handle
+
+    @property
+    def has_notify(self) -> bool:
+        """True if a notify characteristic is given."""
+        return self.notify is not None or self.notify_handle is not None
 
 
 # --- what the device can do ---------------------------------------------------
@@ -119,18 +134,32 @@ class HeatLevel(Model):
         return self.level if self.code is None else self.code
 
 
+Family = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+
+
 class Mode(Model):
-    """A massage mode and the value that selects it on the wire."""
+    """A massage mode, the value that selects it on the wire, and the families of
+    massage it belongs to (what programs ask for: kneading, rolling, compression...;
+    by default the mode's name, where it names a known family)."""
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
     code: Byte
+    families: list[Family] | None = None
+
+    @property
+    def family_set(self) -> frozenset[str]:
+        """The families of this mode (declared, else the name if it is a known family)."""
+        if self.families is not None:
+            return frozenset(self.families)
+        return frozenset({self.name}) if self.name in KNOWN_FAMILIES else frozenset()
 
 
 class Capabilities(Model):
     """What the massager can do."""
 
-    command_style: Literal["absolute", "keys"] = Field(
-        description="absolute: commands carry the wanted value; keys: key presses only"
+    command_style: Literal["absolute", "keys", "settings"] = Field(
+        description="absolute: commands carry the wanted value; keys: key presses only; "
+        "settings (version 2): each setting says its own style in [settings]"
     )
     reports_status: bool = Field(
         description="false if the device sends no status; state is then assumed from commands"
@@ -140,8 +169,24 @@ class Capabilities(Model):
     modes: Annotated[list[Mode], Field(min_length=1)]
     zones: IntRange | None = None
     timer_minutes: IntRange | None = None
+    timer_values: list[Annotated[int, Field(ge=1, le=240)]] | None = Field(
+        default=None, description="the device's timer takes only these minutes (v2)"
+    )
     auto_off_minutes: Annotated[int, Field(ge=1, le=240)] | None = None
     keepalive_seconds: Annotated[float, Field(gt=0, le=300)] | None = None
+    chambers: list[Chamber] = Field(
+        default_factory=list,
+        description="air chambers (v2): the zone value is the bit mask of those that run",
+    )
+    nodes: Nodes | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chamber_zones(cls, data: object) -> object:
+        # With chambers, the zone is the bit mask of the chambers that run.
+        if isinstance(data, dict) and data.get("chambers") and "zones" not in data:
+            return {**data, "zones": {"min": 1, "max": (1 << len(data["chambers"])) - 1}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Capabilities:
@@ -156,7 +201,31 @@ class Capabilities(Model):
             raise ValueError("mode names must be unique")
         if self.intensity.min < 0:
             raise ValueError("intensity.min must be 0 or more")
+        if self.timer_values is not None:
+            if not self.timer_values or self.timer_values != sorted(set(self.timer_values)):
+                raise ValueError("timer_values are distinct minutes in rising order")
+            if self.timer_minutes is not None and not all(
+                v in self.timer_minutes for v in self.timer_values
+            ):
+                raise ValueError("timer_values lie outside timer_minutes")
+        chambers = [c.name for c in self.chambers]
+        if len(set(chambers)) != len(chambers):
+            raise ValueError("chamber names must be unique")
+        if len(chambers) > 8:
+            raise ValueError("at most 8 chambers (the zone is a one-byte bit mask)")
+        if chambers and self.zones != IntRange(min=1, max=(1 << len(chambers)) - 1):
+            raise ValueError(
+                f"with {len(chambers)} chambers the zones are the bit masks "
+                f"1-{(1 << len(chambers)) - 1}; leave 'zones' out"
+            )
         return self
+
+    def families(self) -> frozenset[str]:
+        """Every mode family this device can do."""
+        out: frozenset[str] = frozenset()
+        for m in self.modes:
+            out |= m.family_set
+        return out
 
     @property
     def max_heat_level(self) -> int:
@@ -207,6 +276,9 @@ ChecksumPreset = Literal[
 ]
 
 
+ChecksumOp = Literal["mask", "invert", "negate"]
+
+
 class Checksum(Model):
     """A checksum given by parameters.
 
@@ -215,16 +287,22 @@ class Checksum(Model):
     over bytes (optional ``invert`` and ``mask``), or ``crc`` in the Rocksoft model
     (``width``, ``poly``, ``init``, ``refin``, ``refout``, ``xorout``).
 
+    A sum or xor is followed by ``ops`` in the order given (v2): ``mask`` (AND with
+    ``mask``), ``invert`` (ones' complement) and ``negate`` (two's complement). Without
+    ``ops`` it is mask, then invert if ``invert`` is true. Its ``width`` is any number of
+    bits up to 16 (or 32), written in whole bytes.
+
     The checksum covers the bytes from ``start`` (offset from the frame start) up to
-    the checksum position less ``stop_before`` bytes. It is written in ``byteorder``
-    using ``width`` bits (8, 16 or 32). Explicit parameters override the preset's.
+    the checksum position less ``stop_before`` bytes. It is written in ``byteorder``.
+    Explicit parameters override the preset's.
     """
 
     preset: ChecksumPreset | None = None
     algorithm: Literal["sum", "xor", "crc"] | None = None
-    width: Literal[8, 16, 32] | None = None
+    width: Annotated[int, Field(ge=1, le=32)] | None = None
     invert: bool | None = None
     mask: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] | None = None
+    ops: list[ChecksumOp] | None = None
     poly: Annotated[int, Field(ge=1, le=0xFFFFFFFF)] | None = None
     init: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] | None = None
     refin: bool | None = None
@@ -234,12 +312,26 @@ class Checksum(Model):
     start: Annotated[int, Field(ge=0)] = 0
     stop_before: Annotated[int, Field(ge=0)] = 0
 
+    def resolved_ops(self) -> list[ChecksumOp]:
+        """The operations after the sum or xor, in order."""
+        if self.ops is not None:
+            return list(self.ops)
+        return ["mask", "invert"] if self._param("invert", self.invert, False) else ["mask"]
+
     @model_validator(mode="after")
     def _complete(self) -> Checksum:
         if self.preset is None and self.algorithm is None:
             raise ValueError("give either 'preset' or 'algorithm'")
-        if self.resolved_algorithm() == "crc" and self.resolved_poly() is None:
+        algorithm = self.resolved_algorithm()
+        if algorithm == "crc" and self.resolved_poly() is None:
             raise ValueError("a crc needs 'poly'")
+        width = self.resolved_width()
+        if algorithm == "crc" and width not in (8, 16, 32):
+            raise ValueError("a crc is 8, 16 or 32 bits wide")
+        if algorithm != "crc" and not (width <= 16 or width == 32):
+            raise ValueError("a sum or xor is 1 to 16 (or 32) bits wide")
+        if algorithm == "crc" and self.ops is not None:
+            raise ValueError("'ops' apply to a sum or xor; a crc has xorout and refout")
         return self
 
     def resolved_algorithm(self) -> Literal["sum", "xor", "crc"]:
@@ -290,8 +382,8 @@ class Checksum(Model):
 
     @property
     def size(self) -> int:
-        """Bytes the checksum occupies in the frame."""
-        return self.resolved_width() // 8
+        """Bytes the checksum occupies in the frame (whole bytes)."""
+        return (self.resolved_width() + 7) // 8
 
 
 _PRESETS: dict[str, dict[str, object]] = {
@@ -366,6 +458,8 @@ CommandName = Literal[
     "press_heat",
 ]
 
+_V1_COMMAND_NAMES: frozenset[str] = frozenset(CommandName.__args__)  # type: ignore[attr-defined]
+
 ABSOLUTE_REQUIRED: tuple[CommandName, ...] = ("power", "intensity", "mode")
 KEYS_REQUIRED: tuple[CommandName, ...] = (
     "press_power", "press_mode", "press_intensity_up", "press_intensity_down",
@@ -373,20 +467,59 @@ KEYS_REQUIRED: tuple[CommandName, ...] = (
 
 
 class CommandTemplate(Model):
-    """How one command is framed: its command byte and body."""
+    """How one command goes on the wire.
 
-    code: Byte
+    Version 1: ``code`` and ``body``, framed by ``[framing]``. Version 2 adds, instead of
+    ``code``: ``raw`` (a verbatim frame, no framing: fixed bed-remote frames), ``text``
+    (a text command, ``{value}`` for the argument in decimal) or ``sequence`` (other
+    commands and waits, in order). Any command may go to another characteristic
+    (``endpoint``), be sent ``repeat.count`` times while held, and declare that it
+    ``moves`` furniture.
+    """
+
+    code: Byte | None = None
     body: list[BodyItem] = Field(default_factory=list)
+    raw: HexBytes | None = None
+    text: Annotated[str, Field(min_length=1, max_length=240)] | None = None
+    sequence: Annotated[list[SequenceItem], Field(min_length=1)] | None = None
+    endpoint: CommandId | None = None
+    repeat: Repeat | None = None
+    moves: bool = Field(default=False, description="the command moves furniture (a bed)")
 
     @model_validator(mode="after")
     def _one_arg(self) -> CommandTemplate:
+        kinds = [k for k in ("code", "raw", "text", "sequence") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a command has exactly one of 'code', 'raw', 'text' or 'sequence'"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        if self.body and self.code is None:
+            raise ValueError("'body' belongs to a framed command (one with 'code')")
         if sum(1 for item in self.body if item.arg is not None) > 1:
             raise ValueError("a command takes at most one argument")
+        if self.raw is not None and not self.raw:
+            raise ValueError("'raw' is empty")
+        if self.sequence is not None and (self.endpoint or self.repeat):
+            raise ValueError("a sequence's own commands say their endpoint and repeat")
         return self
 
     @property
+    def kind(self) -> Literal["framed", "raw", "text", "sequence"]:
+        """Which of the four kinds of command this is."""
+        if self.raw is not None:
+            return "raw"
+        if self.text is not None:
+            return "text"
+        if self.sequence is not None:
+            return "sequence"
+        return "framed"
+
+    @property
     def takes_arg(self) -> bool:
-        """True if the body holds the command's argument."""
+        """True if the command carries an argument (a sequence: if any step passes one on)."""
+        if self.text is not None:
+            return TextTemplate.takes_arg(self.text)
         return any(item.arg is not None for item in self.body)
 
     @property
@@ -424,15 +557,34 @@ class StatusField(Model):
 
 
 class Status(Model):
-    """How status notifications are recognised and decoded."""
+    """How status notifications are recognised and decoded.
 
-    code: Byte
-    length: Annotated[int, Field(ge=1, le=240)] = Field(description="body length in bytes")
+    Framed (the default): a frame of ``[framing]`` with command byte ``code`` and a body
+    of ``length`` bytes; field offsets count from the body. Unframed (v2,
+    ``framed = false``): a notification of exactly ``length`` bytes that starts with
+    ``match`` (no checksum); field offsets count from its first byte.
+    """
+
+    code: Byte | None = None
+    framed: bool = True
+    match: HexBytes = b""
+    length: Annotated[int, Field(ge=1, le=240)] = Field(
+        description="body length in bytes (unframed: the whole notification)"
+    )
     fields: dict[StatusFieldName, StatusField]
     interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     @model_validator(mode="after")
     def _fields_fit(self) -> Status:
+        if self.framed and self.code is None:
+            raise ValueError("a framed status needs 'code'")
+        if self.framed and self.match:
+            raise ValueError("'match' is for an unframed status (framed = false)")
+        if len(self.match) > self.length:
+            raise ValueError(f"'match' is longer than the {self.length}-byte notification")
+        for name, f in self.fields.items():
+            if f.offset < len(self.match):
+                raise ValueError(f"field {name!r} overlaps the 'match' bytes")
         for name, f in self.fields.items():
             if f.offset + f.width > self.length:
                 raise ValueError(
@@ -442,23 +594,72 @@ class Status(Model):
         return self
 
 
-class Profile(Model):
-    """A device profile."""
+_V1_ARG_COMMANDS = ("power", "intensity", "heat", "mode", "zone", "timer")
 
-    schema_version: Literal[1]
+
+class Source(Model):
+    """Where a profile's facts come from, when they were read from someone else's code."""
+
+    repository: str
+    path: str
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")]
+    license: str
+    functions: list[str] = Field(default_factory=list)
+
+
+class Profile(Model):
+    """A device profile (either schema version; see :func:`validate_profile`)."""
+
+    schema_version: Literal[1, 2]
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: str
     description: str = ""
     advertisement: Advertisement
     gatt: Gatt
     capabilities: Capabilities
-    framing: Framing
-    commands: dict[CommandName, CommandTemplate]
+    framing: Framing = Field(default_factory=Framing)
+    commands: dict[CommandId, CommandTemplate]
+    settings: dict[SettingName, Setting] = Field(default_factory=dict)
+    connection: Connection = Field(default_factory=Connection)
     status: Status | None = None
+    source: Source | None = Field(default=None, description="provenance (v2)")
+    hardware_tested: bool | None = Field(
+        default=None, description="(v2) has this profile driven a real device?"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         caps = self.capabilities
+        if caps.reports_status and self.status is None:
+            raise ValueError("reports_status is true but there is no [status] section")
+        if caps.reports_status and not self.gatt.has_notify:
+            raise ValueError("reports_status is true but gatt.notify is missing")
+        if self.schema_version == 1:
+            self._check_v1()
+        else:
+            check_v2(self)
+        self._check_checksum_ranges()
+        return self
+
+    def _check_v1(self) -> None:
+        caps = self.capabilities
+        if caps.command_style == "settings":
+            raise ValueError("command_style 'settings' needs schema_version = 2")
+        unknown = [n for n in self.commands if n not in _V1_COMMAND_NAMES]
+        if unknown:
+            raise ValueError(f"schema version 1 has no command {unknown[0]!r}")
+        v2_only = [
+            f for f in ("settings", "connection", "source", "hardware_tested")
+            if f in self.model_fields_set
+        ] + (["gatt.endpoints"] if self.gatt.endpoints else [])
+        if v2_only or self.gatt.write is None or self.gatt.notify_handle is not None:
+            raise ValueError(f"{', '.join(v2_only) or 'handles'} need schema_version = 2")
+        for name, cmd in self.commands.items():
+            if cmd.kind != "framed" or cmd.endpoint or cmd.repeat or cmd.moves:
+                raise ValueError(
+                    f"commands.{name}: raw, text, sequence, endpoint, repeat and moves "
+                    "need schema_version = 2"
+                )
         required = ABSOLUTE_REQUIRED if caps.command_style == "absolute" else KEYS_REQUIRED
         missing = [c for c in required if c not in self.commands]
         if missing:
@@ -469,29 +670,28 @@ class Profile(Model):
             need = "heat" if caps.command_style == "absolute" else "press_heat"
             if need not in self.commands:
                 raise ValueError(f"heat_levels are given but there is no '{need}' command")
-        if caps.reports_status and self.status is None:
-            raise ValueError("reports_status is true but there is no [status] section")
-        if caps.reports_status and self.gatt.notify is None:
-            raise ValueError("reports_status is true but gatt.notify is missing")
         if caps.command_style == "keys" and not caps.reports_status:
             raise ValueError("a keys-style device must report status: key presses are blind")
         for name, cmd in self.commands.items():
-            wants_arg = name in ("power", "intensity", "heat", "mode", "zone", "timer")
+            wants_arg = name in _V1_ARG_COMMANDS
             if wants_arg != cmd.takes_arg:
                 raise ValueError(
                     f"command {name!r} {'needs' if wants_arg else 'takes no'} argument"
                 )
-        self._check_checksum_ranges()
-        return self
+
+    @property
+    def is_v2(self) -> bool:
+        """True for a version-2 (per-setting) profile."""
+        return self.schema_version == 2
 
     def _check_checksum_ranges(self) -> None:
         cs = self.framing.checksum
         if cs is None:
             return
         frames: list[tuple[str, int]] = [
-            (f"commands.{n}", c.body_size) for n, c in self.commands.items()
+            (f"commands.{n}", c.body_size) for n, c in self.commands.items() if c.code is not None
         ]
-        if self.status is not None:
+        if self.status is not None and self.status.framed:
             frames.append(("status", self.status.length))
         for where, body in frames:
             before = self.bytes_before_checksum(body)
@@ -519,3 +719,31 @@ class Profile(Model):
         return self.bytes_before_checksum(body_size) + (cs.size if cs else 0) + len(
             self.framing.trailer
         )
+
+
+class CommandTemplateV1(CommandTemplate):
+    """A version-1 command: always framed, so ``code`` is required."""
+
+    code: Byte
+
+
+class ProfileV1(Profile):
+    """A version-1 profile: the command names are the fixed set of :data:`CommandName`."""
+
+    schema_version: Literal[1]
+    commands: dict[CommandName, CommandTemplateV1]  # type: ignore[assignment]
+
+
+class ProfileV2(Profile):
+    """A version-2 profile: per-setting styles (``[settings]``), freely named commands."""
+
+    schema_version: Literal[2]
+
+
+def validate_profile(data: object) -> Profile:
+    """Validate parsed profile data with the model of its ``schema_version``."""
+    if isinstance(data, dict) and data.get("schema_version") == 1:
+        return ProfileV1.model_validate(data)
+    if isinstance(data, dict) and data.get("schema_version") == 2:
+        return ProfileV2.model_validate(data)
+    return Profile.model_validate(data)

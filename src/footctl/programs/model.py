@@ -82,6 +82,16 @@ class Pulse(Model):
         return value
 
 
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+def percent_to_level(percent: int, low: int, high: int) -> int:
+    """A relative intensity on a device whose levels run ``low``..``high``: 0 % is the
+    gentlest level (never 0), 100 % the strongest, rounded half up."""
+    low = max(low, 1)
+    return low + int((high - low) * percent / 100 + 0.5)
+
+
 class Ramp(Model):
     """Intensity moves one level at a time from ``from_intensity`` to ``to_intensity``,
     in equal slices of the step's duration (the last slice holds ``to_intensity``)."""
@@ -95,6 +105,24 @@ class Ramp(Model):
             raise ValueError("a ramp must change intensity; use 'intensity' for a flat step")
         return self
 
+    @property
+    def levels(self) -> tuple[int, int]:
+        """(from, to)."""
+        return self.from_intensity, self.to_intensity
+
+
+class RampPercent(Model):
+    """A ramp relative to the device's range: ``from_percent`` to ``to_percent``."""
+
+    from_percent: Percent
+    to_percent: Percent
+
+    @model_validator(mode="after")
+    def _moves(self) -> RampPercent:
+        if self.from_percent == self.to_percent:
+            raise ValueError("a ramp must change intensity; use 'intensity_percent'")
+        return self
+
 
 class Step(Model):
     """One step: for ``duration`` seconds, run ``mode`` at ``intensity`` (or along
@@ -102,9 +130,17 @@ class Step(Model):
 
     name: Annotated[str, Field(min_length=1, max_length=60)] | None = None
     duration: Seconds
-    mode: Name
+    mode: Name = Field(description="a mode name, or a mode family (kneading, rolling...)")
+    fallback: list[Name] = Field(
+        default_factory=list,
+        description="families to use, in order, on a device that has no mode of 'mode'",
+    )
     intensity: Intensity | None = None
+    intensity_percent: Percent | None = Field(
+        default=None, description="intensity relative to the device's range (0 % = gentlest)"
+    )
     ramp: Ramp | None = None
+    ramp_percent: RampPercent | None = None
     heat: Annotated[int, Field(ge=0, le=HEAT_LEVEL_LIMIT)] = 0
     zone: Annotated[int, Field(ge=0, le=0xFF)] | None = None
     pulse: Pulse | None = None
@@ -122,9 +158,21 @@ class Step(Model):
 
     @model_validator(mode="after")
     def _intensity_or_ramp(self) -> Step:
-        if (self.intensity is None) == (self.ramp is None):
-            raise ValueError("a step has exactly one of 'intensity' or 'ramp'")
+        given = [
+            x for x in (self.intensity, self.intensity_percent, self.ramp, self.ramp_percent)
+            if x is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "a step has exactly one of 'intensity', 'intensity_percent', 'ramp' or "
+                "'ramp_percent'"
+            )
         return self
+
+    @property
+    def relative(self) -> bool:
+        """True if the step's intensity is relative (resolve it for a device first)."""
+        return self.intensity_percent is not None or self.ramp_percent is not None
 
     @property
     def duration_s(self) -> float:
@@ -135,8 +183,9 @@ class Step(Model):
     def peak_intensity(self) -> int:
         """The highest intensity the step asks for."""
         if self.ramp is not None:
-            return max(self.ramp.from_intensity, self.ramp.to_intensity)
-        assert self.intensity is not None  # guaranteed by _intensity_or_ramp
+            return max(self.ramp.levels)
+        if self.intensity is None:
+            raise ValueError("a relative intensity has a level only on a device (resolve it)")
         return self.intensity
 
     @property
@@ -144,7 +193,8 @@ class Step(Model):
         """The field that holds :attr:`peak_intensity`, for error messages."""
         if self.ramp is None:
             return "intensity"
-        if self.ramp.to_intensity >= self.ramp.from_intensity:
+        low, high = self.ramp.levels
+        if high >= low:
             return "ramp.to_intensity"
         return "ramp.from_intensity"
 

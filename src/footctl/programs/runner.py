@@ -31,6 +31,7 @@ from typing import Literal
 from footctl.errors import FootctlError, SafetyRefused
 from footctl.profile.schema import Profile
 from footctl.programs.check import check_against_limits
+from footctl.programs.intent import resolve
 from footctl.programs.model import Program
 from footctl.programs.timeline import TimedSetpoint, expand
 from footctl.safety.decide import Request
@@ -59,7 +60,7 @@ class Finding:
 
     step: int | None
     field: str
-    action: Literal["clamped", "refused"]
+    action: Literal["clamped", "refused", "adapted"]
     reason: str
 
     def __str__(self) -> str:
@@ -77,6 +78,7 @@ class Assessment:
 
     program: str
     findings: tuple[Finding, ...]
+    resolved: Program | None = None  # the program as it runs on this device
 
     @property
     def refused(self) -> list[Finding]:
@@ -111,8 +113,15 @@ def assess(
     refuse, decided as the governor would (clamping only where ``limits.clamp``
     allows it). Unattended heat above the unattended level is lowered, never refused.
     A program longer than the session cap, or heated past the heat cap, is refused:
-    the governor would end it half-way."""
+    the governor would end it half-way.
+
+    The program is first made concrete for the device (:func:`resolve`: mode families
+    and relative intensities); each change is an ``adapted`` finding, and a step the
+    device has no mode for is refused with the modes and families it has."""
     caps = profile.capabilities
+    resolution = resolve(program, profile)
+    asked = program
+    program = resolution.program
     problems = check_against_limits(
         program,
         max_intensity=limits.intensity_max,
@@ -147,15 +156,19 @@ def assess(
                 Finding(p.step, "heat", "clamped", f"{text}; runs at heat {limits.heat_max}")
             )
         elif p.field == "mode":
-            findings.append(Finding(p.step, "mode", "refused",
-                                    f"{profile.id} has no mode {p.asked!r} (modes: {p.cap})"))
+            why = next(
+                (a.reason for a in resolution.unplayable if a.step == p.step),
+                f"{profile.id} has no mode {p.asked!r} (modes: {p.cap})",
+            )
+            findings.append(Finding(p.step, "mode", "refused", why))
+        elif p.field == "heat" and caps.max_heat_level == 0 and not limits.no_heat:
+            findings.append(Finding(p.step, "heat", "refused",
+                                    f"asks heat {p.asked}; {profile.id} has no heater"))
         else:
             findings.append(Finding(p.step, p.field, "refused", text))
     flagged = {(f.step, f.field) for f in findings}
     for number, step in enumerate(program.steps, start=1):
-        low = step.intensity if step.ramp is None else min(
-            step.ramp.from_intensity, step.ramp.to_intensity
-        )
+        low = step.intensity if step.ramp is None else min(step.ramp.levels)
         if low is not None and low < limits.intensity_min:
             findings.append(
                 Finding(
@@ -181,8 +194,11 @@ def assess(
                     "program may run while you are asleep",
                 )
             )
+    findings += [
+        Finding(a.step, a.field, "adapted", a.reason) for a in resolution.adaptations if a.ok
+    ]
     findings.sort(key=lambda f: (f.step or 0, f.field))
-    return Assessment(program.name, tuple(findings))
+    return Assessment(asked.name, tuple(findings), program)
 
 
 # --- while it runs ----------------------------------------------------------------------
@@ -260,6 +276,9 @@ class ProgramRunner:
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.governor = governor
+        self.asked = program
+        # The program as it runs on this massager: modes by family, relative intensities.
+        program = resolve(program, governor.profile).program
         self.program = program
         self.unattended = unattended
         self.source = source or ("schedule" if unattended else "program")
@@ -270,7 +289,7 @@ class ProgramRunner:
         self.timeline = expand(program, completed_nights)
         self._offsets = [s.offset_s for s in self.timeline]
         self.assessment = assess(
-            program,
+            self.asked,
             governor.profile,
             governor.limits,
             unattended=unattended,

@@ -38,7 +38,7 @@ def _ramp_points(step: Step, ceiling: int) -> list[tuple[float, int]]:
     if step.ramp is None:
         assert step.intensity is not None
         return [(0.0, min(step.intensity, ceiling))]
-    a, b = step.ramp.from_intensity, step.ramp.to_intensity
+    a, b = step.ramp.levels
     direction = 1 if b > a else -1
     levels = list(range(a, b + direction, direction))
     slice_s = step.duration_s / len(levels)

@@ -325,14 +325,14 @@ class BleLink:
 
     async def _setup(self, client: BleakClient) -> None:
         gatt = self.profile.gatt
-        write = client.services.get_characteristic(gatt.write)
+        write = client.services.get_characteristic(gatt.write_specifier)
         if write is None:
-            raise _StaleServices(f"no write characteristic {gatt.write}")
+            raise _StaleServices(f"no write characteristic {gatt.write_specifier}")
         self._write_char = write
-        if gatt.notify is not None:
-            notify = client.services.get_characteristic(gatt.notify)
+        if gatt.notify_specifier is not None:
+            notify = client.services.get_characteristic(gatt.notify_specifier)
             if notify is None:
-                raise _StaleServices(f"no notify characteristic {gatt.notify}")
+                raise _StaleServices(f"no notify characteristic {gatt.notify_specifier}")
 
             def received(_char: BleakGATTCharacteristic, data: bytearray) -> None:
                 self.on_notify(bytes(data))
@@ -380,6 +380,28 @@ class BleLink:
         except (BleakError, OSError) as exc:
             raise stack_unavailable(self.radio, exc) from exc
         return seen.is_set()
+
+    async def write_to(self, endpoint: str, data: bytes) -> None:
+        """Write one frame to a named endpoint of the profile (``gatt.endpoints``)."""
+        client = self._client
+        spec = self.profile.gatt.endpoints[endpoint]
+        if client is None or not client.is_connected:
+            raise TransportError(f"{self.device.address}: not connected")
+        char = client.services.get_characteristic(spec.specifier)
+        if char is None:
+            raise TransportError(f"{self.device.address}: no characteristic for {endpoint!r}")
+        response = self.profile.gatt.write_with_response
+        if spec.with_response is not None:
+            response = spec.with_response
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await client.write_gatt_char(char, data, response=response)
+        except TimeoutError as exc:
+            raise TransportError(
+                f"{self.device.address}: write not answered within {WRITE_TIMEOUT_S:g} s"
+            ) from exc
+        except BleakError as exc:
+            raise TransportError(f"{self.device.address}: write failed: {exc}") from exc
 
     async def disconnect(self) -> None:
         """Disconnect on purpose (logged as expected)."""

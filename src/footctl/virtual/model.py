@@ -35,8 +35,22 @@ from typing import Any
 
 from footctl.codec import decode_command, encode_status
 from footctl.errors import CodecError
+from footctl.profile.checks import value_domain
+from footctl.profile.roles import QUERY, STOP, Role, cycle_order, role_of, start_value
 from footctl.profile.schema import Profile
 from footctl.state import Command, Report
+
+
+def _sends(profile: Profile, name: str) -> set[str]:
+    """Every command a sequence sends, nested sequences included."""
+    out: set[str] = set()
+    for item in profile.commands[name].sequence or []:
+        send = getattr(item, "send", None)
+        if send is not None:
+            out.add(send)
+            out |= _sends(profile, send)
+    return out
+
 
 __all__ = [
     "AMBIENT_CELSIUS",
@@ -143,6 +157,16 @@ class MassagerModel:
         self.temperature = AMBIENT_CELSIUS
         self.error = 0
         self._off_at: float | None = None
+        # version 2: commands are ignored until this clock time after power-on
+        # (settings.power.ready_seconds), and until a wake frame after each connect.
+        self._ready_at = 0.0
+        self.awake = profile.connection.wake is None
+        self._last_write: float | None = None
+        #: Presses of step/cycle/toggle/bit keys acted on, by setting (for tests).
+        self.presses: dict[str, int] = {}
+        #: Version 2: the timer value last chosen since power-on (0: a cycling timer's
+        #: "off" position; None: never chosen).
+        self.timer_choice: int | None = None
         self._last_tick = now()
         #: Bumped on every change of what the device would report.
         self.version = 0
@@ -248,10 +272,23 @@ class MassagerModel:
         self.mode_index = 0
         self.zone = caps.zones.min if caps.zones is not None else None
         self._off_at = None
+        if self.profile.is_v2:
+            p = self.profile
+            intensity, heat = start_value(p, "intensity"), start_value(p, "heat")
+            mode, zone = start_value(p, "mode"), start_value(p, "zone")
+            self.intensity = int(intensity) if intensity is not None else caps.intensity.min
+            self.heat = int(heat or 0)
+            names = [m.name for m in caps.modes]
+            self.mode_index = names.index(str(mode)) if mode in names else 0
+            self.zone = int(zone) if zone is not None else None
+            timer = start_value(p, "timer")
+            self.timer_choice = None if timer is None else int(timer)
 
     def _power_on(self) -> None:
         self._defaults()
         self.running = True
+        power = self.profile.settings.get("power")
+        self._ready_at = self._now() + (power.ready_seconds if power is not None else 0.0)
         minutes = self.profile.capabilities.auto_off_minutes
         self._off_at = None if minutes is None else self._now() + minutes * 60.0
 
@@ -286,6 +323,9 @@ class MassagerModel:
         )
 
     def _apply(self, command: Command) -> None:
+        if self.profile.is_v2:
+            self._apply_v2(command)
+            return
         caps = self.profile.capabilities
         name, value = command.name, command.value
         if name == "query":
@@ -335,10 +375,123 @@ class MassagerModel:
             if top:
                 self.heat = 0 if self.heat >= top else self.heat + 1
 
+    # ------------------------------------------------------------------ version 2
+
+    def _get(self, setting: str) -> int | str | None:
+        if setting == "power":
+            return 1 if self.running else 0
+        if setting == "mode":
+            return self.mode
+        if setting == "timer":
+            return self.timer_choice
+        value: int | None = getattr(self, setting)
+        return value
+
+    def _set(self, setting: str, value: int | str) -> None:
+        caps = self.profile.capabilities
+        if setting == "power":
+            if value and not self.running:
+                self._power_on()
+            elif not value:
+                self._power_off()
+        elif setting == "mode":
+            self.mode_index = [m.name for m in caps.modes].index(str(value))
+        elif setting == "timer":
+            self.timer_choice = int(value)
+            minutes = int(value) or caps.auto_off_minutes  # 0: no timer, the auto-off rules
+            self._off_at = None if minutes is None else self._now() + minutes * 60.0
+        else:
+            setattr(self, setting, int(value))
+
+    def _apply_v2(self, command: Command) -> None:
+        conn = self.profile.connection
+        if command.name in (QUERY, conn.wake, conn.keepalive):
+            return
+        if command.name == STOP:
+            self._power_off()
+            return
+        role = role_of(self.profile, command)
+        if role is None:
+            return  # a frame that belongs to no setting (a "release" after a key)
+        power = self.profile.settings.get("power")
+        if power is not None and power.style == "level" and role.setting == "intensity" and (
+            role.action == "set"
+        ):
+            # Runs while its intensity is above 0: 0 stops it, a level starts it.
+            level = int(role.value or 0)
+            if level == 0:
+                self._power_off()
+            elif str(level) in value_domain(self.profile, "intensity"):
+                if not self.running:
+                    self._power_on()
+                self.intensity = level
+            return
+        if role.setting != "power" and (not self.running or self._now() < self._ready_at):
+            return  # off, or still starting up: ignored, as a real device does
+        self._act(role)
+
+    def _act(self, role: Role) -> None:
+        setting, action = role.setting, role.action
+        current = self._get(setting)
+        domain = value_domain(self.profile, setting)
+        if action == "set":
+            if role.value is not None and str(role.value) in domain:
+                self._set(setting, role.value)
+            return
+        if action == "reset":
+            start = start_value(self.profile, setting)
+            if start is not None:
+                self._set(setting, start)
+            return
+        self.presses[setting] = self.presses.get(setting, 0) + 1
+        if action == "bit":
+            self._set(setting, int(current or 0) ^ (1 << int(role.value or 0)))
+        elif action in ("toggle", "cycle"):
+            order = cycle_order(self.profile, setting)
+            index = order.index(current) if current in order else -1
+            self._set(setting, order[(index + 1) % len(order)])
+        else:  # up / down
+            values = [int(v) for v in domain]
+            level = int(current) if current is not None else values[0]
+            wraps = self.profile.settings[setting].wraps
+            step = 1 if action == "up" else -1
+            nxt = level + step
+            if nxt > values[-1]:
+                nxt = values[0] if wraps else values[-1]
+            elif nxt < values[0]:
+                nxt = values[-1] if wraps else values[0]
+            self._set(setting, nxt)
+
     # ------------------------------------------------------------------ frames
 
-    def receive(self, data: bytes, *, max_size: int | None = None) -> FrameRecord:
-        """Take one written frame: log it, decode it and (faults allowing) act on it."""
+    def link_up(self) -> None:
+        """A central connected: a device that needs a wake frame sleeps until it gets one."""
+        if self.profile.connection.wake is not None:
+            self.awake = False
+
+    def _check_awake(self, command: Command) -> bool:
+        """Whether the device listens to ``command`` (a wake frame always wakes it)."""
+        conn = self.profile.connection
+        if conn.wake is None:
+            return True
+        now = self._now()
+        idle = conn.wake_idle_seconds
+        if idle is not None and self._last_write is not None and now - self._last_write > idle:
+            self.awake = False
+        self._last_write = now
+        if command.name == conn.wake or (
+            self.profile.commands[conn.wake].sequence is not None
+            and command.name in _sends(self.profile, conn.wake)
+        ):
+            self.awake = True
+            return True
+        return self.awake
+
+    def receive(
+        self, data: bytes, *, max_size: int | None = None, endpoint: str | None = None
+    ) -> FrameRecord:
+        """Take one written frame (on ``endpoint``, None: the write characteristic): log
+        it, decode it and (faults allowing) act on it."""
         self.tick()
         data = bytes(data)
         at = self._now()
@@ -352,17 +505,18 @@ class MassagerModel:
             )
         else:
             try:
-                command = decode_command(self.profile, data)
+                command = decode_command(self.profile, data, endpoint=endpoint)
             except CodecError as exc:
                 record = FrameRecord(at, data.hex(), "error", error=exc.message)
             else:
                 if self.mute:
                     outcome = "muted"
-                elif self.ignore_writes:
+                elif self.ignore_writes or not self._check_awake(command):
                     outcome = "ignored"
                 else:
                     outcome = "applied" if self.apply(command) else "ignored"
-                    if command.name == "query":
+                    conn = self.profile.connection
+                    if command.name in ("query", conn.wake, conn.keepalive):
                         outcome = "applied"
                 record = FrameRecord(at, data.hex(), outcome, command.name, command.value)
         self.frames.append(record)

@@ -49,6 +49,8 @@ LEGACY_ADV_MAX = 31
 #: Bound on housekeeping HCI exchanges so that close/reboot never hang.
 HOUSEKEEPING_TIMEOUT_S = 2.0
 _BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
+# (UUID or handle, properties, value, is it the notify characteristic)
+_Wanted = tuple[str | int, Characteristic.Properties, CharacteristicValue[bytes] | bytes, bool]
 
 
 def _bumble_uuid(text: str) -> UUID:
@@ -157,6 +159,12 @@ class VirtualMassager:
         _LOG.debug("virtual massager %s up at %s", profile.id, massager.address)
         return massager
 
+    def _writer(self, endpoint: str | None) -> CharacteristicValue[bytes]:
+        async def on_write(connection: Connection, value: bytes) -> None:
+            await self._on_write(connection, value, endpoint)
+
+        return CharacteristicValue(write=on_write)
+
     def _build_gatt(self) -> None:
         gatt = self.profile.gatt
         # The device's own MTU: a central negotiating 247 gets the profile's (23).
@@ -164,38 +172,85 @@ class VirtualMassager:
         write_props = (
             Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE
         )
-        characteristics: list[Characteristic[bytes]] = []
-        notify_uuid = gatt.notify if self._status_interval is not None else None
-        if notify_uuid is not None and notify_uuid == gatt.write:
+        notify = gatt.notify_specifier if self._status_interval is not None else None
+        wanted: list[_Wanted]
+        if notify is not None and notify == gatt.write_specifier:
             # One characteristic for both directions (some devices do that).
-            shared: Characteristic[bytes] = Characteristic(
-                _bumble_uuid(gatt.write),
-                write_props | Characteristic.Properties.NOTIFY,
-                Characteristic.WRITEABLE,
-                CharacteristicValue(write=self._on_write),
-            )
-            characteristics.append(shared)
-            self._notify_char = shared
+            wanted = [(
+                gatt.write_specifier, write_props | Characteristic.Properties.NOTIFY,
+                self._writer(None), True,
+            )]
         else:
-            characteristics.append(
-                Characteristic(
-                    _bumble_uuid(gatt.write),
-                    write_props,
-                    Characteristic.WRITEABLE,
-                    CharacteristicValue(write=self._on_write),
-                )
-            )
-            if notify_uuid is not None:
-                self._notify_char = Characteristic(
-                    _bumble_uuid(notify_uuid),
-                    Characteristic.Properties.NOTIFY,
-                    Characteristic.READABLE,
-                    b"",
-                )
-                characteristics.append(self._notify_char)
+            wanted = [(gatt.write_specifier, write_props, self._writer(None), False)]
+            if notify is not None:
+                wanted.append((notify, Characteristic.Properties.NOTIFY, b"", True))
+        for name, endpoint in gatt.endpoints.items():
+            wanted.append((endpoint.specifier, write_props, self._writer(name), False))
+        characteristics = self._place(wanted)
         self.device.add_service(Service(_bumble_uuid(gatt.service), characteristics))
         if self._notify_char is not None:
             self.device.on("characteristic_subscription", self._on_subscription)
+
+    def _place(
+        self,
+        wanted: list[_Wanted],
+    ) -> list[Characteristic[bytes]]:
+        """Characteristics in handle order; one named by handle gets exactly that value
+        handle (Bumble numbers attributes in order, so fillers pad the gap)."""
+        by_handle = sorted((w for w in wanted if isinstance(w[0], int)), key=lambda w: w[0])
+        by_uuid = [w for w in wanted if isinstance(w[0], str)]
+        out: list[Characteristic[bytes]] = []
+        handle = self.device.gatt_server.next_handle() + 1  # after the service declaration
+        fillers = 0
+
+        def make(
+            spec: str,
+            props: Characteristic.Properties,
+            value: CharacteristicValue[bytes] | bytes,
+            is_notify: bool,
+        ) -> Characteristic[bytes]:
+            pure_notify = is_notify and isinstance(value, bytes)
+            perms = Characteristic.READABLE if pure_notify else Characteristic.WRITEABLE
+            char: Characteristic[bytes] = Characteristic(_bumble_uuid(spec), props, perms, value)
+            if is_notify:
+                self._notify_char = char
+            return char
+
+        def size(props: Characteristic.Properties) -> int:
+            # declaration + value (+ the CCCD of a notifying characteristic)
+            return 3 if props & Characteristic.Properties.NOTIFY else 2
+
+        for spec, props, value, is_notify in by_handle:
+            assert isinstance(spec, int)
+            gap = spec - 1 - handle
+            if gap < 0 or gap == 1:
+                raise ValueError(
+                    f"profile {self.profile.id}: the virtual massager cannot place a "
+                    f"characteristic at handle {spec:#06x}"
+                )
+            while gap > 0:
+                # Fillers of 2 handles, or 3 (with a descriptor-bearing notify) for odd gaps.
+                step = 3 if gap % 2 else 2
+                filler_props = (
+                    Characteristic.Properties.NOTIFY
+                    if step == 3
+                    else Characteristic.Properties.READ
+                )
+                out.append(Characteristic(
+                    UUID(f"f00df00d-0000-4000-8000-{fillers:012x}"),
+                    filler_props, Characteristic.READABLE, b"",
+                ))
+                fillers += 1
+                gap -= step
+                handle += step
+            uuid = f"0000{spec:04x}-f00d-4000-8000-00805f9b34fb"  # a handle-only characteristic
+            out.append(make(uuid, props, value, is_notify))
+            handle += size(props)
+        for spec, props, value, is_notify in by_uuid:
+            assert isinstance(spec, str)
+            out.append(make(spec, props, value, is_notify))
+            handle += size(props)
+        return out
 
     # ------------------------------------------------------------------ properties
 
@@ -228,6 +283,7 @@ class VirtualMassager:
 
     def _on_connection(self, connection: Connection) -> None:
         self.connections.append(connection)
+        self.model.link_up()  # a device that needs a wake frame sleeps until it gets one
         _LOG.debug("%s: connected to %s", self.profile.id, connection.peer_address)
 
         def on_disconnection(reason: int) -> None:
@@ -247,11 +303,13 @@ class VirtualMassager:
         if notify_enabled and characteristic is self._notify_char:
             self._kick.set()  # a real device tells a new subscriber its state soon
 
-    async def _on_write(self, _connection: Connection, value: bytes) -> None:
+    async def _on_write(
+        self, _connection: Connection, value: bytes, endpoint: str | None = None
+    ) -> None:
         data = bytes(value)
         if len(data) > self._max_write:
             self.oversize_writes += 1
-            self.model.receive(data, max_size=self._max_write)
+            self.model.receive(data, max_size=self._max_write, endpoint=endpoint)
             raise att.ATT_Error(
                 error_code=att.ATT_INVALID_ATTRIBUTE_LENGTH_ERROR,
                 message=f"{len(data)}-byte write, the device takes {self._max_write}",
@@ -259,7 +317,7 @@ class VirtualMassager:
         async with self._write_lock:  # one frame at a time, in order, as a device does
             if self.model.slow_seconds > 0:
                 await asyncio.sleep(self.model.slow_seconds)
-            record = self.model.receive(data)
+            record = self.model.receive(data, endpoint=endpoint)
             if record.outcome in ("applied", "ignored") and not self.model.ignore_writes:
                 # An answer to every understood command, a query included.
                 await self.notify()
