@@ -708,7 +708,8 @@ class Owner:
             assert held.runner is not None
             raise SafetyRefused("busy", f"{held.name}: program {held.runner.program.name} "
                                 "is running", advice="'footctl stop' ends it first")
-        held.governor.decide(request)  # refuse before connecting, not after
+        if not held.session.connected:
+            held.governor.decide(request)  # refuse before connecting, not after
         async with held.lock:
             if held.stop_epoch != epoch:
                 raise _superseded()
