@@ -299,7 +299,7 @@ class SafetyMachine(RuleBasedStateMachine):
         async def start() -> None:
             if recover:
                 await self._recover_after_crash()
-                if governor.adopt_unrecovered():  # as the owner does after crash recovery
+                if governor.adopt_unrecovered():  # as footctl.devices.controlled_device
                     STATS["recovery_owed"] += 1
             await proc.link.connect()
             await session.attach(proc.link, ADDRESS)
