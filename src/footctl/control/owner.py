@@ -566,11 +566,11 @@ class Owner:
         return note
 
     async def _send_stop(self, held: Held, source: str) -> None:
-        async with asyncio.timeout(STOP_TIMEOUT_S):
-            try:
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
                 await held.governor.stop(source=source, reason="stopped")
-            except TimeoutError as exc:
-                raise DeviceUnavailable("no answer from the massager") from exc
+        except TimeoutError as exc:
+            raise DeviceUnavailable("no answer from the massager") from exc
         held.stop_owed = False
 
     # --- programs ---------------------------------------------------------------------
