@@ -302,9 +302,9 @@ def test_a_link_that_is_not_host_port_is_exit_2_with_the_form() -> None:
 
 
 def test_history_into_head_has_no_broken_pipe(tmp_path: Path) -> None:
-    from footctl.journal import Journal
-
     import sqlite3
+
+    from footctl.journal import Journal
 
     path = Path(os.environ["FOOTCTL_DATA_DIR"]) / "journal.sqlite3"
     with Journal(path) as journal:
