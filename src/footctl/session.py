@@ -337,7 +337,10 @@ class DeviceSession:
         if "query" not in self.profile.commands or not self.connected:
             return
         try:
-            await self._write(Command("query"))
+            if self.profile.is_v2:
+                await self._write_v2(Command("query"))  # its endpoint, after a wake
+            else:
+                await self._write(Command("query"))
         except TransportError as exc:
             _LOG.debug("query failed: %s", exc)
 
