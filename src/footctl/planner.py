@@ -246,6 +246,29 @@ class _Planner:
         if not wanted and power.off is not None:
             self._send(power.off, "power", 0, press=False)
             return
+        if intensity.style == "step":
+            # Up from 0 switches on at the lowest level; down to 0 switches off. Keys
+            # depend on the state: never pressed when it already says so, even for an off.
+            if bool(wanted) == self.state.running:
+                return
+            assert intensity.up is not None
+            assert intensity.down is not None
+            self._check_press("power")
+            if wanted:
+                self._send(intensity.up, "power", 1, press=True)
+                self.state = dataclasses.replace(
+                    self.state, intensity=self.profile.capabilities.intensity.min
+                )
+                return
+            known = self.state.intensity
+            # unknown: enough presses from the top (extra ones at 0 do nothing)
+            level = known if known is not None else self.profile.capabilities.intensity.max
+            for left in range(int(level) - 1, -1, -1):
+                self._send(intensity.down, "power" if left == 0 else "intensity",
+                           0 if left == 0 else left, press=True)
+                if not self.blind:
+                    return
+            return
         if intensity.style == "absolute":
             assert intensity.command is not None
             self._send(intensity.command, "power", wanted, press=False, arg=level)
