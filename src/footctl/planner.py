@@ -172,8 +172,8 @@ class _Planner:
         profile = self.profile
         s = profile.settings.get(setting)  # type: ignore[call-overload]
         domain = value_domain(profile, setting)
-        if s is None and setting == "intensity" and domain == [str(wanted)]:
-            return  # a massager with one level: nothing to set
+        if s is None and (domain == [str(wanted)] or (setting == "heat" and not wanted)):
+            return  # one value only (one level, one mode, no heater): nothing to set
         if s is None:
             raise _Refused(f"the profile has no {setting} setting")
         current = _get(self.state, setting)
