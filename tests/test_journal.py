@@ -19,7 +19,9 @@ from footctl.journal import (
     JournalError,
     SessionRecord,
 )
+from footctl.profile.loader import find_profiles
 from footctl.programs import effective_intensity, find_programs
+from footctl.programs.intent import resolve
 from footctl.schedule import within_night_limit
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -215,7 +217,8 @@ def test_completed_nights_counts_distinct_nights(j: Journal) -> None:
 
 
 def test_progression_follows_the_journal(j: Journal) -> None:
-    wind_down = find_programs()["wind-down"]
+    # relative intensities: resolved on a device (shiatsu-aa55: 0-50 % is 1-3)
+    wind_down = resolve(find_programs()["wind-down"], find_profiles()["shiatsu-aa55"]).program
     assert wind_down.progression is not None
     every = wind_down.progression.every_nights
     first_step = wind_down.steps[0]
