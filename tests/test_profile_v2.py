@@ -489,3 +489,54 @@ def test_profile_check_refuses_a_profile_that_moves_a_bed(tmp_path: Path) -> Non
     assert "moves furniture" in bad.stderr and "commands.head_up" in bad.stderr
     (row,) = json.loads(bad.stdout)["files"]
     assert row["ok"] is False and row["lint"][0]["code"] == "moves"
+
+
+LEVEL_STATUS = LEVEL_POWERED.replace("reports_status = false", "reports_status = true").replace(
+    'write = "FFE1"', 'write = "FFE1"\nnotify = "FFE2"'
+) + """
+[status]
+framed = false
+match = "AA"
+length = 2
+[status.fields]
+intensity = { offset = 1 }
+"""
+
+
+def test_level_powered_status_reports_off_as_level_0() -> None:
+    p = load_profile_text(LEVEL_STATUS)
+    assert codec.decode_status(p, bytes.fromhex("aa 00")) == Report(running=False, intensity=0)
+    assert codec.decode_status(p, bytes.fromhex("aa 03")) == Report(running=True, intensity=3)
+    result = round_trip(p)
+    assert result.ok, result.to_dict()
+
+
+STEP_POWERED = LEVEL_POWERED.replace(
+    '[settings.intensity]\nstyle = "absolute"\ncommand = "level"',
+    '[settings.intensity]\nstyle = "step"\nup = "up"\ndown = "down"',
+).replace('[commands.level]\ntext = "LVL {value}\\n"',
+          '[commands.up]\nraw = "04 02 00 00 08 00"\n\n[commands.down]\nraw = "04 02 00 80 00 00"')
+
+
+def test_no_on_key_only_steps_from_zero() -> None:
+    from footctl import planner
+    from footctl.state import DeviceState
+
+    p = load_profile_text(STEP_POWERED)
+    off = DeviceState(address="", profile_id=p.id)
+    on = planner.plan(p, off, running=True, intensity=3)
+    assert [s.command.name for s in on.steps if s.command] == ["up", "up", "up"]
+    stop = planner.plan_off(p, on.steps[-1].believed)
+    assert [s.command.name for s in stop.steps if s.command] == ["down", "down", "down"]
+    assert not stop.steps[-1].believed.running
+    result = round_trip(p)
+    assert result.ok, result.to_dict()
+
+
+def test_a_stop_on_a_stepped_level_device_that_is_off_presses_nothing() -> None:
+    from footctl import planner
+    from footctl.state import DeviceState
+
+    p = load_profile_text(STEP_POWERED)
+    off = DeviceState(address="", profile_id=p.id, intensity=3)
+    assert planner.plan_off(p, off).steps == ()

@@ -499,6 +499,12 @@ def _decode_fields(profile: Profile, body: bytes) -> Report:
         if spec.mask is not None:
             raw = (raw & spec.mask) >> _shift(spec.mask)
         values[name] = _raw_to_value(profile, name, spec, raw)
+    power = profile.settings.get("power")
+    if power is not None and power.style == "level" and "running" not in values:
+        # A massager powered by its level runs while the level is above 0.
+        level = values.get("intensity")
+        if isinstance(level, int):
+            values["running"] = level > 0
     return Report(**values)  # type: ignore[arg-type]
 
 

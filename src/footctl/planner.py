@@ -172,8 +172,8 @@ class _Planner:
         profile = self.profile
         s = profile.settings.get(setting)  # type: ignore[call-overload]
         domain = value_domain(profile, setting)
-        if s is None and setting == "intensity" and domain == [str(wanted)]:
-            return  # a massager with one level: nothing to set
+        if s is None and (domain == [str(wanted)] or (setting == "heat" and not wanted)):
+            return  # one value only (one level, one mode, no heater): nothing to set
         if s is None:
             raise _Refused(f"the profile has no {setting} setting")
         current = _get(self.state, setting)
@@ -245,6 +245,29 @@ class _Planner:
         level = int(start_value(self.profile, "intensity") or 0) if wanted else 0
         if not wanted and power.off is not None:
             self._send(power.off, "power", 0, press=False)
+            return
+        if intensity.style == "step":
+            # Up from 0 switches on at the lowest level; down to 0 switches off. Keys
+            # depend on the state: never pressed when it already says so, even for an off.
+            if bool(wanted) == self.state.running:
+                return
+            assert intensity.up is not None
+            assert intensity.down is not None
+            self._check_press("power")
+            if wanted:
+                self._send(intensity.up, "power", 1, press=True)
+                self.state = dataclasses.replace(
+                    self.state, intensity=self.profile.capabilities.intensity.min
+                )
+                return
+            known = self.state.intensity
+            # unknown: enough presses from the top (extra ones at 0 do nothing)
+            level = known if known is not None else self.profile.capabilities.intensity.max
+            for left in range(int(level) - 1, -1, -1):
+                self._send(intensity.down, "power" if left == 0 else "intensity",
+                           0 if left == 0 else left, press=True)
+                if not self.blind:
+                    return
             return
         if intensity.style == "absolute":
             assert intensity.command is not None

@@ -93,9 +93,13 @@ class DeviceSession:
         scan_timeout: float = SCAN_TIMEOUT_S,
         on_progress: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.profile = profile
         self._sleep = sleep
+        # The device's clock for its own timing (ready after power-on, falling asleep,
+        # its timer); the loop's (monotonic) clock unless a test moves a fake one.
+        self._clock = clock
         self.radio = radio
         self._want_address = address
         self._want_name = name
@@ -363,7 +367,10 @@ class DeviceSession:
         if "query" not in self.profile.commands or not self.connected:
             return
         try:
-            await self._write(Command("query"))
+            if self.profile.is_v2:
+                await self._write_v2(Command("query"))  # its endpoint, after a wake
+            else:
+                await self._write(Command("query"))
         except TransportError as exc:
             _LOG.debug("query failed: %s", exc)
 
@@ -718,6 +725,9 @@ class DeviceSession:
 
     # --- version-2 profiles: settings, sequences, waits ---------------------------------
 
+    def _device_now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
     async def _link_write(self, link: Link, item: codec.Write) -> None:
         if item.endpoint is None:
             await link.write(item.frame)
@@ -747,7 +757,7 @@ class DeviceSession:
                 continue
             await self._link_write(link, item)
             self.frames_written.append(item.frame)
-        self._last_write_at = asyncio.get_running_loop().time()
+        self._last_write_at = self._device_now()
 
     async def _send_wake(self) -> None:
         """Send the profile's wake command if the device has not had it since the connect
@@ -755,7 +765,7 @@ class DeviceSession:
         conn = self.profile.connection
         if conn.wake is None or self._link is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._device_now()
         idle = conn.wake_idle_seconds
         last = self._last_write_at
         if idle is not None and last is not None and now - last > idle:
@@ -779,7 +789,7 @@ class DeviceSession:
     def _expire_timer(self) -> None:
         """A device without status switches off when its own timer runs out: believe it."""
         ends = self._timer_ends_at
-        if ends is not None and asyncio.get_running_loop().time() >= ends:
+        if ends is not None and self._device_now() >= ends:
             self._timer_ends_at = None
             if not self.profile.capabilities.reports_status and self._state.running:
                 _LOG.info("%s: the device's own timer ran out", self._state.address)
@@ -800,15 +810,15 @@ class DeviceSession:
             await self._sleep(step.pause)
             return
         loop = asyncio.get_running_loop()
-        if step.setting != "power" and loop.time() < self._ready_at:
-            await self._sleep(self._ready_at - loop.time())  # still starting up
+        if step.setting != "power" and self._device_now() < self._ready_at:
+            await self._sleep(self._ready_at - self._device_now())  # still starting up
         before = self._state.reports
         old = self._state.running if step.setting == "power" else getattr(
             self._state, step.setting or "running", None
         )
         await self._write_v2(step.command, epoch)
         if step.setting == "power" and step.believed.running and not self._state.running:
-            self._ready_at = loop.time() + self.profile.settings["power"].ready_seconds
+            self._ready_at = self._device_now() + self.profile.settings["power"].ready_seconds
         if step.press and step.setting is not None:
             self.presses[step.setting] = self.presses.get(step.setting, 0) + 1
             if self.profile.capabilities.reports_status:
@@ -816,7 +826,7 @@ class DeviceSession:
         if step.setting == "timer":
             self._timer_set = step.believed.timer
             if step.believed.timer:
-                self._timer_ends_at = loop.time() + step.believed.timer * 60.0
+                self._timer_ends_at = self._device_now() + step.believed.timer * 60.0
                 if not self.profile.capabilities.reports_status:
                     # Nothing will report the device switching itself off: believe it.
                     loop.call_later(step.believed.timer * 60.0 + 0.01, self._expire_timer)

@@ -87,8 +87,10 @@ def _check_values(profile: Profile, name: str, s: Setting) -> None:
         if name != "power":
             raise ValueError(f"{where}: the level style is for power (on while intensity > 0)")
         intensity = profile.settings.get("intensity")
-        if intensity is None or intensity.style not in ("absolute", "table"):
-            raise ValueError(f"{where}: level power needs an absolute or table intensity")
+        if intensity is None or intensity.style not in ("absolute", "table", "step"):
+            raise ValueError(
+                f"{where}: level power needs an absolute, table or step intensity"
+            )
         if s.off is None and intensity.style == "table" and "0" not in (intensity.values or {}):
             raise ValueError(f"{where}: give 'off', or a \"0\" entry in settings.intensity")
     if s.ready_seconds and name != "power":

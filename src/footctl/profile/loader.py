@@ -227,6 +227,7 @@ def _problems(exc: ValidationError, text: str, path: Path | None) -> list[Profil
         if not loc:
             loc = _root_location(reason, lines)
         field = ".".join(str(p) for p in loc) or "<root>"
+        reason = reason.removeprefix(f"{field}: ")  # a rule that names its own field
         problems.append(ProfileProblem(path, field, reason, _lookup(lines, loc)))
     return problems
 

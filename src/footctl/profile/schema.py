@@ -7,7 +7,7 @@ key is an error, not a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -20,15 +20,21 @@ from footctl.profile.base import (
     normalize_uuid,
     parse_hex,
 )
+from footctl.profile.capabilities import Capabilities, Family, HeatLevel, IntRange, Mode
 from footctl.profile.checks import check_v2
+from footctl.profile.framing import (
+    Checksum,
+    ChecksumOp,
+    ChecksumPreset,
+    Direction,
+    Framing,
+    LengthField,
+)
 from footctl.profile.settings import (
-    KNOWN_FAMILIES,
-    Chamber,
     CommandId,
     Connection,
     Endpoint,
     Handle,
-    Nodes,
     Repeat,
     SequenceItem,
     Setting,
@@ -37,10 +43,37 @@ from footctl.profile.settings import (
 )
 
 __all__ = [
-    "ABSOLUTE_REQUIRED", "KEYS_REQUIRED", "SCHEMA_VERSION", "ArgFormat", "BodyItem", "Byte",
-    "ByteOrder", "Capabilities", "Checksum", "CommandName", "CommandTemplate", "Framing",
-    "HexBytes", "IntRange", "Mode", "Profile", "ProfileV1", "ProfileV2", "Status",
-    "StatusField", "StatusFieldName", "Uuid", "normalize_uuid", "parse_hex", "validate_profile",
+    "ABSOLUTE_REQUIRED",
+    "KEYS_REQUIRED",
+    "SCHEMA_VERSION",
+    "ArgFormat",
+    "BodyItem",
+    "Byte",
+    "ByteOrder",
+    "Capabilities",
+    "Checksum",
+    "ChecksumOp",
+    "ChecksumPreset",
+    "CommandName",
+    "CommandTemplate",
+    "Direction",
+    "Family",
+    "Framing",
+    "HeatLevel",
+    "HexBytes",
+    "IntRange",
+    "LengthField",
+    "Mode",
+    "Profile",
+    "ProfileV1",
+    "ProfileV2",
+    "Status",
+    "StatusField",
+    "StatusFieldName",
+    "Uuid",
+    "normalize_uuid",
+    "parse_hex",
+    "validate_profile",
 ]
 
 SCHEMA_VERSION = 2
@@ -102,319 +135,9 @@ class Gatt(Model):
         return self.notify is not None or self.notify_handle is not None
 
 
-# --- what the device can do ---------------------------------------------------
+# --- what the device can do (see capabilities.py) -------------------------------------
 
-
-class IntRange(Model):
-    """An inclusive integer range."""
-
-    min: int
-    max: int
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-    def __contains__(self, value: object) -> bool:
-        return isinstance(value, int) and self.min <= value <= self.max
-
-
-class HeatLevel(Model):
-    """One heat level: 1 is the lowest. ``code`` is what goes on the wire (default: level)."""
-
-    level: Annotated[int, Field(ge=1, le=15)]
-    celsius: Annotated[float, Field(gt=20, lt=80)]
-    code: Byte | None = None
-
-    @property
-    def wire(self) -> int:
-        """The value sent and reported for this level."""
-        return self.level if self.code is None else self.code
-
-
-Family = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
-
-
-class Mode(Model):
-    """A massage mode, the value that selects it on the wire, and the families of
-    massage it belongs to (what programs ask for: kneading, rolling, compression...;
-    by default the mode's name, where it names a known family)."""
-
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
-    code: Byte
-    families: list[Family] | None = None
-
-    @property
-    def family_set(self) -> frozenset[str]:
-        """The families of this mode (declared, else the name if it is a known family)."""
-        if self.families is not None:
-            return frozenset(self.families)
-        return frozenset({self.name}) if self.name in KNOWN_FAMILIES else frozenset()
-
-
-class Capabilities(Model):
-    """What the massager can do."""
-
-    command_style: Literal["absolute", "keys", "settings"] = Field(
-        description="absolute: commands carry the wanted value; keys: key presses only; "
-        "settings (version 2): each setting says its own style in [settings]"
-    )
-    reports_status: bool = Field(
-        description="false if the device sends no status; state is then assumed from commands"
-    )
-    intensity: IntRange
-    heat_levels: list[HeatLevel] = Field(default_factory=list)
-    modes: Annotated[list[Mode], Field(min_length=1)]
-    zones: IntRange | None = None
-    timer_minutes: IntRange | None = None
-    timer_values: list[Annotated[int, Field(ge=1, le=240)]] | None = Field(
-        default=None, description="the device's timer takes only these minutes (v2)"
-    )
-    auto_off_minutes: Annotated[int, Field(ge=1, le=240)] | None = None
-    keepalive_seconds: Annotated[float, Field(gt=0, le=300)] | None = None
-    chambers: list[Chamber] = Field(
-        default_factory=list,
-        description="air chambers (v2): the zone value is the bit mask of those that run",
-    )
-    nodes: Nodes | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _chamber_zones(cls, data: object) -> object:
-        # With chambers, the zone is the bit mask of the chambers that run.
-        if isinstance(data, dict) and data.get("chambers") and "zones" not in data:
-            return {**data, "zones": {"min": 1, "max": (1 << len(data["chambers"])) - 1}}
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Capabilities:
-        levels = [h.level for h in self.heat_levels]
-        if levels != list(range(1, len(levels) + 1)):
-            raise ValueError("heat_levels must be numbered 1, 2, 3... in order")
-        temps = [h.celsius for h in self.heat_levels]
-        if temps != sorted(temps):
-            raise ValueError("heat_levels must get hotter as the level rises")
-        names = [m.name for m in self.modes]
-        if len(set(names)) != len(names):
-            raise ValueError("mode names must be unique")
-        if self.intensity.min < 0:
-            raise ValueError("intensity.min must be 0 or more")
-        if self.timer_values is not None:
-            if not self.timer_values or self.timer_values != sorted(set(self.timer_values)):
-                raise ValueError("timer_values are distinct minutes in rising order")
-            if self.timer_minutes is not None and not all(
-                v in self.timer_minutes for v in self.timer_values
-            ):
-                raise ValueError("timer_values lie outside timer_minutes")
-        chambers = [c.name for c in self.chambers]
-        if len(set(chambers)) != len(chambers):
-            raise ValueError("chamber names must be unique")
-        if len(chambers) > 8:
-            raise ValueError("at most 8 chambers (the zone is a one-byte bit mask)")
-        if chambers and self.zones != IntRange(min=1, max=(1 << len(chambers)) - 1):
-            raise ValueError(
-                f"with {len(chambers)} chambers the zones are the bit masks "
-                f"1-{(1 << len(chambers)) - 1}; leave 'zones' out"
-            )
-        return self
-
-    def families(self) -> frozenset[str]:
-        """Every mode family this device can do."""
-        out: frozenset[str] = frozenset()
-        for m in self.modes:
-            out |= m.family_set
-        return out
-
-    @property
-    def max_heat_level(self) -> int:
-        """The highest heat level (0 if the device has no heat)."""
-        return len(self.heat_levels)
-
-    def heat_celsius(self, level: int) -> float | None:
-        """The temperature a heat level means, or None for 0/unknown."""
-        for h in self.heat_levels:
-            if h.level == level:
-                return h.celsius
-        return None
-
-    def mode_named(self, name: str) -> Mode | None:
-        """The mode with this name, if any."""
-        for m in self.modes:
-            if m.name == name:
-                return m
-        return None
-
-
-# --- framing ----------------------------------------------------------------------
-
-
-class LengthField(Model):
-    """A length field placed right after the header.
-
-    ``covers`` says what it counts: ``frame`` the whole frame, ``rest`` every byte after
-    the length field (to the end of the trailer), ``payload`` the direction byte, command
-    byte and body, ``body`` the body only. ``adjust`` is added to the count.
-    """
-
-    width: Literal[1, 2]
-    byteorder: ByteOrder = "little"
-    covers: Literal["frame", "rest", "payload", "body"]
-    adjust: int = 0
-
-
-class Direction(Model):
-    """A direction byte placed after the length field (or header)."""
-
-    to_device: Byte
-    to_app: Byte
-
-
-ChecksumPreset = Literal[
-    "sum8", "xor8", "inverted-sum8", "crc16-ccitt", "crc16-xmodem", "crc16-modbus"
-]
-
-
-ChecksumOp = Literal["mask", "invert", "negate"]
-
-
-class Checksum(Model):
-    """A checksum given by parameters.
-
-    Either ``preset`` (sum8, xor8, inverted-sum8, crc16-ccitt = CRC-16/CCITT-FALSE,
-    crc16-xmodem, crc16-modbus) or ``algorithm`` with its parameters: ``sum`` or ``xor``
-    over bytes (optional ``invert`` and ``mask``), or ``crc`` in the Rocksoft model
-    (``width``, ``poly``, ``init``, ``refin``, ``refout``, ``xorout``).
-
-    A sum or xor is followed by ``ops`` in the order given (v2): ``mask`` (AND with
-    ``mask``), ``invert`` (ones' complement) and ``negate`` (two's complement). Without
-    ``ops`` it is mask, then invert if ``invert`` is true. Its ``width`` is any number of
-    bits up to 16 (or 32), written in whole bytes.
-
-    The checksum covers the bytes from ``start`` (offset from the frame start) up to
-    the checksum position less ``stop_before`` bytes. It is written in ``byteorder``.
-    Explicit parameters override the preset's.
-    """
-
-    preset: ChecksumPreset | None = None
-    algorithm: Literal["sum", "xor", "crc"] | None = None
-    width: Annotated[int, Field(ge=1, le=32)] | None = None
-    invert: bool | None = None
-    mask: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] | None = None
-    ops: list[ChecksumOp] | None = None
-    poly: Annotated[int, Field(ge=1, le=0xFFFFFFFF)] | None = None
-    init: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] | None = None
-    refin: bool | None = None
-    refout: bool | None = None
-    xorout: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] | None = None
-    byteorder: ByteOrder = "big"
-    start: Annotated[int, Field(ge=0)] = 0
-    stop_before: Annotated[int, Field(ge=0)] = 0
-
-    def resolved_ops(self) -> list[ChecksumOp]:
-        """The operations after the sum or xor, in order."""
-        if self.ops is not None:
-            return list(self.ops)
-        return ["mask", "invert"] if self._param("invert", self.invert, False) else ["mask"]
-
-    @model_validator(mode="after")
-    def _complete(self) -> Checksum:
-        if self.preset is None and self.algorithm is None:
-            raise ValueError("give either 'preset' or 'algorithm'")
-        algorithm = self.resolved_algorithm()
-        if algorithm == "crc" and self.resolved_poly() is None:
-            raise ValueError("a crc needs 'poly'")
-        width = self.resolved_width()
-        if algorithm == "crc" and width not in (8, 16, 32):
-            raise ValueError("a crc is 8, 16 or 32 bits wide")
-        if algorithm != "crc" and not (width <= 16 or width == 32):
-            raise ValueError("a sum or xor is 1 to 16 (or 32) bits wide")
-        if algorithm == "crc" and self.ops is not None:
-            raise ValueError("'ops' apply to a sum or xor; a crc has xorout and refout")
-        return self
-
-    def resolved_algorithm(self) -> Literal["sum", "xor", "crc"]:
-        """The algorithm after applying the preset."""
-        if self.algorithm is not None:
-            return self.algorithm
-        return _PRESETS[self.preset or "sum8"]["algorithm"]  # type: ignore[return-value]
-
-    def resolved_width(self) -> int:
-        """Width in bits after applying the preset."""
-        if self.width is not None:
-            return self.width
-        if self.preset is not None:
-            return cast(int, _PRESETS[self.preset]["width"])
-        return 16 if self.resolved_algorithm() == "crc" else 8
-
-    def resolved_poly(self) -> int | None:
-        """CRC polynomial after applying the preset."""
-        if self.poly is not None:
-            return self.poly
-        if self.preset is not None:
-            value = _PRESETS[self.preset].get("poly")
-            return cast(int, value) if value is not None else None
-        return None
-
-    def _param(self, name: str, explicit: object, default: object) -> object:
-        if explicit is not None:
-            return explicit
-        if self.preset is not None and name in _PRESETS[self.preset]:
-            return _PRESETS[self.preset][name]
-        return default
-
-    def resolved(self) -> dict[str, object]:
-        """Every parameter, with the preset applied: algorithm, width, invert, mask, poly,
-        init, refin, refout, xorout."""
-        width = self.resolved_width()
-        return {
-            "algorithm": self.resolved_algorithm(),
-            "width": width,
-            "invert": self._param("invert", self.invert, False),
-            "mask": self._param("mask", self.mask, (1 << width) - 1),
-            "poly": self.resolved_poly(),
-            "init": self._param("init", self.init, 0),
-            "refin": self._param("refin", self.refin, False),
-            "refout": self._param("refout", self.refout, False),
-            "xorout": self._param("xorout", self.xorout, 0),
-        }
-
-    @property
-    def size(self) -> int:
-        """Bytes the checksum occupies in the frame (whole bytes)."""
-        return (self.resolved_width() + 7) // 8
-
-
-_PRESETS: dict[str, dict[str, object]] = {
-    "sum8": {"algorithm": "sum", "width": 8},
-    "xor8": {"algorithm": "xor", "width": 8},
-    "inverted-sum8": {"algorithm": "sum", "width": 8, "invert": True},
-    # CRC-16/CCITT-FALSE (a.k.a. IBM-3740), the one cheap BLE devices call "CCITT".
-    "crc16-ccitt": {
-        "algorithm": "crc", "width": 16, "poly": 0x1021, "init": 0xFFFF,
-        "refin": False, "refout": False, "xorout": 0,
-    },
-    "crc16-xmodem": {
-        "algorithm": "crc", "width": 16, "poly": 0x1021, "init": 0,
-        "refin": False, "refout": False, "xorout": 0,
-    },
-    "crc16-modbus": {
-        "algorithm": "crc", "width": 16, "poly": 0x8005, "init": 0xFFFF,
-        "refin": True, "refout": True, "xorout": 0,
-    },
-}
-
-
-class Framing(Model):
-    """Frame layout: header, [length], [direction], command byte, body, [checksum], trailer."""
-
-    header: HexBytes = b""
-    length: LengthField | None = None
-    direction: Direction | None = None
-    checksum: Checksum | None = None
-    trailer: HexBytes = b""
-
+# --- framing (see framing.py) ------------------------------------------------------
 
 ArgFormat = Literal["u8", "u16le", "u16be"]
 

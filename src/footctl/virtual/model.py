@@ -200,6 +200,11 @@ class MassagerModel:
         return self._now()
 
     @property
+    def _level_powered(self) -> bool:
+        power = self.profile.settings.get("power")
+        return power is not None and power.style == "level"
+
+    @property
     def mode(self) -> str:
         """The current mode's name."""
         return self.profile.capabilities.modes[self.mode_index].name
@@ -414,6 +419,23 @@ class MassagerModel:
         if role is None:
             return  # a frame that belongs to no setting (a "release" after a key)
         power = self.profile.settings.get("power")
+        low = self.profile.capabilities.intensity.min
+        if self._level_powered and role.setting == "intensity" and role.action in ("up", "down"):
+            # Stepping: up from off switches on at the lowest level, down from it off.
+            self.presses["intensity"] = self.presses.get("intensity", 0) + 1
+            if not self.running:
+                if role.action == "up":
+                    self._power_on()
+                    self.intensity = low
+            elif role.action == "down" and self.intensity <= low:
+                self._power_off()
+            else:
+                self.intensity = max(
+                    low,
+                    min(self.profile.capabilities.intensity.max,
+                        self.intensity + (1 if role.action == "up" else -1)),
+                )
+            return
         if power is not None and power.style == "level" and role.setting == "intensity" and (
             role.action == "set"
         ):
@@ -538,7 +560,8 @@ class MassagerModel:
         self.tick()
         return Report(
             running=self.running,
-            intensity=self.intensity,
+            # a massager powered by its level reports "off" as level 0
+            intensity=self.intensity if self.running or not self._level_powered else 0,
             heat=self.effective_heat,
             mode=self.mode,
             zone=self.zone,
@@ -555,6 +578,8 @@ class MassagerModel:
         if status is None:
             return full
         keep = set(status.fields)
+        if self._level_powered and "intensity" in keep:
+            keep.add("running")  # decoded from the level (see codec.decode_status)
         values = {name: getattr(full, name) for name in keep}
         if "temperature" in keep:
             spec = status.fields["temperature"]
