@@ -153,7 +153,8 @@ def check_component(cid: str, comp: dict[str, Any]) -> None:
         _topic(comp["state_topic"], wildcards=True)
     classes = rules["device_classes"]
     if classes is not None:
-        assert comp.get("device_class") in classes, f"{cid}: device_class {comp.get('device_class')}"
+        dc = comp.get("device_class")
+        assert dc in classes, f"{cid}: device_class {dc}"
     if platform == "number":
         lo, hi = float(comp.get("min", 1)), float(comp.get("max", 100))
         assert lo < hi, f"{cid}: 'max' must be > 'min'"

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SHIPPED
-from ha_schema import check_component, check_rendered, expand_device_discovery, render
 
+from conftest import SHIPPED
 from footctl.control.api import (
     DeviceCaps,
     DeviceView,
@@ -23,13 +22,15 @@ from footctl.mqtt.payloads import state_payload
 from footctl.mqtt.topics import Topics, topic_id
 from footctl.profile.schema import Profile
 from footctl.safety.limits import Caps, Limits
+from ha_schema import check_component, check_rendered, expand_device_discovery, render
 
 TOPICS = Topics("footctl", "hostA", "homeassistant")
 PROGRAMS = ("no-heat", "quick-relax", "wind-down")
 
 
-def caps_for(profile: Profile, caps: Caps = Caps()) -> DeviceCaps:
-    return device_caps("F0:F0:00:00:00:01", profile, Limits.compute(profile, caps), PROGRAMS)
+def caps_for(profile: Profile, caps: Caps | None = None) -> DeviceCaps:
+    limits = Limits.compute(profile, caps or Caps())
+    return device_caps("F0:F0:00:00:00:01", profile, limits, PROGRAMS)
 
 
 def view_for(profile: Profile, **changes: Any) -> DeviceView:
