@@ -1,8 +1,11 @@
-"""What each CLI command does: build the radio, session and governor, act, print.
+"""A CLI command that found no owner for its massager becomes one: a short-lived
+:class:`~footctl.control.owner.Owner` in this process.
 
-A command that leaves a real (or ``--link``) massager running stays in the
-foreground as its guardian until a cap ends the session, Ctrl-C/SIGTERM (everything
-off, then exit), or ``footctl stop`` from another terminal.
+It carries out the command through the same control API as any source. If the
+massager is left running (a real one, or one on a ``--link``), the process stays
+in the foreground as its owner, serving ``owner-<pid>.sock`` so ``footctl stop``
+and ``status`` from elsewhere reach it, and enforcing the caps until the session
+ends, Ctrl-C/SIGTERM (everything off, then exit), or a stop.
 """
 
 from __future__ import annotations
@@ -10,48 +13,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from footctl.client import Printer
 from footctl.config import Config, config_path, load_config
-from footctl.devices import (
-    RECOVERY_SCAN_S,
-    controlled_device,
-    open_radio,
-    radio_is_inprocess,
-    recover_after_crash,
-)
-from footctl.errors import ExitCode, FootctlError, ProfileError, UsageError
-from footctl.guardian import (
-    GuardianServer,
-    ask_holder,
-    reachable_daemon,
-    reachable_guardian,
-    socket_path,
-    submit_for_client,
-)
+from footctl.control.api import Request, parse_request
+from footctl.control.owner import DeviceSpec, Held, Owner
+from footctl.control.radios import open_radios
+from footctl.devices import find_profile_by_scan, open_radio
+from footctl.errors import ExitCode, FootctlError, ProfileError
+from footctl.journal_hooks import open_journal
 from footctl.profile.loader import find_profiles, get_profile, load_profile
 from footctl.profile.schema import Profile
-from footctl.render import state_payload, state_text
-from footctl.safety.governor import Decision, Request, SafetyGovernor
+from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import LoopWatchdog
-from footctl.session import Target
-from footctl.state import DeviceState
-from footctl.transport.ble import scan
+from footctl.transport.ble import Radio, scan
 
 if TYPE_CHECKING:
     from footctl.cli import Output
 
-DEVICE_COMMANDS = ("status", "on", "off", "stop", "set")
 NEW_COMMANDS = ("run", "program", "schedule", "history", "rate", "daemon", "service")
 
 _LOG = logging.getLogger(__name__)
 
-# Exit codes for a guardian ended by a signal, as shells report them (128 + signal).
+# Exit codes for an owner ended by a signal, as shells report them (128 + signal).
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -86,29 +76,43 @@ async def _main(args: argparse.Namespace, out: Output) -> int:
             return SIGNAL_EXIT[received[0]]
         raise
     except FootctlError as exc:
-        out.error(exc.to_dict(), str(exc))
+        out.error({**exc.to_dict(), "exit_code": exc.exit_code}, str(exc))
         return exc.exit_code
+
+
+def command_config(args: argparse.Namespace) -> Config:
+    """The config file; for a stop, a broken one is a warning, not a reason to send
+    nothing."""
+    try:
+        return load_config(config_path(args.config))
+    except FootctlError as exc:
+        if args.command not in ("stop", "off"):
+            raise
+        print(f"footctl: {exc}; stopping with the defaults", file=sys.stderr, flush=True)
+        return Config()
 
 
 async def _dispatch(args: argparse.Namespace, out: Output) -> int:
     command = args.command
-    config = load_config(config_path(args.config))
+    config = command_config(args)
     if command == "profiles":
         return _profiles(config, out)
     if command == "profile":
         return _profile_check([Path(f) for f in args.files], out)
     if command == "sim":
-        from footctl.virtual.sim import run_sim
+        from footctl.control.radios import expand_simulate
+        from footctl.virtual.sim import run_sim_many
 
-        profile = get_profile(args.profile_id, list(config.profile_dirs))
-        await run_sim(
-            profile, port=args.port, control_port=args.control_port, frame_log=args.log_frames
+        dirs = list(config.profile_dirs)
+        profiles = [get_profile(p, dirs) for p in expand_simulate(args.profile_ids)]
+        await run_sim_many(
+            profiles, port=args.port, control_port=args.control_port, frame_log=args.log_frames
         )
         return ExitCode.OK
     if command == "scan":
         return await _scan(args, config, out)
     if command in NEW_COMMANDS:
-        # Bedtime programs, schedules, the journal and the daemon (issue 4).
+        # Bedtime programs, schedules, the journal and the daemon.
         from footctl.commands import dispatch
 
         return await dispatch(args, config, out)
@@ -187,162 +191,169 @@ async def _scan(args: argparse.Namespace, config: Config, out: Output) -> int:
     return ExitCode.OK
 
 
-# --- device commands ---------------------------------------------------------------
+# --- becoming the owner ---------------------------------------------------------------
 
 
-def _request(args: argparse.Namespace) -> Request | None:
-    if args.command in ("off", "stop"):
-        return Request(source="cli", power=False)
-    if args.command == "on":
-        return Request(source="cli", power=True)
-    if args.command == "set":
-        fields = (args.intensity, args.heat, args.mode, args.zone)
-        if all(f is None for f in fields):
-            raise UsageError("set needs at least one of --intensity, --heat, --mode, --zone")
-        return Request(
-            source="cli", power=True, intensity=args.intensity, heat=args.heat,
-            mode=args.mode, zone=args.zone,
-        )
-    return None
-
-
-@dataclass
-class _Outcome:
-    state: DeviceState
-    notes: tuple[str, ...] = ()
-
-
-def _payload(gov: SafetyGovernor, outcome: _Outcome, via: str) -> dict[str, Any]:
-    return state_payload(gov, outcome.state, via, outcome.notes)
-
-
-def _text(payload: dict[str, Any]) -> str:
-    return state_text(payload)
-
-
-async def _via_guardian(args: argparse.Namespace, out: Output) -> int | None:
-    """Forward the command to the running daemon, else to a guardian holding the
-    device; None if neither runs (or ``--simulate``: that massager is our own)."""
-    if args.simulate:
-        return None
-    via, what = "daemon", "the footctl daemon"
-    path = await reachable_daemon()
-    if path is None:
-        via, what = "guardian", "the guardian process holding the connection"
-        path = await reachable_guardian(args.device)
-    if path is None:
-        return None
-    request: dict[str, Any] = {"cmd": args.command}
-    if via == "daemon" and args.device:
-        request["device"] = args.device
-    if args.command == "set":
-        request.update(
-            intensity=args.intensity, heat=args.heat, mode=args.mode, zone=args.zone
-        )
-    reply = await ask_holder(path, request)
-    if not reply.get("ok"):
-        message = str(reply.get("message", "refused"))
-        if reply.get("advice"):
-            message += f" ({reply['advice']})"
-        out.error({k: v for k, v in reply.items() if k != "ok"}, message)
-        return int(reply.get("exit_code", ExitCode.OTHER))
-    reply["via"] = via
-    out.result(reply, _text(reply) + f"\n(via {what})")
-    return ExitCode.OK
-
-
-async def _device_command(args: argparse.Namespace, config: Config, out: Output) -> int:
-    forwarded = await _via_guardian(args, out)
-    if forwarded is not None:
-        return forwarded
-    request = _request(args)
+def progress_printer(args: argparse.Namespace, out: Output) -> Any:
+    """Progress on stderr (scan, connect) when a person watches or -v asks."""
     show = (not out.as_json and sys.stderr.isatty()) or args.verbose > 0
 
     def progress(message: str) -> None:
         if show:
             print(message, file=sys.stderr, flush=True)
 
-    def check(governor: SafetyGovernor) -> None:
-        if request is not None and not request.is_off:
-            governor.decide(request)  # refuse before connecting, not after
+    return progress
 
-    async with controlled_device(args, config, progress, check=check) as dev:
-        governor = dev.governor
-        await dev.session.connect()
-        outcome = await _act(governor, request)
-        payload = _payload(governor, outcome, "direct")
-        out.result(payload, _text(payload))
-        if governor.desired.running and not dev.inprocess:
-            return await _guard(governor, out)
+
+async def open_owner(
+    stack: contextlib.AsyncExitStack,
+    args: argparse.Namespace,
+    config: Config,
+    progress: Any,
+    *,
+    connect: bool = False,
+) -> Owner:
+    """This process as the owner of the massagers the command names: ``--simulate``
+    ones, those on ``--link``, ``--device`` with ``--profile``, the configured ones,
+    or the first known one a Bluetooth scan finds. Closed (everything off) by
+    ``stack``."""
+    from footctl.programs.loader import default_user_dir
+
+    dirs = list(config.profile_dirs)
+    extra: list[DeviceSpec] = []
+    if not args.simulate and not args.link and args.profile:
+        extra = [DeviceSpec(get_profile(args.profile, dirs), args.device, None)]
+    devices = await open_radios(
+        stack, config,
+        simulate=[args.simulate] if args.simulate else [],
+        link=args.link,
+        link_profile=args.profile if args.link else None,
+        link_device=args.device if args.link else None,
+        use_config_devices=not extra,
+        extra=extra,
+    )
+    if not devices:
+        radio = Radio()
+        profile, address = await find_profile_by_scan(args, config, radio, progress)
+        devices = [(DeviceSpec(profile, address), radio)]
+    journal = open_journal()
+    if journal is not None:
+        stack.callback(journal.close)
+    real = any(not spec.simulated for spec, _ in devices)
+    owner = Owner(
+        config, devices, journal=journal, markers=MarkerStore() if real else None,
+        program_dir=default_user_dir(), scan_timeout=args.scan_timeout, on_progress=progress,
+        reply_budget_s=None,  # a one-shot command reports the confirmed state
+    )
+    stack.push_async_callback(owner.close)
+    await owner.open(connect=connect)
+    return owner
+
+
+def request_for(args: argparse.Namespace) -> Request:
+    """The command as a control API request, validated here, at the edge."""
+    command = args.command
+    data: dict[str, Any] = {"source": "cli"}
+    if args.device:
+        data["device"] = args.device
+    if command in ("off", "stop"):
+        data["kind"] = "stop"
+    elif command == "on":
+        data["kind"] = "on"
+    elif command == "set":
+        data["kind"] = "set"
+        for field in ("intensity", "heat", "mode", "zone"):
+            if getattr(args, field) is not None:
+                data[field] = getattr(args, field)
+    elif command == "run":
+        data.update(kind="run", program=args.program)
+    elif command == "watch" or getattr(args, "follow", False):
+        data["kind"] = "watch"
+    else:
+        data["kind"] = "status"
+    return parse_request(data)
+
+
+def _running(held: Held) -> bool:
+    return (
+        held.governor.desired.running or held.session.state.running or held.program_running
+    )
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(model.model_dump_json())
+    return data
+
+
+async def _device_command(args: argparse.Namespace, config: Config, out: Output) -> int:
+    request = request_for(args)
+    printer = Printer(out.as_json)
+    async with contextlib.AsyncExitStack() as stack:
+        owner = await open_owner(stack, args, config, progress_printer(args, out))
+        targets = owner.targets(args.device) if args.device or request.kind in (
+            "stop", "status", "watch") else [owner.pick(None)]
+        if request.kind in ("status", "watch", "stop"):
+            results = await asyncio.gather(
+                *(owner.ensure_connected(h) for h in targets), return_exceptions=True
+            )
+            failed = [r for r in results if isinstance(r, FootctlError)]
+            if failed and request.kind != "stop":
+                raise failed[0]
+        if request.kind == "watch":
+            return await _watch_here(owner, args.device)
+        reply = await owner.request(request)
+        code = printer.reply(_dump(reply), "direct")
+        if code != ExitCode.OK:
+            return code
+        held = [h for h in owner.held if _running(h) and not h.spec.simulated]
+        if held:
+            return await guard(owner, out)
         return ExitCode.OK
 
 
-async def _act(gov: SafetyGovernor, request: Request | None) -> _Outcome:
-    if request is None:
-        return _Outcome(gov.session.state)
-    if request.is_off:
-        return _Outcome(await gov.stop(source=request.source))
-    state, decision = await gov.submit(request)
-    return _Outcome(state, decision.notes)
+async def _watch_here(owner: Owner, device: str | None) -> int:
+    from footctl.control.api import StateEvent
+    from footctl.render import emit
+
+    await owner.serve()
+    stream = owner.subscribe(device)
+    try:
+        while True:
+            for view in await stream.get():
+                emit(StateEvent(seq=view.seq, device=view).model_dump_json())
+    finally:
+        stream.close()
 
 
-async def _guard(gov: SafetyGovernor, out: Output) -> int:
-    """Hold the session, enforcing the caps, until it ends."""
-    stop_requested = asyncio.Event()
+async def guard(owner: Owner, out: Output) -> int:
+    """Stay the owner while a massager runs: serve the socket, enforce the caps,
+    until every session has ended."""
+    from footctl.control.owner import REPLY_BUDGET_S
 
-    async def handle(request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request["cmd"]
-        if cmd == "ping":
-            return {"ok": True}
-        if cmd == "status":
-            return _payload(gov, _Outcome(gov.session.state), "guardian")
-        if cmd in ("stop", "off"):
-            state = await gov.stop(source="cli", reason="stopped")
-            stop_requested.set()
-            return _payload(gov, _Outcome(state), "guardian")
-        if cmd in ("on", "set"):
-            req = Request(
-                source="cli", power=True, intensity=request.get("intensity"),
-                heat=request.get("heat"), mode=request.get("mode"), zone=request.get("zone"),
-            )
-            state, notes = await submit_for_client(gov, req)
-            return _payload(gov, _Outcome(state, notes), "guardian")
-        raise UsageError(f"unknown guardian command {cmd!r}")
-
-    server = GuardianServer(socket_path(gov.session.state.address), handle)
-    await server.start()
+    owner.reply_budget_s = REPLY_BUDGET_S  # clients get an answer while a ramp goes on
+    await owner.serve()
     if not out.as_json:
         print(
-            "guarding the session: caps are enforced while this runs; "
+            "holding the session: caps are enforced while this runs; "
             "Ctrl-C or 'footctl stop' ends it",
             file=sys.stderr,
             flush=True,
         )
-    watcher = asyncio.create_task(gov.watch(), name=f"footctl[{gov.session.state.address}].watch")
-    dog = LoopWatchdog(gov.limits.heartbeat_s)
+    dog = LoopWatchdog(min(h.governor.limits.heartbeat_s for h in owner.held))
     dog.start()
+    stream = owner.hub.subscribe(current=False)
     try:
-        await gov.ended.wait()
+        while any(_running(h) for h in owner.held):
+            await stream.get()
     finally:
+        stream.close()
         dog.stop()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await server.close()
-    reason = gov.end_reason or "stopped"
+    reasons = [h.governor.end_reason or "stopped" for h in owner.held]
     if not out.as_json:
-        print(f"session ended: {reason}", file=sys.stderr)
-    if gov.fault is not None or reason == "heartbeat_missed":
+        print(f"session ended: {', '.join(reasons)}", file=sys.stderr)
+    if any(h.governor.fault is not None for h in owner.held) or "heartbeat_missed" in reasons:
         return ExitCode.REFUSED  # ended by a safety action, not by the user or a cap
     return ExitCode.OK
 
 
-__all__ = [
-    "RECOVERY_SCAN_S",
-    "Decision",
-    "Target",
-    "open_radio",
-    "radio_is_inprocess",
-    "recover_after_crash",
-    "run_command",
-]
+__all__ = ["guard", "open_owner", "request_for", "run_command"]

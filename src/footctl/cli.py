@@ -1,21 +1,39 @@
 """The ``footctl`` command line.
 
-Only the standard library is imported at module level so ``--help`` stays fast;
-each command imports what it needs. Exit codes: 0 ok, 2 usage/bad input,
-3 device not found/unreachable, 4 refused by safety, 1 other.
+Only the standard library is imported at module level so ``--help`` stays fast. A
+device command first asks the running owners (the daemon, or another footctl
+holding the massager) through :mod:`footctl.client`, which is standard library
+only too; only when none holds the massager does this process become its owner
+(:mod:`footctl.app`, with bleak, Bumble and pydantic). Exit codes: 0 ok, 2
+usage/bad input, 3 device not found/unreachable, 4 refused by safety, 1 other.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+
+from footctl import __version__
 
 LINK_ENV = "FOOTCTL_LINK"
+
+# Device commands a running owner can carry out for us.
+CLIENT_COMMANDS = ("status", "on", "off", "stop", "set", "watch", "run")
+
+# The TCP port range a link address may name.
+MAX_PORT = 65535
+
+
+class _UsageExit(Exception):
+    """A command-line mistake (argparse's errors, raised instead of exiting)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageExit(message if self.prog == "footctl" else f"{self.prog}: {message}")
 
 
 def _int_arg(text: str) -> int:
@@ -25,108 +43,114 @@ def _int_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def link_arg(text: str) -> str:
+    """A ``footctl sim`` link address, HOST:PORT."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:43210, as 'footctl sim' prints it)"
+        )
+    return text
+
+
+def _global_flags(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The flags every command takes, before or after its name. On subcommands their
+    default is SUPPRESS, so a flag given before the command is kept."""
+
+    def d(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("--simulate", metavar="PROFILES", default=d(None),
+                   help="virtual massagers in this process: ems-v2,shiatsu-aa55 or "
+                   "shiatsu-aa55*16")
+    p.add_argument("--link", metavar="HOST:PORT", type=link_arg, default=d(None),
+                   help=f"massagers served by 'footctl sim' at HOST:PORT (env {LINK_ENV})")
+    p.add_argument("--device", metavar="NAME", default=d(None),
+                   help="which massager (address or name)")
+    p.add_argument("--profile", metavar="PROFILE_ID", default=d(None),
+                   help="the profile of --device")
+    p.add_argument("--json", action="store_true", default=d(False),
+                   help="print one JSON object, nothing else")
+    p.add_argument("--config", metavar="FILE", default=d(None),
+                   help="config file (env FOOTCTL_CONFIG)")
+    p.add_argument("--scan-timeout", type=float, default=d(10.0), metavar="S",
+                   help="how long to look for a massager (10 s)")
+    p.add_argument("-v", "--verbose", action="count", default=d(0), help="more logging")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="footctl",
         description="Drive heated shiatsu foot massagers over Bluetooth LE, safely.",
         epilog="Exit codes: 0 ok, 1 other error, 2 bad input, 3 device unreachable, "
         "4 refused by safety.",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--simulate",
-        metavar="PROFILE_ID",
-        help="run a virtual massager of this profile inside this process and use it",
-    )
-    where.add_argument(
-        "--link",
-        metavar="ADDRESS",
-        default=os.environ.get(LINK_ENV),
-        help=f"reach virtual massagers served by 'footctl sim' at HOST:PORT (env {LINK_ENV})",
-    )
-    parser.add_argument("--device", metavar="ADDRESS_OR_NAME", help="which massager to use")
-    parser.add_argument("--profile", metavar="PROFILE_ID", help="the profile of --device")
-    parser.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
-    parser.add_argument("--config", metavar="FILE", help="config file (env FOOTCTL_CONFIG)")
-    parser.add_argument(
-        "--scan-timeout", type=float, default=10.0, metavar="S", help="how long to look (10 s)"
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--version", action="version", version=f"footctl {__version__}")
+    _global_flags(parser, defaults=True)
+    common = _Parser(add_help=False)
+    _global_flags(common, defaults=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("scan", help="list devices in range and the profile each matches")
+    def add(name: str, help_: str, target: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = target.add_parser(name, help=help_, parents=[common])
+        return p
+
+    p = add("scan", "list devices in range and the profile each matches")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="scan time (5 s)")
-    sub.add_parser("status", help="connection and reported state")
-    sub.add_parser("on", help="start massage (leaves you in the foreground as its guardian)")
-    sub.add_parser("off", help="everything off (same as stop)")
-    sub.add_parser("stop", help="everything off: motor and heat; always sent")
-    p = sub.add_parser("set", help="set intensity, heat, mode or zone (switches on)")
+    p = add("status", "connection and reported state of each massager")
+    p.add_argument("--follow", action="store_true", help="one JSON line per change (= watch)")
+    add("watch", "one JSON line per change of state, until interrupted")
+    add("on", "start massage (a massager nobody else holds keeps this in the foreground)")
+    add("off", "everything off (= stop)")
+    add("stop", "everything off: every massager of every footctl, or the one named")
+    p = add("set", "change intensity, heat, mode or zone")
     p.add_argument("--intensity", type=_int_arg, metavar="N")
     p.add_argument("--heat", type=_int_arg, metavar="N", help="heat level, 0 = off")
     p.add_argument("--mode", metavar="NAME")
     p.add_argument("--zone", type=_int_arg, metavar="N")
-    sub.add_parser("profiles", help="the profiles found, with their capabilities")
-    p = sub.add_parser("profile", help="profile tools")
-    psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
-    pc = psub.add_parser("check", help="validate profile files")
-    pc.add_argument("files", nargs="+", metavar="FILE")
-    _add_issue4_commands(sub)
-    p = sub.add_parser("sim", help="run a virtual massager as its own process")
-    p.add_argument("profile_id", metavar="PROFILE_ID")
-    p.add_argument("--port", type=int, default=0, help="link port (default: any free port)")
-    p.add_argument("--control-port", type=int, default=0, help="control port (default: any)")
-    p.add_argument("--log-frames", action="store_true", help="log every frame received")
+    _more_commands(add)
     return parser
 
 
-def _device_flags(p: argparse.ArgumentParser) -> None:
-    """--simulate/--device/--profile after the command too (``program check X
-    --simulate ems-v2``); SUPPRESS keeps the global flag when they are not given."""
-    p.add_argument("--simulate", metavar="PROFILE_ID", default=argparse.SUPPRESS,
-                   help="a virtual massager of this profile, in this process")
-    p.add_argument("--device", metavar="ADDRESS_OR_NAME", default=argparse.SUPPRESS,
-                   help="which massager")
-    p.add_argument("--profile", metavar="PROFILE_ID", default=argparse.SUPPRESS,
-                   help="the profile of --device")
-
-
-def _add_issue4_commands(sub: Any) -> None:
-    """Programs, schedules, the journal, the daemon and its systemd unit."""
-    p = sub.add_parser(
-        "run", help="run a program now (progress on stderr; Ctrl-C stops the massager)"
-    )
+def _more_commands(add: Any) -> None:
+    """Profiles, programs, schedules, the journal, the daemon and the sim."""
+    add("profiles", "the profiles found, with their capabilities")
+    p = add("profile", "profile tools")
+    psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    pc = add("check", "validate profile files", psub)
+    pc.add_argument("files", nargs="+", metavar="FILE")
+    p = add("run", "run a program now (progress on stderr; Ctrl-C stops the massager)")
     p.add_argument("program", metavar="PROGRAM", help="a program name or a .toml file")
-    _device_flags(p)
-    p = sub.add_parser("program", help="bedtime programs: list, check")
+    p = add("program", "bedtime programs: list, check")
     psub = p.add_subparsers(dest="program_command", metavar="ACTION", required=True)
-    psub.add_parser("list", help="the shipped programs and yours")
-    pc = psub.add_parser(
-        "check", help="each step as the caps of a massager treat it (exit 4 if refused)"
-    )
+    add("list", "the shipped programs and yours", psub)
+    pc = add("check", "each step as the caps of a massager treat it (exit 4 if refused)", psub)
     pc.add_argument("program", metavar="PROGRAM", help="a program name or a .toml file")
     pc.add_argument("--scheduled", action="store_true",
                     help="as a scheduled start: heat lowered to the unattended level")
-    _device_flags(pc)
-    p = sub.add_parser("schedule", help="when programs start: list, next")
+    p = add("schedule", "when programs start: list, next")
     ssub = p.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
-    ssub.add_parser("list", help="the schedules in the config file")
-    sn = ssub.add_parser("next", help="the next starts of all schedules, in local time")
+    add("list", "the schedules in the config file", ssub)
+    sn = add("next", "the next starts of all schedules, in local time", ssub)
     sn.add_argument("--count", type=_int_arg, default=5, metavar="N", help="how many (5)")
-    p = sub.add_parser("history", help="past sessions from the journal")
+    p = add("history", "past sessions from the journal")
     p.add_argument("--days", type=float, default=14.0, metavar="N", help="how far back (14)")
     p.add_argument("--plot", action="store_true", help="minutes per night and rating, drawn")
-    p = sub.add_parser("rate", help="rate last night's sleep (1-5) on the latest session")
+    p = add("rate", "rate last night's sleep (1-5) on the latest session")
     p.add_argument("rating", type=_int_arg, metavar="N")
     p.add_argument("--note", metavar="TEXT")
-    p = sub.add_parser(
-        "daemon", help="hold the massagers, run the schedules, serve the control socket"
-    )
-    _device_flags(p)
-    p = sub.add_parser("service", help="the systemd user unit for the daemon")
+    add("daemon", "hold the massagers, run the schedules, serve the control socket")
+    p = add("service", "the systemd user unit for the daemon")
     vsub = p.add_subparsers(dest="service_command", metavar="ACTION", required=True)
-    vi = vsub.add_parser("install", help="write ~/.config/systemd/user/footctl.service")
+    vi = add("install", "write ~/.config/systemd/user/footctl.service", vsub)
     vi.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    p = add("sim", "run virtual massagers as their own process, on one link")
+    p.add_argument("profile_ids", nargs="+", metavar="PROFILE_ID",
+                   help="profiles (ems-v2 shiatsu-aa55, or ems-v2,shiatsu-aa55*3)")
+    p.add_argument("--port", type=int, default=0, help="link port (default: any free port)")
+    p.add_argument("--control-port", type=int, default=0, help="control port (default: any)")
+    p.add_argument("--log-frames", action="store_true", help="log every frame received")
 
 
 class Output:
@@ -137,25 +161,74 @@ class Output:
 
     def result(self, data: dict[str, Any], text: str) -> None:
         """Print a command's result."""
-        if self.as_json:
-            print(json.dumps(data, sort_keys=True), flush=True)
-        else:
-            print(text, flush=True)
+        import json
+
+        from footctl.render import emit
+
+        emit(json.dumps(data, sort_keys=True) if self.as_json else text)
 
     def error(self, data: dict[str, Any], text: str) -> None:
         """Print an error: JSON on stdout with --json, one line on stderr always."""
         if self.as_json:
-            print(json.dumps({"ok": False, **data}, sort_keys=True), flush=True)
+            import json
+
+            from footctl.render import emit
+
+            emit(json.dumps({"ok": False, **data}, sort_keys=True))
         print(f"footctl: {text}", file=sys.stderr, flush=True)
+
+
+def _usage(message: str, as_json: bool, advice: str | None = None) -> int:
+    out = Output(as_json)
+    data: dict[str, Any] = {"error": "usage", "message": message, "exit_code": 2}
+    if advice:
+        data["advice"] = advice
+    out.error(data, message + (f" ({advice})" if advice else ""))
+    return 2
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """Mistakes argparse cannot see; a message, or None."""
+    if args.simulate and args.link:
+        return "--simulate and --link exclude each other"
+    missing = args.config and not os.path.exists(os.path.expanduser(args.config))
+    if missing and args.command not in ("stop", "off"):  # stop needs no config file
+        return f"--config {args.config}: no such file"
+    if args.command == "set" and all(
+        getattr(args, f) is None for f in ("intensity", "heat", "mode", "zone")
+    ):
+        return "set needs at least one of --intensity, --heat, --mode, --zone"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``footctl`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:
+        if args.link is None and os.environ.get(LINK_ENV):
+            args.link = link_arg(os.environ[LINK_ENV])
+    except _UsageExit as exc:
+        if not as_json:
+            parser.print_usage(sys.stderr)
+        return _usage(str(exc), as_json)
+    except argparse.ArgumentTypeError as exc:
+        return _usage(f"{LINK_ENV}: {exc}", as_json)
+    except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
+    problem = _check(args)
+    if problem is not None:
+        return _usage(problem, args.json)
+    if args.command in CLIENT_COMMANDS:
+        from footctl.client import Printer, try_owners
+
+        code = try_owners(args, Printer(args.json))
+        if code is not None:
+            return code
+    import logging
+
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -164,10 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         # Bumble logs link-level chatter (e.g. late packets after a disconnect) as warnings.
         logging.getLogger("bumble").setLevel(logging.ERROR)
-    out = Output(args.json)
-    from footctl.app import run_command  # heavy imports only after --help
+    from footctl.app import run_command
 
-    return run_command(args, out)
+    return run_command(args, Output(args.json))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ class DeviceConfig(_Model):
     address: str
     profile: str
     name: str | None = None
+    # A virtual massager of this profile at this address, in the owner's process
+    # (tests and demos): the same code path as a real one, no radio needed.
+    simulate: bool = False
 
 
 class MqttConfig(_Model):

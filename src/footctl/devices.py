@@ -1,5 +1,6 @@
-"""Reaching the massager a command acts on: the radio, its profile, a governed
-session with the journal listening, and crash recovery before anything else."""
+"""Reaching massagers outside an owner: the radio for ``footctl scan``, finding a
+known massager by scanning, and turning off what a crashed run left on (which the
+owner does first, before it builds its own sessions)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from footctl.config import Config
 from footctl.errors import DeviceUnavailable, FootctlError, UsageError
 from footctl.journal import Journal
-from footctl.journal_hooks import JournalHooks, open_journal, recover_journal
+from footctl.journal_hooks import recover_journal
 from footctl.profile.loader import find_profiles, get_profile
 from footctl.profile.schema import Profile
-from footctl.safety.governor import SafetyGovernor
-from footctl.safety.limits import Limits
 from footctl.safety.markers import Marker, MarkerStore
 from footctl.session import DeviceSession
 from footctl.transport.ble import Radio, scan
@@ -36,19 +34,22 @@ Progress = Callable[[str], None]
 async def open_radio(args: argparse.Namespace, config: Config) -> AsyncIterator[Radio]:
     """The radio for this run: in-process virtual massager, a sim process, or Bluetooth."""
     if args.simulate:
+        from footctl.control.radios import expand_simulate  # noqa: PLC0415
         from footctl.virtual import radio_for_world  # noqa: PLC0415 - Bumble only when used
         from footctl.virtual.link import VirtualWorld  # noqa: PLC0415
         from footctl.virtual.peripheral import VirtualMassager  # noqa: PLC0415
 
-        profile = get_profile(args.simulate, list(config.profile_dirs))
+        dirs = list(config.profile_dirs)
+        profiles = [get_profile(p, dirs) for p in expand_simulate([args.simulate])]
         world = VirtualWorld()
-        massager = await VirtualMassager.create(world, profile)
+        massagers = [await VirtualMassager.create(world, p) for p in profiles]
         vradio = await radio_for_world(world)
         try:
             yield Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
         finally:
             await vradio.close()
-            await massager.close()
+            for massager in massagers:
+                await massager.close()
             await world.close()
     elif args.link:
         from footctl.virtual import radio_for_link  # noqa: PLC0415
@@ -77,7 +78,9 @@ def resolve_profile(args: argparse.Namespace, config: Config) -> Profile | None:
     """The profile named by flags or config, or None if only a scan can tell."""
     dirs = list(config.profile_dirs)
     if args.simulate:
-        return get_profile(args.simulate, dirs)
+        from footctl.control.radios import expand_simulate  # noqa: PLC0415
+
+        return get_profile(expand_simulate([args.simulate])[0], dirs)
     if args.profile:
         return get_profile(args.profile, dirs)
     if args.device:
@@ -163,92 +166,3 @@ async def recover_after_crash(
             still_owed=[m.address for m in markers.all()],
         )
     return done
-
-
-def _last_end_from(journal: Journal | None) -> Callable[[str], float | None] | None:
-    """The journal's last session end for an address, as epoch seconds (cooldown)."""
-    if journal is None:
-        return None
-
-    def last_end(address: str) -> float | None:
-        ended = journal.last_session_end(address.upper())
-        return ended.timestamp() if ended is not None else None
-
-    return last_end
-
-
-@dataclass
-class Controlled:
-    """A governed session on one massager, not yet connected."""
-
-    radio: Radio
-    session: DeviceSession
-    governor: SafetyGovernor
-    hooks: JournalHooks | None
-    inprocess: bool
-
-
-@contextlib.asynccontextmanager
-async def controlled_device(
-    args: argparse.Namespace,
-    config: Config,
-    progress: Progress,
-    *,
-    check: Callable[[SafetyGovernor], None] | None = None,
-) -> AsyncIterator[Controlled]:
-    """Radio, profile, session and governor for one command, with the journal
-    listening and crash recovery done first (``check`` runs before recovery, so a
-    refused request costs no recovery scan). On exit: everything off if anything
-    still runs, then disconnect."""
-    async with open_radio(args, config) as radio:
-        profile = resolve_profile(args, config)
-        address = args.device
-        if profile is None:
-            profile, address = await find_profile_by_scan(args, config, radio, progress)
-        is_address = address is not None and address.count(":") == 5
-        session = DeviceSession(
-            profile,
-            radio,
-            address=address if is_address else None,
-            name=None if is_address else address,
-            scan_timeout=args.scan_timeout,
-            on_progress=progress,
-        )
-        inprocess = radio_is_inprocess(args)
-        # An in-process virtual massager dies with us: no marker to recover from.
-        markers = None if inprocess else MarkerStore()
-        journal = open_journal()
-        governor = SafetyGovernor(
-            session,
-            Limits.compute(profile, config.caps.to_caps()),
-            markers=markers,
-            on_progress=progress,
-            last_session_end=_last_end_from(journal),
-        )
-        if check is not None:
-            try:
-                check(governor)
-            except BaseException:
-                if journal is not None:
-                    journal.close()
-                raise
-        hooks = JournalHooks(journal) if journal is not None else None
-        if hooks is not None:
-            hooks.attach(governor)
-        try:
-            if markers is not None:
-                await recover_after_crash(radio, config, markers, progress, journal)
-                governor.adopt_unrecovered()
-            elif journal is not None:
-                recover_journal(
-                    journal, turned_off=(), still_owed=[m.address for m in MarkerStore().all()]
-                )
-            yield Controlled(radio, session, governor, hooks, inprocess)
-        finally:
-            try:
-                if governor.desired.running or session.state.running:
-                    await governor.shutdown("exit")
-                await session.close()
-            finally:
-                if journal is not None:
-                    journal.close()

@@ -1,64 +1,69 @@
-"""How device state is shown: the JSON payload every device command prints (directly,
-via the guardian or via the daemon) and its one-line text form."""
+"""How state is shown to people: one line per massager from a ``DeviceView`` (as the
+JSON dict the control API carries), plus a line per program and per note.
+
+Standard library only: the thin client prints with it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from footctl.safety.governor import SafetyGovernor
-    from footctl.state import DeviceState
+import sys
+from typing import Any
 
 
-def state_payload(
-    gov: SafetyGovernor, state: DeviceState, via: str, notes: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The JSON object of a device command: the confirmed state, caps left, notes."""
-    device = state.to_dict()
-    device["heat_celsius"] = gov.profile.capabilities.heat_celsius(state.heat)
-    return {
-        "ok": True,
-        "via": via,
-        "profile": gov.profile.id,
-        "device": device,
-        "timers": gov.timers().to_dict(),
-        "notes": list(notes),
-        "end_reason": gov.end_reason,
-        "fault": gov.fault,
-    }
+def emit(text: str) -> None:
+    """Print to stdout; a reader that went away (``| head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        import os  # noqa: PLC0415
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
-def state_text(payload: dict[str, Any]) -> str:
-    """One line for people (plus one per note)."""
-    d = payload["device"]
-    who = f"{d['name'] or payload['profile']} ({d['address']})"
-    if not d["running"]:
-        body = "off" + (f", heat {d['heat']}" if d["heat"] else "")
+def view_text(view: dict[str, Any]) -> str:
+    """One line for people (and one for a running program)."""
+    r = view.get("reported") or {}
+    who = f"{view.get('name') or view.get('profile')} ({view.get('address') or '?'})"
+    if view.get("link") not in (None, "connected"):
+        who += f" [link {view.get('link')}]"
+    if not r.get("power"):
+        body = "off" + (f", heat {r['heat']}" if r.get("heat") else "")
     else:
-        heat = f"heat {d['heat']}" + (f" ({d['heat_celsius']:g} C)" if d["heat_celsius"] else "")
-        body = f"on, intensity {d['intensity']}, {heat}, mode {d['mode']}"
-        if d.get("zone") is not None:
-            body += f", zone {d['zone']}"
-    if d.get("temperature") is not None:
-        body += f", {d['temperature']:.1f} C measured"
-    if d.get("assumed"):
-        body += " [assumed: the device reports no status]"
-    timers = payload["timers"]
+        heat = f"heat {r.get('heat', 0)}"
+        if r.get("heat_celsius"):
+            heat += f" ({r['heat_celsius']:g} C)"
+        body = f"on, intensity {r.get('intensity')}, {heat}, mode {r.get('mode')}"
+        if r.get("zone") is not None:
+            body += f", zone {r['zone']}"
+    if view.get("temperature") is not None:
+        body += f", {view['temperature']:.1f} C measured"
+    if view.get("assumed") and r.get("power"):
+        body += " [assumed: not confirmed by a status report]"
+    timers = view.get("timers") or {}
     caps = []
-    if timers["session_left_s"] is not None:
+    if timers.get("session_left_s") is not None:
         caps.append(f"session {mmss(timers['session_left_s'])} left")
-    if timers["heat_left_s"] is not None:
+    if timers.get("heat_left_s") is not None:
         caps.append(f"heat {mmss(timers['heat_left_s'])} left")
     line = f"{who}: {body}" + (f" - {', '.join(caps)}" if caps else "")
-    program = payload.get("program")
+    if view.get("fault"):
+        line += f" - fault: {view['fault']}"
+    program = view.get("program")
     if isinstance(program, dict) and program.get("step") is not None:
+        paused = " (paused)" if program.get("paused") else ""
         line += (
             f"\nprogram {program['program']}: step {program['step']}/{program['steps']} "
-            f"{program['step_name']}, {mmss(program['left_s'])} left"
+            f"{program['step_name']}{paused}, {mmss(program['left_s'])} left"
         )
-    for note in payload.get("notes", []):
-        line += f"\nnote: {note}"
     return line
+
+
+def reply_text(reply: dict[str, Any]) -> str:
+    """Every massager of a reply, then its notes."""
+    lines = [view_text(v) for v in reply.get("devices", [])] or ["no massager"]
+    lines += [f"note: {n}" for n in reply.get("notes", [])]
+    return "\n".join(lines)
 
 
 def mmss(seconds: float) -> str:

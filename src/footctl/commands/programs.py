@@ -3,43 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from footctl.app import open_owner, progress_printer, request_for
+from footctl.client import Printer, run_exit_code
 from footctl.config import Config
-from footctl.devices import controlled_device, resolve_profile
-from footctl.errors import ExitCode, SafetyRefused, UsageError
-from footctl.guardian import (
-    ControlServer,
-    Handler,
-    ask,
-    ask_holder,
-    reachable_daemon,
-    reachable_guardian,
-    socket_path,
-)
-from footctl.journal import Journal
-from footctl.journal_hooks import device_key, open_journal
+from footctl.control.api import Reply
+from footctl.devices import resolve_profile
+from footctl.errors import ExitCode, UsageError
+from footctl.journal_hooks import open_journal
 from footctl.programs.loader import default_user_dir, get_program, list_programs
 from footctl.programs.model import Program, Step, effective_intensity
-from footctl.programs.runner import Assessment, ProgramRunner, Progress, assess
-from footctl.render import mmss, state_payload
+from footctl.programs.runner import Assessment, Progress, assess
+from footctl.render import mmss
 from footctl.safety.limits import Limits
 from footctl.safety.watchdog import LoopWatchdog
-from footctl.schedule import may_start
 
 if TYPE_CHECKING:
     from footctl.cli import Output
-
-# While following a program the daemon runs, ask for its progress this often.
-FOLLOW_POLL_S = 1.0
-
-# Run results that are the caps' or a fault's doing, not the user's: exit 4, as a refusal.
-SAFETY_ENDS = ("session_cap", "heat_cap", "heartbeat_missed", "over_temperature",
-               "unexpected_heat", "cap_expired_while_away")
 
 
 class ProgressLine:
@@ -98,155 +82,41 @@ def _result_text(result: dict[str, Any]) -> str:
     return line + "".join(f"\nnote: {n}" for n in result.get("notes", []))
 
 
-def _exit_code(end_reason: str) -> int:
-    if end_reason in ("completed", "stopped"):
-        return ExitCode.OK
-    if end_reason == "link_lost":
-        return ExitCode.UNREACHABLE
-    if end_reason in SAFETY_ENDS:
-        return ExitCode.REFUSED
-    return ExitCode.OTHER
-
-
-def check_start_limits(journal: Journal, config: Config, device: str) -> None:
-    """Refuse (SafetyRefused) a program start within the cooldown after the last
-    session on ``device``, or past the night's session limit."""
-    check = may_start(
-        journal.now(),
-        journal.last_session_end(device),
-        config.caps.cooldown_minutes,
-        sessions_tonight=len(journal.sessions_in_night(device=device)),
-        max_sessions_per_night=config.caps.max_sessions_per_night,
-    )
-    if not check.allowed:
-        raise SafetyRefused(check.reason or "refused", check.message)
-
-
 async def run(args: argparse.Namespace, config: Config, out: Output) -> int:
-    """Run a program now; Ctrl-C stops the massager before exiting."""
-    program = _program(args)
-    if not args.simulate:
-        path = await reachable_daemon()
-        if path is not None:
-            return await _run_via_daemon(path, args, out)
-        if await reachable_guardian(args.device) is not None:
-            raise SafetyRefused(
-                "busy", "another footctl process holds the massager in a session",
-                advice="'footctl stop' ends it; then run the program",
-            )
-    verbose = (not out.as_json and sys.stderr.isatty()) or args.verbose > 0
-
-    def message(text: str) -> None:
-        if verbose:
-            print(text, file=sys.stderr, flush=True)
-
+    """Run a program now, this process as the owner (no other owner holds the
+    massager); Ctrl-C stops the massager before exiting."""
+    _program(args)  # a bad name is a usage error before anything connects
+    request = request_for(args)
     bar = ProgressLine()
-    async with controlled_device(args, config, message) as dev:
-        gov, hooks = dev.governor, dev.hooks
-        journal = hooks.journal if hooks is not None else None
-        nights = journal.completed_nights(program.name) if journal is not None else 0
-
-        def on_progress(p: Progress) -> None:
-            if hooks is not None:
-                hooks.follow(gov, p)
-            bar(p)
-
-        runner = ProgramRunner(gov, program, completed_nights=nights, on_progress=on_progress)
-        runner.assessment.raise_if_refused()
-        for note in runner.notes:
+    async with contextlib.AsyncExitStack() as stack:
+        owner = await open_owner(stack, args, config, progress_printer(args, out))
+        held = owner.pick(args.device)
+        if not held.spec.simulated:
+            await owner.serve()  # 'footctl stop' and status from another terminal
+        stream = owner.subscribe(held.device_id)
+        reply = await owner.request(request)
+        if not isinstance(reply, Reply):
+            stream.close()
+            return Printer(out.as_json).error(json.loads(reply.model_dump_json()))
+        for note in reply.notes:
             print(f"note: {note}", file=sys.stderr, flush=True)
-        await dev.session.connect()
-        if journal is not None:
-            check_start_limits(journal, config, device_key(gov))
-        # The runner is the controller here: if it stalls, the heartbeat lapses and
-        # the watch turns everything off; a stalled loop ends the process (watchdog).
-        watcher = asyncio.create_task(gov.watch(heartbeat=False), name="footctl.run.watch")
-        dog = LoopWatchdog(gov.limits.heartbeat_s)
+        dog = LoopWatchdog(held.governor.limits.heartbeat_s)
         dog.start()
-        # Like a guardian: 'footctl stop' (and status) from another terminal reach us.
-        server = None if dev.inprocess else ControlServer(
-            socket_path(gov.session.state.address), _guardian_handler(runner)
-        )
         try:
-            if server is not None:
-                await server.start()
-            result = await runner.run()
+            while held.program_running:
+                await stream.get()
+                if held.runner is not None and held.runner.progress is not None:
+                    bar(held.runner.progress)
         finally:
+            stream.close()
             bar.close()
             dog.stop()
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            if server is not None:
-                await server.close()
-            if hooks is not None:
-                hooks.forget(gov)
-    return _report(out, result.to_dict(), "direct")
-
-
-def _guardian_handler(runner: ProgramRunner) -> Handler:
-    gov = runner.governor
-
-    async def handle(request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request["cmd"]
-        if cmd == "ping":
-            return {"ok": True}
-        if cmd in ("stop", "off"):
-            await gov.stop(source="cli", reason="stopped")
-        elif cmd != "status":
-            raise SafetyRefused(
-                "busy", f"program {runner.program.name} is running",
-                advice="'footctl stop' ends it first",
-            )
-        payload = state_payload(gov, gov.session.state, "guardian")
-        running = runner.progress is not None and not gov.ended.is_set()
-        payload["program"] = runner.progress.to_dict() if running and runner.progress else None
-        return payload
-
-    return handle
-
-
-def _report(out: Output, result: dict[str, Any], via: str) -> int:
-    out.result({"ok": True, "via": via, **result}, _result_text(result))
-    return _exit_code(str(result["end_reason"]))
-
-
-async def _run_via_daemon(path: Path, args: argparse.Namespace, out: Output) -> int:
-    ref = args.program
-    if ref.endswith(".toml") or "/" in ref:
-        ref = str(Path.cwd() / ref)  # the daemon has its own working directory
-    base: dict[str, Any] = {"device": args.device} if args.device else {}
-    reply = await ask_holder(path, {"cmd": "run", "program": ref, **base})
-    if not reply.get("ok"):
-        message = str(reply.get("message", "refused"))
-        out.error({k: v for k, v in reply.items() if k != "ok"}, message)
-        return int(reply.get("exit_code", ExitCode.OTHER))
-    print(f"running {reply.get('started')} in the footctl daemon", file=sys.stderr, flush=True)
-    for note in reply.get("notes", []):
-        print(f"note: {note}", file=sys.stderr, flush=True)
-    bar = ProgressLine()
-    status = reply
-    try:
-        while isinstance(status.get("program"), dict):
-            bar(_progress(status["program"]))
-            await asyncio.sleep(FOLLOW_POLL_S)
-            status = await ask_holder(path, {"cmd": "status", **base})
-    except asyncio.CancelledError:
-        bar.close()
-        with contextlib.suppress(OSError, TimeoutError, ValueError):
-            await ask(path, {"cmd": "stop", **base})
-        raise
-    bar.close()
-    last = status.get("last_run")
-    if not isinstance(last, dict):
-        raise UsageError("the daemon reports no result for the program")
-    return _report(out, last, "daemon")
-
-
-def _progress(data: dict[str, Any]) -> Progress:
-    keys = ("program", "step", "steps", "step_name", "elapsed_s", "total_s", "step_left_s",
-            "paused")
-    return Progress(**{k: data[k] for k in keys})
+        result = held.last_result
+    if result is None:
+        raise UsageError("the program left no result")
+    data = result.to_dict()
+    out.result({"ok": True, "via": "direct", **data}, _result_text(data))
+    return run_exit_code(result.end_reason)
 
 
 # --- program list / check ----------------------------------------------------------

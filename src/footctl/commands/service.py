@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from footctl.config import Config, journal_path, state_dir
-from footctl.daemon import Daemon, DeviceSpec
-from footctl.devices import open_radio, radio_is_inprocess
+from footctl.control.owner import DeviceSpec
+from footctl.control.radios import open_radios
+from footctl.control.sockets import daemon_socket_path
+from footctl.daemon import Daemon
 from footctl.errors import ExitCode, UsageError
-from footctl.guardian import ask, daemon_socket_path, reachable_daemon
 from footctl.journal import Journal
 from footctl.profile.loader import get_profile
 from footctl.programs.loader import default_user_dir
@@ -93,57 +95,57 @@ def install(args: argparse.Namespace, out: Output) -> int:
     return ExitCode.OK
 
 
-def _specs(args: argparse.Namespace, config: Config) -> list[DeviceSpec]:
-    dirs = list(config.profile_dirs)
-    if args.simulate:
-        return [DeviceSpec(get_profile(args.simulate, dirs))]
-    if config.devices:
-        return [
-            DeviceSpec(get_profile(d.profile, dirs), d.address, d.name) for d in config.devices
-        ]
-    if args.profile:
-        return [DeviceSpec(get_profile(args.profile, dirs), None, args.device)]
-    raise UsageError(
-        "the daemon has no massager to hold",
-        advice="add [[devices]] to the config file, or pass --simulate PROFILE_ID",
-    )
-
-
 async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
     """Run the daemon until SIGINT/SIGTERM (everything off first)."""
-    running = await reachable_daemon()
-    if running is not None:
-        pid = (await ask(running, {"cmd": "ping"})).get("pid")
-        raise UsageError(f"a footctl daemon already runs (pid {pid})", advice=f"socket {running}")
-    specs = _specs(args, config)
-    async with open_radio(args, config) as radio:
-        with Journal(journal_path()) as journal:
-            d = Daemon(
-                config,
-                radio,
-                specs,
-                journal,
-                socket_path=daemon_socket_path(),
-                state_path=state_dir() / "scheduler.json",
-                markers=None if radio_is_inprocess(args) else MarkerStore(),
-                program_dir=default_user_dir(),
-                scan_timeout=args.scan_timeout,
+    from footctl.client import call, live_owners  # noqa: PLC0415
+
+    running = [o for o in live_owners() if o.path == daemon_socket_path()]
+    if running:
+        pid = call(running[0].path, {"kind": "ping"}).get("owner_pid")
+        raise UsageError(f"a footctl daemon already runs (pid {pid})",
+                         advice=f"socket {running[0].path}")
+    async with contextlib.AsyncExitStack() as stack:
+        devices = await open_radios(
+            stack, config,
+            simulate=[args.simulate] if args.simulate else [],
+            link=args.link, link_profile=args.profile if args.link else None,
+            link_device=args.device if args.link else None,
+            extra=[DeviceSpec(get_profile(args.profile, list(config.profile_dirs)), args.device)]
+            if args.profile and not args.link and not args.simulate and not config.devices
+            else [],
+        )
+        if not devices:
+            raise UsageError(
+                "the daemon has no massager to hold",
+                advice="add [[devices]] to the config file, or pass --simulate PROFILE_ID",
             )
-            dog = LoopWatchdog(config.caps.heartbeat_seconds)
-            try:
-                await d.start()
-                dog.start()
-                notify("READY=1")
-                names = ", ".join(m.key for m in d.devices)
-                print(f"footctl daemon: holding {names}; {len(config.schedules)} schedule(s); "
-                      f"socket {d.server.path}", file=sys.stderr, flush=True)
-                period = watchdog_period()
-                while True:
-                    await asyncio.sleep(period or IDLE_WAKE_S)
-                    # A dead scheduler or watch task stops the pings: systemd restarts us.
-                    if period and d.healthy:
-                        notify("WATCHDOG=1")
-            finally:
-                notify("STOPPING=1")
-                dog.stop()
-                await d.close()
+        journal = stack.enter_context(Journal(journal_path()))
+        real = any(not spec.simulated for spec, _ in devices)
+        d = Daemon(
+            config,
+            devices,
+            journal,
+            socket_path=daemon_socket_path(),
+            state_path=state_dir() / "scheduler.json",
+            markers=MarkerStore() if real else None,
+            program_dir=default_user_dir(),
+            scan_timeout=args.scan_timeout,
+        )
+        dog = LoopWatchdog(config.caps.heartbeat_seconds)
+        try:
+            await d.start()
+            dog.start()
+            notify("READY=1")
+            names = ", ".join(h.name for h in d.devices)
+            print(f"footctl daemon: holding {names}; {len(config.schedules)} schedule(s); "
+                  f"socket {d.server.path}", file=sys.stderr, flush=True)
+            period = watchdog_period()
+            while True:
+                await asyncio.sleep(period or IDLE_WAKE_S)
+                # A dead scheduler or watch task stops the pings: systemd restarts us.
+                if period and d.healthy:
+                    notify("WATCHDOG=1")
+        finally:
+            notify("STOPPING=1")
+            dog.stop()
+            await d.close()

@@ -235,6 +235,18 @@ class ProgramView(_Model):
     paused: bool = False
 
 
+class RunView(_Model):
+    """How the last program run on a massager ended."""
+
+    program: str
+    source: str
+    end_reason: str
+    steps_run: int
+    steps: int
+    elapsed_s: float
+    notes: tuple[str, ...] = ()
+
+
 class DeviceView(_Model):
     """Everything an owner knows of one massager: the StateHub's unit of change.
 
@@ -247,6 +259,7 @@ class DeviceView(_Model):
     name: str
     profile: str
     simulated: bool = False
+    radio: str = "bluetooth"
     link: LinkState = "idle"
     rssi: int | None = None
     reconnect_attempts: int = 0
@@ -261,6 +274,7 @@ class DeviceView(_Model):
     last_refusal: str | None = None
     fault: str | None = None
     end_reason: str | None = None
+    last_run: RunView | None = None
     owner_pid: int = 0
     seq: int = 0
 
@@ -314,6 +328,18 @@ def device_caps(
     )
 
 
+class ScheduleView(_Model):
+    """One schedule of the daemon and its next start."""
+
+    index: int
+    description: str
+    program: str
+    device: str | None = None
+    next_at: str | None = None
+    next_local: str | None = None
+    last_checked: str | None = None
+
+
 class Reply(_Model):
     """A successful answer: the state of the massagers the request concerned."""
 
@@ -323,7 +349,9 @@ class Reply(_Model):
     caps: tuple[DeviceCaps, ...] = ()
     notes: tuple[str, ...] = ()
     started: str | None = None
+    schedules: tuple[ScheduleView, ...] = ()
     owner_pid: int = 0
+    daemon: bool = False
 
 
 class ErrorReply(_Model):

@@ -1,7 +1,7 @@
-"""``footctl sim PROFILE_ID``: a virtual massager in its own process.
+"""``footctl sim PROFILE_ID...``: virtual massagers in their own process, on one link.
 
-The process owns a :class:`VirtualWorld` with one :class:`VirtualMassager` on it and
-serves
+The process owns a :class:`VirtualWorld` with one :class:`VirtualMassager` per
+profile given (``footctl sim ems-v2 shiatsu-aa55*3``) and serves
 
 * the *link*: a controller on the world's link for an app process, over TCP
   (:func:`footctl.virtual.link.serve_controller_tcp`; the app uses
@@ -18,11 +18,13 @@ serves
   ``{"cmd": "ping"}``
 
   Answers carry ``"ok": true`` or ``"ok": false`` with an ``"error"``; bad input never
-  ends the process.
+  ends the process. With several massagers, ``"device"`` (an address, or the index
+  0, 1, ... in the order given) says which one a request is for; the first by default.
+  ``{"cmd": "list"}`` names them all.
 
 The first line on stdout (flushed) is::
 
-    footctl sim: <profile-id> "<local name>" <address> control 127.0.0.1:<port> link <host>:<port>
+    footctl sim: <id> "<name>" <address>[, ...] control 127.0.0.1:<port> link <host>:<port>
 
 ending with the link address. Everything else goes to stderr.
 """
@@ -54,6 +56,7 @@ __all__ = [
     "control_answer",
     "main",
     "run_sim",
+    "run_sim_many",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -118,8 +121,36 @@ async def control_answer(massager: VirtualMassager, request: object) -> dict[str
     return {"ok": False, "error": f"unknown cmd {cmd!r}; known: {known}"}
 
 
+def _pick(massagers: list[VirtualMassager], request: object) -> VirtualMassager | str:
+    """The massager a control request is for, or why none is."""
+    wanted = request.get("device") if isinstance(request, dict) else None
+    if wanted is None:
+        return massagers[0]
+    if isinstance(wanted, int) and not isinstance(wanted, bool):
+        if 0 <= wanted < len(massagers):
+            return massagers[wanted]
+        return f"no massager #{wanted} (0 to {len(massagers) - 1})"
+    if isinstance(wanted, str):
+        for m in massagers:
+            if m.address.lower() == wanted.lower():
+                return m
+    return f"no massager {wanted!r}; 'list' names them"
+
+
+async def _answer_many(massagers: list[VirtualMassager], request: object) -> dict[str, Any]:
+    if isinstance(request, dict) and request.get("cmd") == "list":
+        return {"ok": True, "massagers": [
+            {"index": i, "address": m.address, "profile": m.profile.id, "name": m.name}
+            for i, m in enumerate(massagers)
+        ]}
+    target = _pick(massagers, request)
+    if isinstance(target, str):
+        return {"ok": False, "error": target}
+    return await control_answer(target, request)
+
+
 def _control_handler(
-    massager: VirtualMassager,
+    massagers: list[VirtualMassager],
 ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -140,7 +171,7 @@ def _control_handler(
                     answer: dict[str, Any] = {"ok": False, "error": f"not JSON: {exc}"}
                 else:
                     try:
-                        answer = await control_answer(massager, request)
+                        answer = await _answer_many(massagers, request)
                     except Exception as exc:  # never let a request end the sim
                         _LOG.exception("control request %r failed", request)
                         answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -177,39 +208,61 @@ async def run_sim(
     out: TextIO | None = None,
     ready: Callable[[VirtualMassager], None] | None = None,
 ) -> None:
-    """Run a virtual massager for ``profile`` until cancelled.
+    """Run a virtual massager for ``profile`` until cancelled (see :func:`run_sim_many`)."""
+
+    def first(massagers: list[VirtualMassager]) -> None:
+        if ready is not None:
+            ready(massagers[0])
+
+    await run_sim_many([profile], host=host, port=port, control_port=control_port,
+                       frame_log=frame_log, out=out, ready=first)
+
+
+async def run_sim_many(
+    profiles: list[Profile],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    control_port: int = 0,
+    frame_log: bool = False,
+    out: TextIO | None = None,
+    ready: Callable[[list[VirtualMassager]], None] | None = None,
+) -> None:
+    """Run a virtual massager per profile on one link until cancelled.
 
     Prints the banner line to ``out`` (default stdout) once everything listens;
-    ``ready`` (tests) is called with the massager at the same moment.
+    ``ready`` (tests) is called with the massagers at the same moment.
     """
     out = sys.stdout if out is None else out
     world = VirtualWorld()
-    massager: VirtualMassager | None = None
+    massagers: list[VirtualMassager] = []
     control: asyncio.Server | None = None
     try:
-        massager = await VirtualMassager.create(
-            world, profile, frame_logger=_frame_logger() if frame_log else None
-        )
+        logger = _frame_logger() if frame_log else None
+        for profile in profiles:
+            massagers.append(await VirtualMassager.create(world, profile, frame_logger=logger))
         link, _close_link = await serve_controller_tcp(world, host, port)  # closed by world
         control = await asyncio.start_server(
-            _control_handler(massager), "127.0.0.1", control_port, limit=MAX_REQUEST_BYTES
+            _control_handler(massagers), "127.0.0.1", control_port, limit=MAX_REQUEST_BYTES
         )
         control_bound = control.sockets[0].getsockname()[1]
+        names = ", ".join(
+            f'{m.profile.id} "{m.profile.advertisement.local_name}" {m.address}' for m in massagers
+        )
         print(
-            f'footctl sim: {profile.id} "{profile.advertisement.local_name}" '
-            f"{massager.address} control 127.0.0.1:{control_bound} link {link}",
+            f"footctl sim: {names} control 127.0.0.1:{control_bound} link {link}",
             file=out,
             flush=True,
         )
         if ready is not None:
-            ready(massager)
+            ready(massagers)
         await asyncio.Event().wait()  # until cancelled
     finally:
         if control is not None:
             control.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(control.wait_closed(), 1.0)
-        if massager is not None:
+        for massager in massagers:
             await massager.close()
         await world.close()
 

@@ -1,0 +1,366 @@
+"""The thin CLI client: talk to running owners over their control sockets.
+
+Standard library only (no bleak, Bumble or pydantic): ``footctl status`` against a
+running daemon costs about what starting Python costs. The owner validates every
+request (:func:`footctl.control.api.parse_request`); this side only builds the
+JSON lines and prints the replies.
+
+Which owner: every live socket in the runtime dir (the daemon's and each
+short-lived owner's) says which massagers it holds (``ping``). ``--device`` picks
+the massager so named, ``--link`` those on that link; ``stop`` with neither goes to
+every massager of every owner. When no owner holds what the command names, the
+caller starts an owner of its own (:mod:`footctl.app`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from footctl.control.sockets import owner_sockets
+from footctl.render import emit, reply_text, view_text
+
+# An owner answers a ping in milliseconds and a stop within its confirm budget (a few
+# seconds, longer while the link is down); past this it is hung.
+CLIENT_TIMEOUT_S = 20.0
+# Pinging a socket to see who is there: a live owner answers at once.
+PING_TIMEOUT_S = 3.0
+# Longest reply line we read.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+
+OK, OTHER, USAGE, UNREACHABLE = 0, 1, 2, 3
+SIGINT_EXIT = 130
+
+
+class ClientError(Exception):
+    """An owner could not be reached or answered nonsense."""
+
+
+@dataclass
+class OwnerInfo:
+    """A live owner: its socket and the massagers it holds (DeviceView dicts)."""
+
+    path: Path
+    devices: list[dict[str, Any]]
+    daemon: bool
+
+
+def _connect(path: Path, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _readline(stream: Any) -> dict[str, Any]:
+    line = stream.readline(MAX_REPLY_BYTES)
+    if not line:
+        raise ClientError("the owner closed the connection")
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ClientError("malformed reply")
+    return data
+
+
+def call(path: Path, request: dict[str, Any], timeout: float = CLIENT_TIMEOUT_S) -> dict[str, Any]:
+    """Send one request, return the reply (a dict)."""
+    with _connect(path, timeout) as sock:
+        sock.sendall(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            return _readline(stream)
+
+
+def stream(path: Path, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Send a ``watch`` request; yield each event until the owner goes away."""
+    with _connect(path, CLIENT_TIMEOUT_S) as sock:
+        sock.sendall(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
+        sock.settimeout(None)
+        with sock.makefile("rb") as lines:
+            while True:
+                try:
+                    yield _readline(lines)
+                except ClientError:
+                    return
+
+
+def live_owners(base: Path | None = None) -> list[OwnerInfo]:
+    """Every owner that answers a ping; sockets nobody listens on (a killed owner)
+    are removed."""
+    found = []
+    for path in owner_sockets(base):
+        try:
+            reply = call(path, {"kind": "ping"}, PING_TIMEOUT_S)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        except (OSError, ValueError, ClientError):
+            continue  # alive but hung, or not ours: leave it be
+        if reply.get("ok"):
+            found.append(OwnerInfo(path, list(reply.get("devices", [])), bool(reply.get("daemon"))))
+    return found
+
+
+def names_of(view: dict[str, Any]) -> set[str]:
+    """Every name a massager answers to (lower case)."""
+    names = {str(view.get(k) or "").lower() for k in ("device_id", "address", "name")}
+    names.discard("")
+    return names
+
+
+def select(
+    owners: list[OwnerInfo], device: str | None, link: str | None
+) -> list[tuple[OwnerInfo, dict[str, Any]]]:
+    """The massagers of ``owners`` that ``--device`` / ``--link`` name (all if neither)."""
+    out = []
+    for owner in owners:
+        for view in owner.devices:
+            if link is not None and view.get("radio") != f"link {link}":
+                continue
+            if device is not None and device.lower() not in names_of(view):
+                continue
+            out.append((owner, view))
+    if device is not None and not out:
+        # A profile id names a massager if exactly one of that profile is held.
+        by_profile = [
+            (o, v) for o in owners for v in o.devices
+            if str(v.get("profile", "")).lower() == device.lower()
+            and (link is None or v.get("radio") == f"link {link}")
+        ]
+        if len(by_profile) == 1:
+            return by_profile
+    return out
+
+
+class Printer:
+    """One JSON object per outcome with ``--json``; text otherwise (errors on stderr)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def reply(self, reply: dict[str, Any], via: str) -> int:
+        """Print an owner's reply; its exit code."""
+        if not reply.get("ok"):
+            return self.error(reply)
+        devices = reply.get("devices", [])
+        out = {**reply, "via": via}
+        if len(devices) == 1:
+            out["device"] = devices[0]
+        if self.as_json:
+            emit(json.dumps(out, sort_keys=True))
+        else:
+            emit(reply_text(reply) + f"\n(via {via})")
+        return OK
+
+    def error(self, reply: dict[str, Any]) -> int:
+        """Print an error reply; its exit code."""
+        code = int(reply.get("exit_code") or OTHER)
+        if self.as_json:
+            emit(json.dumps({**reply, "ok": False, "exit_code": code}, sort_keys=True))
+        message = str(reply.get("message", "failed"))
+        if reply.get("advice"):
+            message += f" ({reply['advice']})"
+        print(f"footctl: {message}", file=sys.stderr, flush=True)
+        return code
+
+
+def _via(owner: OwnerInfo) -> str:
+    return "daemon" if owner.daemon else f"owner {owner.path.stem.removeprefix('owner-')}"
+
+
+def _base_request(args: Any) -> dict[str, Any]:
+    command = args.command
+    if command in ("off", "stop"):
+        return {"kind": "stop"}
+    if command == "on":
+        return {"kind": "on"}
+    if command == "set":
+        fields = {k: getattr(args, k) for k in ("intensity", "heat", "mode", "zone")}
+        return {"kind": "set", **{k: v for k, v in fields.items() if v is not None}}
+    if command == "run":
+        return {"kind": "run", "program": args.program}
+    if command == "watch" or (command == "status" and getattr(args, "follow", False)):
+        return {"kind": "watch"}
+    return {"kind": "status"}
+
+
+def try_owners(args: Any, printer: Printer) -> int | None:
+    """Carry out a device command through the owners that hold its massager; None if
+    none does (the caller then becomes the owner)."""
+    if args.simulate:
+        return None  # that massager lives in our own process
+    device, link = args.device, args.link
+    request = _base_request(args)
+    owners = live_owners()
+    if not owners:
+        return None
+    if request["kind"] == "stop" and device is None and link is None:
+        return _stop_everywhere(owners, printer)
+    chosen = select(owners, device, link)
+    if not chosen:
+        return None
+    if request["kind"] == "stop":
+        return _stop_chosen(chosen, printer)
+    if request["kind"] == "status":
+        # A ping's answer is the owner's state now: nothing more to ask.
+        owners_used = {o.path for o, _ in chosen}
+        via = _via(chosen[0][0]) if len(owners_used) == 1 else f"{len(owners_used)} owners"
+        return printer.reply({"v": 1, "ok": True, "devices": [v for _, v in chosen],
+                              "notes": []}, via)
+    if request["kind"] == "watch":
+        return watch_many([(o.path, v["device_id"] if device or link else None)
+                           for o, v in chosen])
+    if len(chosen) > 1:
+        names = ", ".join(str(v.get("name")) for _, v in chosen)
+        return printer.error({"error": "usage", "exit_code": USAGE,
+                              "message": f"{len(chosen)} massagers are held ({names})",
+                              "advice": "name one with --device"})
+    owner, view = chosen[0]
+    request["device"] = view["device_id"]
+    try:
+        reply = call(owner.path, request)
+    except (OSError, ValueError, ClientError) as exc:
+        return printer.error({"error": "unreachable", "exit_code": UNREACHABLE,
+                              "message": f"lost the footctl owner at {owner.path}: {exc}"})
+    if request["kind"] == "run" and reply.get("ok"):
+        return follow_run(owner.path, view["device_id"], reply, printer)
+    return printer.reply(reply, _via(owner))
+
+
+def _stop_everywhere(owners: list[OwnerInfo], printer: Printer) -> int:
+    return _stop_chosen([(o, None) for o in owners], printer)
+
+
+def _stop_chosen(
+    chosen: Sequence[tuple[OwnerInfo, dict[str, Any] | None]], printer: Printer
+) -> int:
+    """Stop each chosen massager (None: all an owner holds), every owner in parallel
+    threads, so one hung owner never delays the others."""
+    import concurrent.futures  # noqa: PLC0415
+
+    def one(item: tuple[OwnerInfo, dict[str, Any] | None]) -> dict[str, Any]:
+        owner, view = item
+        request: dict[str, Any] = {"kind": "stop"}
+        if view is not None:
+            request["device"] = view["device_id"]
+        try:
+            return call(owner.path, request)
+        except (OSError, ValueError, ClientError) as exc:
+            return {"ok": False, "error": "unreachable", "exit_code": UNREACHABLE,
+                    "message": f"{owner.path}: {exc}"}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
+        replies = list(pool.map(one, chosen))
+    devices = [d for r in replies if r.get("ok") for d in r.get("devices", [])]
+    notes = [n for r in replies if r.get("ok") for n in r.get("notes", [])]
+    errors = [r for r in replies if not r.get("ok")]
+    if errors and not devices:
+        return printer.error(errors[0])
+    merged = {"v": 1, "ok": True, "devices": devices, "notes": notes,
+              "owners": len(replies), "errors": errors}
+    for err in errors:
+        print(f"footctl: {err.get('message')}", file=sys.stderr, flush=True)
+    code = printer.reply(merged, f"{len(replies)} owner(s)")
+    return code if not errors else int(errors[0].get("exit_code") or OTHER)
+
+
+def watch_many(targets: list[tuple[Path, str | None]]) -> int:
+    """Print one JSON line per change of each target (an owner's socket and one of
+    its massagers, or None for all it holds) until interrupted."""
+    import threading  # noqa: PLC0415
+
+    lock = threading.Lock()
+    unique = list(dict.fromkeys(targets))
+    if any(d is None for _, d in unique):  # a whole owner covers its massagers
+        whole = {p for p, d in unique if d is None}
+        unique = [(p, d) for p, d in unique if d is None or p not in whole]
+
+    def follow(path: Path, device: str | None) -> None:
+        request: dict[str, Any] = {"kind": "watch"}
+        if device is not None:
+            request["device"] = device
+        with contextlib.suppress(OSError, ValueError):
+            for event in stream(path, request):
+                with lock:
+                    emit(json.dumps(event, sort_keys=True))
+
+    threads = [threading.Thread(target=follow, args=t, daemon=True) for t in unique]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        return SIGINT_EXIT
+    return OK
+
+
+# Exit codes of a program's end, as a refusal or an unreachable device.
+SAFETY_ENDS = ("session_cap", "heat_cap", "heartbeat_missed", "over_temperature",
+               "unexpected_heat", "cap_expired_while_away")
+
+
+def run_exit_code(end_reason: str) -> int:
+    """The exit code of a program run that ended with ``end_reason``."""
+    if end_reason in ("completed", "stopped"):
+        return OK
+    if end_reason == "link_lost":
+        return UNREACHABLE
+    if end_reason in SAFETY_ENDS:
+        return 4
+    return OTHER
+
+
+def follow_run(path: Path, device_id: str, reply: dict[str, Any], printer: Printer) -> int:
+    """Follow a program an owner started: progress on stderr, Ctrl-C stops it."""
+    print(f"running {reply.get('started')} in the footctl owner at {path.name}",
+          file=sys.stderr, flush=True)
+    for note in reply.get("notes", []):
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    last_step = None
+    try:
+        for event in stream(path, {"kind": "watch", "device": device_id}):
+            view = event.get("device")
+            if not isinstance(view, dict):
+                continue
+            program = view.get("program")
+            if isinstance(program, dict):
+                if program.get("step") != last_step:
+                    last_step = program.get("step")
+                    print(view_text(view).splitlines()[-1], file=sys.stderr, flush=True)
+                continue
+            last = view.get("last_run")
+            if isinstance(last, dict) and last.get("program") == reply.get("started"):
+                out = {"ok": True, "via": path.name, **last}
+                text = (f"{last['program']}: {last['end_reason']} after {last['steps_run']} of "
+                        f"{last['steps']} steps")
+                emit(json.dumps(out, sort_keys=True) if printer.as_json else text)
+                return run_exit_code(str(last["end_reason"]))
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError, ValueError, ClientError):
+            call(path, {"kind": "stop", "device": device_id})
+        return SIGINT_EXIT
+    return printer.error({"error": "unreachable", "exit_code": UNREACHABLE,
+                          "message": "the owner went away before the program ended"})
+
+
+def wait_for_socket(path: Path, timeout: float) -> bool:
+    """True once ``path`` answers a ping (tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, ClientError):
+            if call(path, {"kind": "ping"}, PING_TIMEOUT_S).get("ok"):
+                return True
+        time.sleep(0.05)
+    return False

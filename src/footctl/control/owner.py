@@ -1,0 +1,851 @@
+"""The Owner: the one process-local holder of massagers, and the only place that
+builds a DeviceSession and its SafetyGovernor.
+
+Every command source (the CLI through the socket, the TUI, the MQTT bridge, the
+scheduler, a program) hands the owner a validated :mod:`footctl.control.api`
+request; the owner answers with a :class:`~footctl.control.api.Reply` or an
+:class:`~footctl.control.api.ErrorReply` and publishes every change of every
+massager to its :class:`~footctl.control.hub.StateHub`.
+
+Per massager, requests are serialized; a stop is not: it preempts a pending
+connect or apply, a request queued behind it never runs, and what it could not
+write yet (the link is down) is written first when the link returns.
+
+In-process use (the MQTT bridge, the TUI, tests)::
+
+    from footctl.config import Config
+    from footctl.control.api import SetRequest, StopRequest
+    from footctl.control.owner import Owner
+
+    async with Owner.start(Config(), simulate=["shiatsu-aa55"]) as owner:
+        stream = owner.subscribe()            # current view of each massager first
+        reply = await owner.request(SetRequest(source="mqtt", intensity=2))
+        views = await stream.get()            # the latest view of each that changed
+        await owner.request(StopRequest(source="mqtt"))
+        stream.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from footctl.config import Config
+from footctl.control.api import (
+    DeviceView,
+    ErrorReply,
+    LeaseRequest,
+    LinkState,
+    PingRequest,
+    ProgramView,
+    Reply,
+    Request,
+    RunRequest,
+    RunView,
+    SetRequest,
+    Settings,
+    Source,
+    StatusRequest,
+    StopRequest,
+    Timers,
+    WatchRequest,
+    error_reply,
+)
+from footctl.control.hub import StateHub, Subscription
+from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
+from footctl.journal_hooks import JournalHooks, recover_journal
+from footctl.profile.schema import Profile
+from footctl.programs.runner import ProgramRunner, Progress, RunResult
+from footctl.safety.decide import Request as GovRequest
+from footctl.safety.governor import SafetyGovernor
+from footctl.safety.limits import Limits
+from footctl.safety.markers import MarkerStore
+from footctl.schedule import local_zone, may_start
+from footctl.session import DeviceSession
+from footctl.transport.ble import Radio
+
+if TYPE_CHECKING:
+    from footctl.control.server import ControlServer
+    from footctl.journal import Journal
+    from footctl.programs.model import Program
+
+_LOG = logging.getLogger(__name__)
+
+# Connecting for a request: a massager may need a few advertising intervals, a real
+# one a few seconds; past this the request fails (exit 3) and the owner tries again
+# on the next request.
+CONNECT_TIMEOUT_S = 30.0
+
+# A client waits this long for a change to be confirmed. A rise in intensity climbs
+# one level per ramp step (10 s by default), so a big rise takes longer than anyone
+# should wait at a prompt: the reply then carries the state so far and the ramp goes
+# on in the owner.
+REPLY_BUDGET_S = 8.0
+
+# Safety timers are published rounded to whole seconds, once a second while a
+# massager runs: often enough for a countdown, rare enough to cost nothing.
+TICK_S = 1.0
+
+# The everything-off of a stop is re-sent until confirmed for this long (the
+# session's own budget); an answer to the client comes no later than this.
+STOP_TIMEOUT_S = 6.0
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A massager an owner holds: its profile, address or name if known, and the
+    radio it is reached through (``radio`` is that radio's label)."""
+
+    profile: Profile
+    address: str | None = None
+    name: str | None = None
+    simulated: bool = False
+
+
+def build_governed(
+    spec: DeviceSpec,
+    radio: Radio,
+    config: Config,
+    *,
+    journal: Journal | None,
+    hooks: JournalHooks | None,
+    markers: MarkerStore | None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    scan_timeout: float = 10.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[DeviceSession, SafetyGovernor]:
+    """The one way a session and its governor are built: limits from the config's
+    caps, the cooldown from the journal's last session end, crash markers (not for
+    a simulated massager, which dies with us), the journal's hooks."""
+    is_address = spec.address is not None and spec.address.count(":") == 5
+    session = DeviceSession(
+        spec.profile,
+        radio,
+        address=spec.address if is_address else None,
+        name=spec.name if not is_address else None,
+        scan_timeout=scan_timeout,
+        on_progress=on_progress,
+    )
+    governor = SafetyGovernor(
+        session,
+        Limits.compute(spec.profile, config.caps.to_caps()),
+        clock=clock,
+        sleep=sleep,
+        markers=None if spec.simulated else markers,
+        on_progress=on_progress,
+        last_session_end=_last_end_from(journal),
+    )
+    if hooks is not None:
+        hooks.attach(governor)
+    return session, governor
+
+
+def _last_end_from(journal: Journal | None) -> Callable[[str], float | None] | None:
+    if journal is None:
+        return None
+
+    def last_end(address: str) -> float | None:
+        ended = journal.last_session_end(address.upper())
+        return ended.timestamp() if ended is not None else None
+
+    return last_end
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else float(round(value))
+
+
+class Held:
+    """One massager the owner holds, with its serialized request path."""
+
+    def __init__(
+        self, spec: DeviceSpec, radio: Radio, session: DeviceSession, governor: SafetyGovernor,
+        name: str,
+    ) -> None:
+        self.spec = spec
+        self.radio = radio
+        self.session = session
+        self.governor = governor
+        self.name = name
+        self.lock = asyncio.Lock()
+        self.stop_epoch = 0
+        self._stopped = asyncio.Event()
+        self.connect_task: asyncio.Task[None] | None = None
+        self.ever_connected = False
+        self.link_up = asyncio.Event()  # set while the session's link is up
+        self.stop_owed = False
+        self.runner: ProgramRunner | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.last_result: RunResult | None = None
+        self.last_refusal: str | None = None
+        self.unsubscribe: list[Callable[[], None]] = []
+
+    @property
+    def device_id(self) -> str:
+        """Stable within the owner: the address once known, else the given name."""
+        return (self.spec.address or self.session.state.address or self.name).upper()
+
+    @property
+    def address(self) -> str:
+        """The massager's address ("" until found)."""
+        return self.session.state.address or self.spec.address or ""
+
+    @property
+    def program_running(self) -> bool:
+        """True while a program runs here."""
+        return self.task is not None and not self.task.done()
+
+    def matches(self, wanted: str) -> bool:
+        """True if ``wanted`` names this massager exactly (address, id or name)."""
+        w = wanted.lower()
+        names = (self.device_id, self.address, self.name, self.spec.name,
+                 self.session.state.name)
+        return any(n and n.lower() == w for n in names)
+
+    def stop_signal(self) -> asyncio.Event:
+        """Set by the next stop (an event per stop, so each waiter sees its own)."""
+        return self._stopped
+
+    def note_stop(self) -> None:
+        """A stop arrived: every request queued or waiting before it is void."""
+        self.stop_epoch += 1
+        old, self._stopped = self._stopped, asyncio.Event()
+        old.set()
+
+
+class Owner:
+    """Holds any number of massagers; implements :class:`footctl.control.port.Controller`.
+
+    Build with :meth:`start` (radios, journal and markers opened for you), or directly
+    with already-open radios (tests, the daemon) and then :meth:`open` /
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        devices: Sequence[tuple[DeviceSpec, Radio]],
+        *,
+        journal: Journal | None = None,
+        markers: MarkerStore | None = None,
+        program_dir: os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scan_timeout: float = 10.0,
+        on_progress: Callable[[str], None] | None = None,
+        reply_budget_s: float | None = REPLY_BUDGET_S,
+    ) -> None:
+        if not devices:
+            raise UsageError(
+                "no massager to hold",
+                advice="add [[devices]] to the config file, or pass --simulate PROFILE_ID",
+            )
+        self.config = config
+        self.journal = journal
+        self.hooks = JournalHooks(journal) if journal is not None else None
+        self.markers = markers
+        self.program_dir = program_dir
+        self.hub = StateHub()
+        # How long a request waits for a long ramp before replying with the state so
+        # far (None: until confirmed, as a one-shot command does).
+        self.reply_budget_s = reply_budget_s
+        self._clock = clock
+        self._sleep = sleep
+        self._wall = wall
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._servers: list[ControlServer] = []
+        self.pid = os.getpid()
+        self.held: list[Held] = []
+        names: set[str] = set()
+        for spec, radio in devices:
+            session, governor = build_governed(
+                spec, radio, config, journal=journal, hooks=self.hooks, markers=markers,
+                clock=clock, sleep=sleep, scan_timeout=scan_timeout, on_progress=on_progress,
+            )
+            name = spec.name or spec.profile.id
+            if name.lower() in names:
+                name = f"{name}-{len(self.held) + 1}"
+            names.add(name.lower())
+            held = Held(spec, radio, session, governor, name)
+            held.unsubscribe.append(session.register_callback(self._publisher(held)))
+            held.unsubscribe.append(session.register_link_callback(self._linker(held)))
+            self.held.append(held)
+
+    def _publisher(self, held: Held) -> Callable[[object], None]:
+        def changed(_what: object) -> None:
+            self.publish(held)
+
+        return changed
+
+    def _linker(self, held: Held) -> Callable[[bool], None]:
+        def changed(up: bool) -> None:
+            if up:
+                held.link_up.set()
+            else:
+                held.link_up.clear()
+            self.publish(held)
+
+        return changed
+
+    # --- building -------------------------------------------------------------------
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(
+        cls,
+        config: Config | None = None,
+        *,
+        simulate: Sequence[str] = (),
+        link: str | None = None,
+        link_profile: str | None = None,
+        use_config_devices: bool = True,
+        journal: bool = True,
+        connect: bool = True,
+        scan_timeout: float = 10.0,
+    ) -> AsyncIterator[Owner]:
+        """An open owner for ``simulate`` (profile ids, ``"id*N"`` for N of one;
+        virtual massagers in this process), massagers on a ``footctl sim`` ``link``
+        (with ``link_profile``, else those the config names), and the config's
+        ``[[devices]]`` (``simulate = true`` ones are virtual too). Crash recovery
+        runs first; each massager is connected (``connect``). On exit: everything
+        off, then disconnect."""
+        from footctl.control.radios import open_radios  # noqa: PLC0415 - Bumble when used
+
+        config = config or Config()
+        async with contextlib.AsyncExitStack() as stack:
+            devices = await open_radios(
+                stack, config, simulate=simulate, link=link, link_profile=link_profile,
+                use_config_devices=use_config_devices,
+            )
+            jour = None
+            if journal:
+                from footctl.journal_hooks import open_journal  # noqa: PLC0415
+
+                jour = open_journal()
+                if jour is not None:
+                    stack.callback(jour.close)
+            real = any(not spec.simulated for spec, _ in devices)
+            owner = cls(
+                config, devices, journal=jour, markers=MarkerStore() if real else None,
+                scan_timeout=scan_timeout,
+            )
+            stack.push_async_callback(owner.close)
+            await owner.open(connect=connect)
+            yield owner
+
+    async def open(self, *, connect: bool = True) -> None:
+        """Crash recovery, then connect each massager and start its safety watch."""
+        await self._recover()
+        for held in self.held:
+            self.publish(held)
+        if connect:
+            results = await asyncio.gather(
+                *(self.ensure_connected(h) for h in self.held), return_exceptions=True
+            )
+            for held, result in zip(self.held, results, strict=True):
+                if isinstance(result, BaseException):
+                    _LOG.warning("%s: not connected yet: %s", held.name, result)
+        for held in self.held:
+            self.spawn(held.governor.watch(), f"footctl[{held.name}].watch")
+        self.spawn(self._tick(), "footctl.owner.tick")
+
+    async def _recover(self) -> None:
+        from footctl.devices import recover_after_crash  # noqa: PLC0415 - avoids a cycle
+
+        real = [h for h in self.held if not h.spec.simulated]
+        if self.markers is not None and real:
+            await recover_after_crash(
+                real[0].radio, self.config, self.markers, lambda m: _LOG.info("%s", m),
+                self.journal,
+            )
+            for held in real:  # what recovery could not confirm off is owed
+                held.governor.adopt_unrecovered()
+        elif self.journal is not None:
+            recover_journal(self.journal, turned_off=(), still_owed=())
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a named background task of this owner."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def serve(self, path: Path | None = None, *, handler: Any = None) -> ControlServer:
+        """Serve the control API on a Unix socket (default ``owner-<pid>.sock`` in the
+        runtime dir, where ``footctl stop`` finds it) until :meth:`close`."""
+        from footctl.control.server import ControlServer  # noqa: PLC0415
+        from footctl.control.sockets import owner_socket_path  # noqa: PLC0415
+
+        server = ControlServer(path or owner_socket_path(), handler or self.request,
+                               self.subscribe)
+        await server.start()
+        self._servers.append(server)
+        return server
+
+    @property
+    def healthy(self) -> bool:
+        """False if a background task died (the systemd watchdog then stops pinging)."""
+        return all(not t.done() for t in self._tasks)
+
+    async def close(self) -> None:
+        """Everything off on every massager, then disconnect. A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        for server in self._servers:
+            await server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for held in self.held:
+            if held.connect_task is not None:
+                held.connect_task.cancel()
+        await asyncio.gather(*(self._close_one(h) for h in self.held), return_exceptions=True)
+
+    async def _close_one(self, held: Held) -> None:
+        if held.task is not None:
+            held.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, FootctlError):
+                await held.task
+        try:
+            await held.governor.shutdown("shutdown")
+            await held.session.close()
+        finally:
+            for unsubscribe in held.unsubscribe:
+                unsubscribe()
+
+    # --- the state stream -----------------------------------------------------------
+
+    def view(self, held: Held) -> DeviceView:
+        """Everything the owner knows of one massager, now."""
+        s = held.session.state
+        gov = held.governor
+        caps = held.spec.profile.capabilities
+        link: LinkState
+        if s.connected:
+            link = "connected"
+        elif held.connect_task is not None and not held.connect_task.done():
+            link = "connecting"
+        else:
+            link = "lost" if held.ever_connected else "idle"
+        d = gov.desired
+        t = gov.timers()
+        progress = held.runner.progress if held.program_running and held.runner else None
+        program = None
+        if progress is not None and held.runner is not None:
+            program = ProgramView(
+                program=progress.program, source=_api_source(held.runner.source),
+                step=progress.step, steps=progress.steps, step_name=progress.step_name,
+                step_left_s=float(round(progress.step_left_s)),
+                left_s=float(round(progress.left_s)), paused=progress.paused,
+            )
+        last = held.last_result
+        running = gov.desired.running or s.running
+        return DeviceView(
+            device_id=held.device_id,
+            address=held.address,
+            name=held.name,
+            profile=held.spec.profile.id,
+            simulated=held.spec.simulated,
+            radio=held.radio.label,
+            link=link,
+            reported=Settings(
+                power=s.running, intensity=s.intensity, heat=s.heat,
+                heat_celsius=caps.heat_celsius(s.heat), mode=s.mode, zone=s.zone,
+            ),
+            assumed=s.assumed,
+            temperature=None if s.temperature is None else float(s.temperature),
+            timer_minutes=s.timer,
+            desired=Settings(
+                power=d.running, intensity=d.intensity, heat=d.heat or 0,
+                heat_celsius=caps.heat_celsius(d.heat or 0), mode=d.mode, zone=d.zone,
+            ),
+            program=program,
+            timers=Timers(
+                session_left_s=_round(t.session_left_s), heat_left_s=_round(t.heat_left_s)
+            ),
+            session_source=_api_source(gov.source) if running and gov.source else None,
+            last_refusal=held.last_refusal,
+            fault=gov.fault,
+            end_reason=gov.end_reason,
+            last_run=None if last is None else RunView(
+                program=last.program, source=last.source, end_reason=last.end_reason,
+                steps_run=last.steps_run, steps=last.steps,
+                elapsed_s=float(round(last.elapsed_s, 1)), notes=tuple(last.notes),
+            ),
+            owner_pid=self.pid,
+        )
+
+    def publish(self, held: Held) -> DeviceView:
+        """Publish ``held``'s view to the hub (if it changed); its latest view."""
+        view = self.view(held)
+        published = self.hub.publish(view)
+        return published or self.hub.latest(view.device_id) or view
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for held in self.held:
+                if held.governor.desired.running or held.session.state.running or (
+                    held.program_running
+                ):
+                    self.publish(held)
+
+    def subscribe(self, device_id: str | None = None) -> Subscription:
+        """Changes of one massager (or all), each massager's current view first."""
+        if device_id is not None:
+            device_id = self.pick(device_id).device_id
+        return self.hub.subscribe(device_id)
+
+    def snapshot(self) -> list[DeviceView]:
+        """Every massager's latest view."""
+        return [self.publish(h) for h in self.held]
+
+    # --- finding a massager -----------------------------------------------------------
+
+    def pick(self, wanted: str | None) -> Held:
+        """The massager ``wanted`` names (the only one when None). A name that matches
+        nothing is :class:`DeviceUnavailable` (exit 3)."""
+        if wanted is None:
+            if len(self.held) == 1:
+                return self.held[0]
+            raise UsageError(
+                f"this owner holds {len(self.held)} massagers; name one",
+                advice="--device " + " | ".join(h.name for h in self.held),
+            )
+        found = [h for h in self.held if h.matches(wanted)]
+        if not found:
+            found = [h for h in self.held if h.spec.profile.id.lower() == wanted.lower()]
+        if len(found) == 1:
+            return found[0]
+        names = ", ".join(h.name for h in self.held)
+        if not found:
+            raise DeviceUnavailable(f"no massager named {wanted!r} here",
+                                    advice=f"this owner holds {names}")
+        raise UsageError(f"{wanted!r} names {len(found)} massagers", advice=f"one of {names}")
+
+    def targets(self, wanted: str | None) -> list[Held]:
+        """``wanted``'s massager, or every one when None (stop)."""
+        return list(self.held) if wanted is None else [self.pick(wanted)]
+
+    # --- connecting -------------------------------------------------------------------
+
+    async def _connect(self, held: Held) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await held.session.connect()
+        except TimeoutError as exc:
+            raise DeviceUnavailable(
+                f"{held.name}: no connection within {CONNECT_TIMEOUT_S:g} s"
+            ) from exc
+        finally:
+            self.publish(held)
+        held.ever_connected = True
+        held.link_up.set()
+        if held.stop_owed:
+            # A stop came while we were connecting: it is the first thing written.
+            await self._send_stop(held, "governor")
+
+    def _connecting(self, held: Held) -> asyncio.Task[None]:
+        task = held.connect_task
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                self._connect(held), name=f"footctl[{held.name}].connect"
+            )
+            task.add_done_callback(_consume)
+            held.connect_task = task
+            self.publish(held)
+        return task
+
+    async def ensure_connected(self, held: Held, epoch: int | None = None) -> None:
+        """Connect if the link is not up (a session reconnects by itself after a
+        drop). With ``epoch``, a stop arriving meanwhile voids the wait:
+        :class:`SafetyRefused` ``superseded_by_stop``."""
+        if held.session.connected:
+            return
+        if held.ever_connected:
+            # The session's own reconnect loop is on it: wait for the link to return.
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(held.link_up.wait())
+            waiter.add_done_callback(_consume)
+        else:
+            waiter = self._connecting(held)
+        stopped = asyncio.ensure_future(held.stop_signal().wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, stopped}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+            if held.ever_connected:
+                waiter.cancel()
+        if epoch is not None and held.stop_epoch != epoch:
+            raise _superseded()
+        if not done:
+            raise DeviceUnavailable(f"{held.name}: no connection within {CONNECT_TIMEOUT_S:g} s",
+                                    advice="it may be out of range or switched off")
+        if waiter in done and not held.ever_connected:
+            waiter.result()
+        elif waiter not in done:
+            raise _superseded()
+
+    # --- requests ---------------------------------------------------------------------
+
+    async def request(self, request: Request) -> Reply | ErrorReply:
+        """Carry out one validated request; refusals and failures come back as an
+        :class:`ErrorReply` (with the CLI's exit code)."""
+        device = getattr(request, "device", None)
+        try:
+            return await self._dispatch(request)
+        except FootctlError as exc:
+            if isinstance(exc, SafetyRefused) and device is not None:
+                with contextlib.suppress(FootctlError):
+                    held = self.pick(device)
+                    held.last_refusal = f"{exc.reason}: {exc.message}"
+                    self.publish(held)
+            return error_reply(exc, device)
+
+    async def _dispatch(self, request: Request) -> Reply:
+        if isinstance(request, PingRequest):
+            return self._reply(self.held)
+        if isinstance(request, StatusRequest):
+            if request.device is None:
+                return self._reply(self.held)
+            return self._reply([self.pick(request.device)])
+        if isinstance(request, StopRequest):
+            targets = self.targets(request.device)
+            notes = await asyncio.gather(*(self.stop(h, request.source) for h in targets))
+            return self._reply(targets, tuple(n for n in notes if n))
+        if isinstance(request, LeaseRequest):
+            for held in self.targets(request.device):
+                held.governor.lease(request.source, request.seconds)
+            return self._reply(self.targets(request.device))
+        if isinstance(request, SetRequest):
+            held = self.pick(request.device)
+            gov_request = GovRequest(
+                source=request.source, power=True, intensity=request.intensity,
+                heat=request.heat, mode=request.mode, zone=request.zone,
+            )
+            return self._reply([held], await self.submit(held, gov_request))
+        if isinstance(request, RunRequest):
+            held = self.pick(request.device)
+            from footctl.programs.loader import get_program  # noqa: PLC0415
+
+            program = get_program(request.program, _as_path(self.program_dir))
+            runner = await self.start_program(
+                held, program, unattended=request.source == "schedule", source=request.source
+            )
+            reply = self._reply([held], tuple(runner.notes))
+            return reply.model_copy(update={"started": runner.program.name})
+        if isinstance(request, WatchRequest):
+            raise UsageError("watch is a stream: use subscribe() (or the socket)")
+        raise UsageError(f"{request.kind} is not served by this owner",
+                         advice="schedules are the daemon's")
+
+    def _reply(self, held: Sequence[Held], notes: tuple[str, ...] = ()) -> Reply:
+        return Reply(devices=tuple(self.publish(h) for h in held), notes=notes,
+                     owner_pid=self.pid)
+
+    async def submit(self, held: Held, request: GovRequest) -> tuple[str, ...]:
+        """Serialized per massager: refused before connecting if the caps say no; a
+        stop arriving while it waits (its turn, or the connect) voids it."""
+        epoch = held.stop_epoch
+        if held.program_running and request.source not in ("program", "schedule"):
+            assert held.runner is not None
+            raise SafetyRefused("busy", f"{held.name}: program {held.runner.program.name} "
+                                "is running", advice="'footctl stop' ends it first")
+        held.governor.decide(request)  # refuse before connecting, not after
+        async with held.lock:
+            if held.stop_epoch != epoch:
+                raise _superseded()
+            await self.ensure_connected(held, epoch)
+            if held.stop_epoch != epoch:
+                raise _superseded()
+            held.last_refusal = None
+            notes = await self._submit_within_budget(held, request)
+        self.publish(held)
+        return notes
+
+    async def _submit_within_budget(self, held: Held, request: GovRequest) -> tuple[str, ...]:
+        gov = held.governor
+        if self.reply_budget_s is None:
+            _state, decision = await gov.submit(request)
+            return decision.notes
+        task = asyncio.ensure_future(gov.submit(request))
+        done, _ = await asyncio.wait({task}, timeout=self.reply_budget_s)
+        if task in done:
+            _state, decision = task.result()
+            return decision.notes
+        task.add_done_callback(_consume)
+        return (
+            f"ramping to intensity {gov.desired.intensity}: one level every "
+            f"{gov.limits.ramp_step_s:g} s; it goes on after this reply "
+            "('footctl watch' shows it)",
+        )
+
+    async def stop(self, held: Held, source: str = "cli") -> str | None:
+        """Everything off now; the running program ends. Never waits behind another
+        request. Returns a note if the off is not confirmed yet (it is then owed and
+        written first when the link returns)."""
+        held.note_stop()
+        note = None
+        try:
+            await self._send_stop(held, source)
+        except FootctlError as exc:
+            held.stop_owed = True
+            note = (f"{held.name}: everything off not confirmed yet ({exc.message}); "
+                    "it is written first when the link returns")
+            if not held.session.connected and not held.ever_connected:
+                self._connecting(held)
+        finally:
+            task = held.task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, FootctlError):
+                    await task
+            self.publish(held)
+        return note
+
+    async def _send_stop(self, held: Held, source: str) -> None:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            try:
+                await held.governor.stop(source=source, reason="stopped")
+            except TimeoutError as exc:
+                raise DeviceUnavailable("no answer from the massager") from exc
+        held.stop_owed = False
+
+    # --- programs ---------------------------------------------------------------------
+
+    def start_check(self, held: Held, now: datetime, zone: object = None) -> None:
+        """Raise SafetyRefused if a program may not start now: busy, cooldown since
+        the last session, or the night's session limit."""
+        if held.program_running:
+            raise SafetyRefused("busy", f"{held.name}: a program is running",
+                                advice="'footctl stop' ends it")
+        if held.governor.desired.running or held.session.state.running:
+            raise SafetyRefused("busy", f"{held.name}: the massager is running",
+                                advice="'footctl stop' ends it")
+        if self.journal is None:
+            return
+        from datetime import tzinfo  # noqa: PLC0415
+
+        tz = zone if isinstance(zone, tzinfo) else local_zone()
+        key = journal_key(held)
+        check = may_start(
+            now,
+            self.journal.last_session_end(key),
+            self.config.caps.cooldown_minutes,
+            sessions_tonight=len(self.journal.sessions_in_night(now, device=key, zone=tz)),
+            max_sessions_per_night=self.config.caps.max_sessions_per_night,
+        )
+        if not check.allowed:
+            raise SafetyRefused(check.reason or "refused", check.message)
+
+    async def start_program(
+        self,
+        held: Held,
+        program: Program,
+        *,
+        unattended: bool,
+        source: str,
+        now: datetime | None = None,
+        zone: object = None,
+    ) -> ProgramRunner:
+        """Check, connect and start ``program`` in the background; its runner.
+        Refusals (busy, cooldown, night limit, caps) raise before anything moves."""
+        epoch = held.stop_epoch
+        now = now or self._wall()
+        self.start_check(held, now, zone)
+        gov = held.governor
+        nights = 0
+        if self.journal is not None:
+            from datetime import tzinfo  # noqa: PLC0415
+
+            nights = self.journal.completed_nights(
+                program.name, journal_key(held), zone=zone if isinstance(zone, tzinfo) else None
+            )
+        hooks = self.hooks
+
+        def on_progress(p: Progress) -> None:
+            if hooks is not None:
+                hooks.follow(gov, p)
+            self.publish(held)
+
+        runner = ProgramRunner(
+            gov, program, completed_nights=nights, unattended=unattended, source=source,
+            clock=self._clock, sleep=self._sleep, on_progress=on_progress,
+        )
+        runner.assessment.raise_if_refused()
+        async with held.lock:
+            await self.ensure_connected(held, epoch)
+            if held.stop_epoch != epoch:
+                raise _superseded()
+            held.runner = runner
+            held.task = asyncio.get_running_loop().create_task(
+                self._run(held, runner), name=f"footctl[{held.name}].program"
+            )
+        _LOG.info("%s: program %s started (%s)", held.name, program.name, source)
+        self.publish(held)
+        return runner
+
+    async def _run(self, held: Held, runner: ProgramRunner) -> None:
+        try:
+            await runner.run()
+        except FootctlError as exc:
+            _LOG.error("%s: program %s failed: %s", held.name, runner.program.name, exc)
+        finally:
+            if self.hooks is not None:
+                self.hooks.forget(held.governor)
+            held.last_result = runner.result
+            held.task = None
+            self.publish(held)
+
+    async def wait_program(self, held: Held) -> RunResult | None:
+        """Wait for the running program (if any) to end; its result."""
+        task = held.task
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return held.last_result
+
+
+def journal_key(held: Held) -> str:
+    """What the journal calls a held massager (as the journal hooks write it)."""
+    return held.address.upper() or held.spec.profile.id
+
+
+def _as_path(value: os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _api_source(source: str) -> Source:
+    known: dict[str, Source] = {
+        "cli": "cli", "tui": "tui", "mqtt": "mqtt", "schedule": "schedule", "program": "program",
+    }
+    return known.get(source, "cli")
+
+
+def _superseded() -> SafetyRefused:
+    return SafetyRefused(
+        "superseded_by_stop", "a stop came first; this request was dropped",
+        advice="send it again if you still want it",
+    )
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a background task's outcome (so asyncio does not log it as lost)."""
+    if not task.cancelled() and task.exception() is not None:
+        name = task.get_name() if isinstance(task, asyncio.Task) else "background"
+        _LOG.info("%s: %s", name, task.exception())
+
+
+__all__ = ["DeviceSpec", "Held", "Owner", "build_governed", "journal_key"]

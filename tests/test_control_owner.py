@@ -1,0 +1,239 @@
+"""The in-process Owner: one request path per massager, stop preemption, the
+StateHub stream, many massagers, the cooldown, every request validated at the edge.
+
+Virtual massagers on a Bumble link, real sessions and governors built by the owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from footctl.config import Config
+from footctl.control.api import (
+    ErrorReply,
+    Reply,
+    SetRequest,
+    StatusRequest,
+    StopRequest,
+    parse_request,
+)
+from footctl.control.owner import DeviceSpec, Owner
+from footctl.errors import UsageError
+from footctl.journal import Journal
+from footctl.profile.schema import Profile
+from footctl.transport.ble import Radio
+from footctl.virtual import radio_for_world
+from footctl.virtual.link import VirtualWorld
+from footctl.virtual.peripheral import VirtualMassager
+from safety_harness import eventually
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.world = VirtualWorld()
+        self.massagers: list[VirtualMassager] = []
+        self.owner: Owner | None = None
+        self.closers: list[Any] = []
+
+    async def build(
+        self, profiles: list[Profile], config: Config | None = None,
+        journal: Journal | None = None, connect: bool = True,
+    ) -> Owner:
+        specs = []
+        for i, profile in enumerate(profiles):
+            m = await VirtualMassager.create(self.world, profile)
+            self.massagers.append(m)
+            specs.append(DeviceSpec(profile, m.address, f"m{i}", simulated=True))
+        vradio = await radio_for_world(self.world)
+        self.closers.append(vradio.close)
+        radio = Radio("virtual", vradio.scanner_backend, vradio.client_backend)
+        self.owner = Owner(config or Config(), [(s, radio) for s in specs], journal=journal,
+                           scan_timeout=5.0)
+        await self.owner.open(connect=connect)
+        return self.owner
+
+    async def close(self) -> None:
+        if self.owner is not None:
+            await self.owner.close()
+        for c in self.closers:
+            await c()
+        for m in self.massagers:
+            await m.close()
+        await self.world.close()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    r = Rig()
+    yield r
+    await r.close()
+
+
+def ok(reply: Reply | ErrorReply) -> Reply:
+    assert isinstance(reply, Reply), reply
+    return reply
+
+
+async def test_set_then_stop_and_the_stream_sees_each_change_in_order(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.build([profiles["shiatsu-aa55"]])
+    stream = owner.subscribe()
+    first = await stream.get()
+    assert [v.link for v in first] == ["connected"]
+    reply = ok(await owner.request(SetRequest(intensity=1, heat=1)))
+    assert (reply.devices[0].reported.power, reply.devices[0].reported.heat) == (True, 1)
+    assert reply.devices[0].session_source == "cli"
+    assert rig.massagers[0].model.running
+    ok(await owner.request(StopRequest(source="tui")))
+    assert not rig.massagers[0].model.running
+    seqs: list[int] = [v.seq for v in first]
+    while True:
+        views = await asyncio.wait_for(stream.get(), 5)
+        seqs += [v.seq for v in views]
+        if not views[-1].reported.power and not views[-1].desired.power:
+            break
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    stream.close()
+
+
+async def test_an_unknown_name_is_exit_3_and_two_massagers_need_a_name(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]])
+    reply = await owner.request(StatusRequest(device="nobody"))
+    assert isinstance(reply, ErrorReply) and reply.exit_code == 3
+    reply = await owner.request(SetRequest(intensity=1))
+    assert isinstance(reply, ErrorReply) and reply.exit_code == 2
+    ok(await owner.request(SetRequest(device="m1", intensity=1)))
+    assert rig.massagers[1].model.running and not rig.massagers[0].model.running
+    reply = await owner.request(StopRequest(device="nobody"))
+    assert isinstance(reply, ErrorReply) and reply.exit_code == 3
+    assert rig.massagers[1].model.running  # a stop naming nobody stops nothing
+    ok(await owner.request(StopRequest()))
+    assert not any(m.model.running for m in rig.massagers)
+
+
+async def test_a_stop_while_the_link_is_down_voids_the_waiting_set_and_lands_first(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.build([profiles["shiatsu-aa55"]])
+    massager = rig.massagers[0]
+    held = owner.held[0]
+    await massager.drop()
+    assert await eventually(lambda: not held.session.connected)
+    pending = asyncio.ensure_future(owner.request(SetRequest(intensity=1, heat=1)))
+    await asyncio.sleep(0.2)
+    assert not pending.done()  # waiting for the link
+    stop = asyncio.ensure_future(owner.request(StopRequest()))
+    voided = await asyncio.wait_for(pending, 5)
+    assert isinstance(voided, ErrorReply) and voided.reason == "superseded_by_stop"
+    await massager.restore()
+    await asyncio.wait_for(stop, 15)
+    assert await eventually(lambda: held.session.connected)
+    await asyncio.sleep(1.0)
+    assert not massager.model.running and massager.model.effective_heat == 0
+    frames = [f.to_dict() for f in massager.frames]
+    assert frames, "the owed off was written when the link returned"
+
+
+async def test_a_request_queued_behind_a_stop_never_runs(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.build([profiles["shiatsu-aa55"]], connect=False)
+    first = asyncio.ensure_future(owner.request(SetRequest(intensity=1)))
+    second = asyncio.ensure_future(owner.request(SetRequest(intensity=1, heat=1)))
+    await asyncio.sleep(0)
+    ok(await owner.request(StopRequest()))
+    for fut in (first, second):
+        reply = await asyncio.wait_for(fut, 10)
+        assert isinstance(reply, ErrorReply) and reply.reason == "superseded_by_stop", reply
+    await asyncio.sleep(0.5)
+    assert not rig.massagers[0].model.running
+
+
+async def test_the_cooldown_holds_for_a_new_session_through_the_owner(
+    rig: Rig, profiles: dict[str, Profile], tmp_path: Any
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        owner = await rig.build([profiles["shiatsu-aa55"]], journal=journal)
+        ok(await owner.request(SetRequest(intensity=1, heat=1)))
+        ok(await owner.request(StopRequest()))
+        again = await owner.request(SetRequest(intensity=1, heat=1))
+        assert isinstance(again, ErrorReply) and again.reason == "cooldown", again
+        assert owner.snapshot()[0].last_refusal is None  # no device named: not recorded
+        again = await owner.request(SetRequest(device="m0", heat=1))
+        assert isinstance(again, ErrorReply) and again.reason == "cooldown"
+        assert (owner.snapshot()[0].last_refusal or "").startswith("cooldown")
+        assert not rig.massagers[0].model.running
+    finally:
+        journal.close()
+
+
+async def test_sixteen_massagers_and_a_drop_on_one_disturbs_no_other(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.build([profiles["shiatsu-aa55"]] * 16)
+    replies = await asyncio.gather(
+        *(owner.request(SetRequest(device=f"m{i}", intensity=1)) for i in range(16))
+    )
+    assert all(isinstance(r, Reply) for r in replies), replies
+    assert all(m.model.running for m in rig.massagers)
+    await rig.massagers[3].drop()
+    assert await eventually(lambda: not owner.held[3].session.connected)
+    ok(await owner.request(StopRequest(device="m7")))
+    assert not rig.massagers[7].model.running
+    others = [i for i in range(16) if i not in (3, 7)]
+    assert all(rig.massagers[i].model.running for i in others)
+    assert all(owner.held[i].session.connected for i in others)
+    views = {v.name: v for v in owner.snapshot()}
+    assert views["m3"].link == "lost" and views["m4"].link == "connected"
+    await rig.massagers[3].restore()
+    assert await eventually(lambda: owner.held[3].session.connected, 15)
+    ok(await owner.request(StopRequest()))
+    assert not any(m.model.running for m in rig.massagers)
+
+
+# --- the API models at the edge ------------------------------------------------------
+
+BAD_NUMBERS = st.one_of(
+    st.just(math.nan), st.just(math.inf), st.just(-math.inf), st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
+    st.integers(max_value=-1), st.integers(min_value=256), st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(field=st.sampled_from(["intensity", "heat", "zone"]), value=BAD_NUMBERS)
+def test_type_confused_and_non_finite_values_never_pass_the_edge(field: str, value: Any) -> None:
+    with pytest.raises(UsageError):
+        parse_request({"kind": "set", field: value})
+    import json
+
+    line = json.dumps({"kind": "set", field: value})  # NaN/Infinity as Python's json writes
+    with pytest.raises(UsageError):
+        parse_request(line)
+
+
+@given(
+    source=st.text(max_size=8).filter(lambda s: s not in ("cli", "tui", "mqtt", "schedule",
+                                                          "program")),
+)
+def test_an_unknown_source_is_refused(source: str) -> None:
+    with pytest.raises(UsageError):
+        parse_request({"kind": "stop", "source": source})
+
+
+@given(intensity=st.integers(0, 255), heat=st.integers(0, 15))
+def test_valid_levels_pass_as_ints(intensity: int, heat: int) -> None:
+    request = parse_request({"kind": "set", "intensity": intensity, "heat": heat, "source": "mqtt"})
+    assert isinstance(request, SetRequest)
+    assert type(request.intensity) is int and request.intensity == intensity
