@@ -74,6 +74,13 @@ async def check_broker(settings: BrokerSettings, timeout: float = BROKER_TIMEOUT
         return CheckResult(False, broker, f"{broker} refused the connection ({exc})",
                            error="refused", exit_code=ExitCode.UNREACHABLE)
     except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+        text = str(exc)
+        if "SSL" in text or "CERTIFICATE" in text:
+            return CheckResult(
+                False, broker, f"{broker}: TLS failed ({text})", error="tls",
+                advice="point [mqtt] ca_file at the CA that signed the broker's certificate",
+                exit_code=ExitCode.UNREACHABLE,
+            )
         return CheckResult(
             False, broker, f"{broker} is not reachable ({exc or type(exc).__name__})",
             error="unreachable",
