@@ -140,7 +140,11 @@ def _more_commands(add: Any) -> None:
     p = add("rate", "rate last night's sleep (1-5) on the latest session")
     p.add_argument("rating", type=_int_arg, metavar="N")
     p.add_argument("--note", metavar="TEXT")
-    add("daemon", "hold the massagers, run the schedules, serve the control socket")
+    p = add("daemon", "hold the massagers, run the schedules, serve the control socket")
+    _mqtt_flag(p)
+    p = add("mqtt", "the MQTT bridge (Home Assistant)")
+    msub = p.add_subparsers(dest="mqtt_command", metavar="ACTION", required=True)
+    _mqtt_flag(add("check", "is the broker reachable, and do the credentials work?", msub))
     p = add("service", "the systemd user unit for the daemon")
     vsub = p.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     vi = add("install", "write ~/.config/systemd/user/footctl.service", vsub)
@@ -151,6 +155,13 @@ def _more_commands(add: Any) -> None:
     p.add_argument("--port", type=int, default=0, help="link port (default: any free port)")
     p.add_argument("--control-port", type=int, default=0, help="control port (default: any)")
     p.add_argument("--log-frames", action="store_true", help="log every frame received")
+
+
+def _mqtt_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mqtt", metavar="URL", default=None,
+                   help="the MQTT broker, mqtt://[user@]host[:port] or mqtts://... (env "
+                   "FOOTCTL_MQTT_URL; else [mqtt] url in the config; password in env "
+                   "FOOTCTL_MQTT_PASSWORD)")
 
 
 class Output:

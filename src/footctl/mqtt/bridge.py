@@ -263,6 +263,10 @@ class MqttBridge:
         await self._publish_state(client, view, force=True)
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
+        # The last state (everything off, when the owner is closing) may still be
+        # waiting for its turn in the pump: it goes out now, before "offline".
+        for view in self.controller.snapshot():
+            await self._publish_state(client, view)
         for device_id in list(self._views):
             await client.publish(
                 self.topics.availability(topic_id(device_id)), NOT_AVAILABLE, qos=1, retain=True

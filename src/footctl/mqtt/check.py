@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from footctl.errors import ExitCode
+from footctl.config import MqttConfig
+from footctl.errors import ExitCode, UsageError
 from footctl.mqtt.bridge import BROKER_TIMEOUT_S
-from footctl.mqtt.settings import PASSWORD_ENV, BrokerSettings
+from footctl.mqtt.settings import PASSWORD_ENV, URL_ENV, BrokerSettings, resolve
+
+if TYPE_CHECKING:
+    from footctl.cli import Output
 
 # CONNACK codes for refused credentials: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135).
 _BAD_CREDENTIALS = frozenset({4, 5, 134, 135})
@@ -89,3 +94,21 @@ async def check_broker(settings: BrokerSettings, timeout: float = BROKER_TIMEOUT
         )
     who = f" as {settings.username}" if settings.username else ""
     return CheckResult(True, broker, f"{broker} is reachable; connected{who}")
+
+
+async def mqtt_command(flag_url: str | None, section: MqttConfig | None, out: Output) -> int:
+    """``footctl mqtt check``: print the result; exit 0, 2 (credentials or no broker
+    configured) or 3 (unreachable)."""
+    settings = resolve(section, flag_url)
+    if settings is None:
+        raise UsageError(
+            "no MQTT broker configured",
+            advice=f"--mqtt mqtt://host, ${URL_ENV}, or [mqtt] url in the config file",
+        )
+    result = await check_broker(settings)
+    if result.ok:
+        out.result(result.to_dict(), result.message)
+    else:
+        text = result.message + (f" ({result.advice})" if result.advice else "")
+        out.error(result.to_dict(), text)
+    return result.exit_code
