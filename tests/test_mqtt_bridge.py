@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from footctl.mqtt.bridge import MIN_STATE_INTERVAL_S
+from footctl.mqtt.bridge import STATE_BURST, STATE_RATE_PER_S
 from footctl.mqtt.check import check_broker
 from footctl.profile.schema import Profile
 from ha_schema import check_component, expand_device_discovery
@@ -382,8 +382,8 @@ async def test_a_flood_of_commands_is_coalesced(rig: Rig, profiles: dict[str, Pr
         await hub.wait(t.state(tid), lambda s: state_of(s.payload)["intensity"] == 7, since=mark)
         elapsed = loop.time() - started
         states = hub.on(t.state(tid), since=mark)
-        # At most one state per MIN_STATE_INTERVAL_S per massager (and the first at once).
-        assert len(states) <= elapsed / MIN_STATE_INTERVAL_S + 2, (len(states), elapsed)
+        # A burst, then at most STATE_RATE_PER_S per massager.
+        assert len(states) <= STATE_BURST + elapsed * STATE_RATE_PER_S + 1, (len(states), elapsed)
         assert hub.on(t.error(tid), since=mark) == []
         await hub.publish(t.set(tid), '{"stop": true}')
         assert await eventually(lambda: not m.running)

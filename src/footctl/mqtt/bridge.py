@@ -2,7 +2,7 @@
 :class:`footctl.control.port.Controller` only.
 
 It reads the owner's state stream and publishes each massager's state (retained,
-coalesced to at most one message per :data:`MIN_STATE_INTERVAL_S` per massager),
+coalesced: a burst, then at most :data:`STATE_RATE_PER_S` per massager),
 availability and Home Assistant discovery; it turns command payloads into control-API
 requests (source ``mqtt``), validated once in :mod:`footctl.mqtt.payloads`, and answers
 refusals and malformed payloads on the error topic. While MQTT commands keep a
@@ -58,9 +58,13 @@ from footctl.mqtt.topics import AVAILABLE, NOT_AVAILABLE, Topics, topic_id
 
 _LOG = logging.getLogger(__name__)
 
-# "At most a few state messages per second per massager": a change goes out at once
-# if the last one is older than this, else the latest view goes out when it is due.
-MIN_STATE_INTERVAL_S = 0.2
+# "At most a few state messages per second per massager", without holding back the
+# answer to a command: a token bucket per massager. A change goes out at once while
+# tokens last (a burst of STATE_BURST: a command's result is never delayed by the
+# once-a-second timer update just before it); past that, STATE_RATE per second, each
+# carrying the latest view (the ones in between are coalesced away).
+STATE_BURST = 5
+STATE_RATE_PER_S = 5.0
 
 # Reconnect delays after a failed or lost connection; the last repeats. Capped at 2 s
 # so state, availability and discovery are back within 5 s of the broker's return.
@@ -96,6 +100,31 @@ class _Lane:
 
 
 @dataclass
+class _Bucket:
+    """Tokens for state messages of one massager."""
+
+    tokens: float = STATE_BURST
+    at: float = float("-inf")
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(STATE_BURST, self.tokens + (now - self.at) * STATE_RATE_PER_S)
+        self.at = now
+
+    def take(self, now: float) -> bool:
+        """Spend a token if there is one."""
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def ready_at(self, now: float) -> float:
+        """When the next token is there."""
+        self._refill(now)
+        return now + max(0.0, 1 - self.tokens) / STATE_RATE_PER_S
+
+
+@dataclass
 class BridgeStats:
     """Counters for tests, the demo and the benchmark."""
 
@@ -123,7 +152,7 @@ class MqttBridge:
         self._leased: set[str] = set()
         self._lanes: dict[str, _Lane] = {}
         self._last_state: dict[str, bytes] = {}
-        self._last_state_at: dict[str, float] = {}
+        self._buckets: dict[str, _Bucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: aiomqtt.Client | None = None
         self._client_was_up = False
@@ -281,8 +310,8 @@ class MqttBridge:
         while True:
             wait = None
             if pending:
-                due = min(self._due(d) for d in pending)
-                wait = max(0.0, due - loop.time())
+                now = loop.time()
+                wait = max(0.0, min(self._bucket(d).ready_at(now) for d in pending) - now)
             views: list[DeviceView] = []
             try:
                 async with asyncio.timeout(wait):
@@ -301,12 +330,17 @@ class MqttBridge:
                 pending[view.device_id] = view
             now = loop.time()
             for device_id, view in list(pending.items()):
-                if now >= self._due(device_id):
+                if self._unchanged(view) or self._bucket(device_id).take(now):
                     del pending[device_id]
                     await self._publish_state(client, view)
 
-    def _due(self, device_id: str) -> float:
-        return self._last_state_at.get(device_id, float("-inf")) + MIN_STATE_INTERVAL_S
+    def _bucket(self, device_id: str) -> _Bucket:
+        return self._buckets.setdefault(device_id, _Bucket())
+
+    def _unchanged(self, view: DeviceView) -> bool:
+        """True if this view would publish the same bytes as the last (nothing to send)."""
+        data = encode(state_payload(view, self._selected.get(view.device_id)))
+        return self._last_state.get(view.device_id) == data
 
     async def _publish_state(
         self, client: aiomqtt.Client, view: DeviceView, *, force: bool = False
@@ -315,7 +349,6 @@ class MqttBridge:
         if not force and self._last_state.get(view.device_id) == data:
             return
         self._last_state[view.device_id] = data
-        self._last_state_at[view.device_id] = asyncio.get_running_loop().time()
         await client.publish(self.topics.state(topic_id(view.device_id)), data, retain=True)
         self.stats.states_published += 1
 
