@@ -1,4 +1,5 @@
-"""footctl benchmarks: codec speed, and the session path over the virtual link.
+"""footctl benchmarks: codec speed, the session path over the virtual link, and the
+MQTT bridge (set -> state published vs a pub/sub round trip; bench/mqtt_bridge.py).
 
 Every number is a median (with p90) of repeated measurements taken in one run, and
 the interesting ones are ratios of two paths measured side by side (session `set`
@@ -131,6 +132,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results/bench.json")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--mqtt-commands", type=int, default=300,
+                        help="MQTT set -> state published, this many commands (0: skip)")
+    parser.add_argument("--only-mqtt", action="store_true", help="only the MQTT bridge bench")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -139,10 +143,17 @@ async def main() -> None:
         "profiles": {},
     }
     for pid, profile in sorted(find_profiles().items()):
+        if args.only_mqtt:
+            break
         entry = bench_codec(profile, args.rounds)
         entry.update(await bench_link(profile, args.rounds))
         results["profiles"][pid] = entry
         print(f"{pid}: {json.dumps(entry)}", file=sys.stderr)
+    if args.mqtt_commands > 0:
+        from mqtt_bridge import bench_mqtt  # bench/ is on sys.path when run as a script
+
+        results["mqtt"] = await bench_mqtt(args.mqtt_commands)
+        print(f"mqtt: {json.dumps(results['mqtt'])}", file=sys.stderr)
     results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out = Path(args.out)
     await asyncio.to_thread(out.parent.mkdir, parents=True, exist_ok=True)

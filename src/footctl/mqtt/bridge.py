@@ -330,26 +330,29 @@ class MqttBridge:
                 pending[view.device_id] = view
             now = loop.time()
             for device_id, view in list(pending.items()):
-                if self._unchanged(view) or self._bucket(device_id).take(now):
+                data = self._state_bytes(view)
+                if data == self._last_state.get(device_id):
+                    del pending[device_id]  # nothing we show changed (seq, pid, ...)
+                elif self._bucket(device_id).take(now):
                     del pending[device_id]
-                    await self._publish_state(client, view)
+                    await self._send_state(client, device_id, data)
 
     def _bucket(self, device_id: str) -> _Bucket:
         return self._buckets.setdefault(device_id, _Bucket())
 
-    def _unchanged(self, view: DeviceView) -> bool:
-        """True if this view would publish the same bytes as the last (nothing to send)."""
-        data = encode(state_payload(view, self._selected.get(view.device_id)))
-        return self._last_state.get(view.device_id) == data
+    def _state_bytes(self, view: DeviceView) -> bytes:
+        return encode(state_payload(view, self._selected.get(view.device_id)))
 
     async def _publish_state(
         self, client: aiomqtt.Client, view: DeviceView, *, force: bool = False
     ) -> None:
-        data = encode(state_payload(view, self._selected.get(view.device_id)))
-        if not force and self._last_state.get(view.device_id) == data:
-            return
-        self._last_state[view.device_id] = data
-        await client.publish(self.topics.state(topic_id(view.device_id)), data, retain=True)
+        data = self._state_bytes(view)
+        if force or self._last_state.get(view.device_id) != data:
+            await self._send_state(client, view.device_id, data)
+
+    async def _send_state(self, client: aiomqtt.Client, device_id: str, data: bytes) -> None:
+        self._last_state[device_id] = data
+        await client.publish(self.topics.state(topic_id(device_id)), data, retain=True)
         self.stats.states_published += 1
 
     # --- commands in -----------------------------------------------------------------------
