@@ -5,14 +5,17 @@ massager did."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import aiomqtt
 import pytest
 
-from footctl.mqtt.bridge import STATE_BURST, STATE_RATE_PER_S
+from footctl.control.port import Controller
+from footctl.mqtt.bridge import STATE_BURST, STATE_RATE_PER_S, MqttBridge
 from footctl.mqtt.check import check_broker
 from footctl.profile.schema import Profile
 from ha_schema import check_component, expand_device_discovery
@@ -387,3 +390,48 @@ async def test_a_flood_of_commands_is_coalesced(rig: Rig, profiles: dict[str, Pr
         assert hub.on(t.error(tid), since=mark) == []
         await hub.publish(t.set(tid), '{"stop": true}')
         assert await eventually(lambda: not m.running)
+
+
+async def test_the_bridge_stops_promptly_after_its_owner_closed(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    """The daemon's order: the owner closes (everything off), then the bridge is
+    cancelled. A cancel lost inside an aiomqtt publish once left the bridge waiting on
+    the state stream forever, and the daemon never exited."""
+    owner = await rig.owner([profiles["shiatsu-aa55"]])
+    async with rig.hub() as hub:
+        bridge = await rig.bridge(owner)
+        t, tid = rig.topics(), rig.tid(0)
+        await hub.publish(t.set(tid), '{"intensity": 2}')
+        m = rig.massagers[0].model
+        assert await eventually(lambda: m.running)
+        await hub.publish(t.set(tid, "stop"), "PRESS")
+        assert await eventually(lambda: not m.running)
+        await asyncio.sleep(0.5)
+        await owner.close()
+        _bridge, task = rig.bridges[0]
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert task in done, "the bridge did not stop"
+        await hub.wait(t.bridge_state, lambda msg: msg.payload == b"offline")
+        off = await hub.wait(t.state(tid), lambda msg: state_of(msg.payload)["power"] is False)
+        assert off is not None
+        assert not bridge.connected.is_set()
+
+
+async def test_a_cancel_lost_inside_an_mqtt_call_is_raised_again(rig: Rig) -> None:
+    """Python 3.11's asyncio.wait_for (aiomqtt awaits acknowledgements with it) drops a
+    cancel that arrives together with the answer; the bridge raises it again."""
+    bridge = MqttBridge(cast(Controller, object()), rig.settings())
+
+    async def lossy() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the cancel lands here and is dropped, as wait_for did
+        return 1
+
+    task = asyncio.create_task(bridge._call(lossy()))
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -22,6 +22,7 @@ import logging
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiomqtt
 
@@ -57,6 +58,7 @@ from footctl.mqtt.settings import BrokerSettings
 from footctl.mqtt.topics import AVAILABLE, NOT_AVAILABLE, Topics, topic_id
 
 _LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # "At most a few state messages per second per massager", without holding back the
 # answer to a command: a token bucket per massager. A change goes out at once while
@@ -157,6 +159,7 @@ class MqttBridge:
         self._client: aiomqtt.Client | None = None
         self._client_was_up = False
         self._sweeping = False
+        self._closing = False
 
     # --- the connection loop ------------------------------------------------------------
 
@@ -229,6 +232,7 @@ class MqttBridge:
                     tg.create_task(self._renew_leases(), name="footctl.mqtt.lease")
                     await reader
             except asyncio.CancelledError:
+                self._closing = True  # the cancel was delivered: goodbye may publish
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(GOODBYE_TIMEOUT_S):
                         await self._goodbye(client)
@@ -244,15 +248,15 @@ class MqttBridge:
         filters = [(f, 1) for f in t.set_filters]
         if self.settings.discovery:
             filters.append((t.ha_status, 1))
-        await client.subscribe(filters)
-        await client.publish(t.bridge_state, AVAILABLE, qos=1, retain=True)
+        await self._call(client.subscribe(filters))
+        await self._pub(client, t.bridge_state, AVAILABLE, qos=1, retain=True)
         await self._publish_all(client)
         if self.settings.discovery:
             # Retained configs of massagers that left our config: removed when they
             # arrive; the sync marker comes after them all.
             self._sweeping = True
-            await client.subscribe([(t.discovery_filter, 1), (t.sync, 1)])
-            await client.publish(t.sync, "sync", qos=1)
+            await self._call(client.subscribe([(t.discovery_filter, 1), (t.sync, 1)]))
+            await self._pub(client, t.sync, "sync", qos=1)
         self.connected.set()
 
     async def _publish_all(self, client: aiomqtt.Client) -> None:
@@ -286,10 +290,27 @@ class MqttBridge:
         caps = self._caps.get(view.device_id)
         if self.settings.discovery and caps is not None:
             config = discovery_config(view, caps, self.topics)
-            await client.publish(self.topics.discovery(tid), encode(config), qos=1, retain=True)
+            await self._pub(client, self.topics.discovery(tid), encode(config), qos=1, retain=True)
             self.stats.announced += 1
-        await client.publish(self.topics.availability(tid), AVAILABLE, qos=1, retain=True)
+        await self._pub(client, self.topics.availability(tid), AVAILABLE, qos=1, retain=True)
         await self._publish_state(client, view, force=True)
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        """Await an aiomqtt call, and re-raise a cancellation it swallowed: on Python
+        3.11 ``asyncio.wait_for`` (which aiomqtt awaits PUBACKs with) loses a cancel
+        that arrives with the answer, and the task would then wait forever on the
+        state stream, holding up the daemon's shutdown (found by scripts/demo)."""
+        result = await call
+        task = asyncio.current_task()
+        if task is not None and task.cancelling() and not self._closing:
+            raise asyncio.CancelledError
+        return result
+
+    async def _pub(
+        self, client: aiomqtt.Client, topic: str, payload: str | bytes, *, qos: int = 0,
+        retain: bool = False,
+    ) -> None:
+        await self._call(client.publish(topic, payload, qos=qos, retain=retain))
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         # The last state (everything off, when the owner is closing) may still be
@@ -297,10 +318,10 @@ class MqttBridge:
         for view in self.controller.snapshot():
             await self._publish_state(client, view)
         for device_id in list(self._views):
-            await client.publish(
-                self.topics.availability(topic_id(device_id)), NOT_AVAILABLE, qos=1, retain=True
-            )
-        await client.publish(self.topics.bridge_state, NOT_AVAILABLE, qos=1, retain=True)
+            tid = topic_id(device_id)
+            await self._pub(client, self.topics.availability(tid), NOT_AVAILABLE, qos=1,
+                            retain=True)
+        await self._pub(client, self.topics.bridge_state, NOT_AVAILABLE, qos=1, retain=True)
 
     # --- state out -------------------------------------------------------------------------
 
@@ -352,7 +373,7 @@ class MqttBridge:
 
     async def _send_state(self, client: aiomqtt.Client, device_id: str, data: bytes) -> None:
         self._last_state[device_id] = data
-        await client.publish(self.topics.state(topic_id(device_id)), data, retain=True)
+        await self._pub(client, self.topics.state(topic_id(device_id)), data, retain=True)
         self.stats.states_published += 1
 
     # --- commands in -----------------------------------------------------------------------
@@ -380,7 +401,7 @@ class MqttBridge:
         if topic == t.sync:
             if self._sweeping:
                 self._sweeping = False
-                await client.unsubscribe([t.discovery_filter, t.sync])
+                await self._call(client.unsubscribe([t.discovery_filter, t.sync]))
             return
         oid = t.parse_discovery(topic)
         if oid is not None:
@@ -428,9 +449,9 @@ class MqttBridge:
         if not isinstance(config, dict) or not is_ours(config, self.topics):
             return
         _LOG.info("mqtt: %s left the config: removing it from Home Assistant", tid)
-        await client.publish(topic, b"", qos=1, retain=True)
-        await client.publish(self.topics.state(tid), b"", qos=1, retain=True)
-        await client.publish(self.topics.availability(tid), b"", qos=1, retain=True)
+        await self._pub(client, topic, b"", qos=1, retain=True)
+        await self._pub(client, self.topics.state(tid), b"", qos=1, retain=True)
+        await self._pub(client, self.topics.availability(tid), b"", qos=1, retain=True)
         self.stats.removed.append(tid)
 
     async def _command(
@@ -534,7 +555,7 @@ class MqttBridge:
         _LOG.info("mqtt: %s on %s: %s", error, topic, message)
         body = error_payload(error, message, topic=topic, payload=payload, reason=reason,
                              advice=advice, device=device)
-        await client.publish(self.topics.error(tid), body, qos=1)
+        await self._pub(client, self.topics.error(tid), body, qos=1)
         self.stats.errors_published += 1
 
     # --- the lease ---------------------------------------------------------------------------
