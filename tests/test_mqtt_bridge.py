@@ -15,8 +15,9 @@ import aiomqtt
 import pytest
 
 from footctl.control.port import Controller
-from footctl.mqtt.bridge import STATE_BURST, STATE_RATE_PER_S, MqttBridge
+from footctl.mqtt.bridge import MqttBridge
 from footctl.mqtt.check import check_broker
+from footctl.mqtt.flow import STATE_BURST, STATE_RATE_PER_S
 from footctl.profile.schema import Profile
 from ha_schema import check_component, expand_device_discovery
 from mqtt_broker import Broker, broker, make_test_ca, own_broker, running  # noqa: F401

@@ -41,6 +41,7 @@ from footctl.control.api import (
 )
 from footctl.control.port import Controller, Stream
 from footctl.mqtt.discovery import discovery_config, is_ours
+from footctl.mqtt.flow import Bucket, CommandLanes
 from footctl.mqtt.payloads import (
     Apply,
     Command,
@@ -59,14 +60,6 @@ from footctl.mqtt.topics import AVAILABLE, NOT_AVAILABLE, Topics, topic_id
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# "At most a few state messages per second per massager", without holding back the
-# answer to a command: a token bucket per massager. A change goes out at once while
-# tokens last (a burst of STATE_BURST: a command's result is never delayed by the
-# once-a-second timer update just before it); past that, STATE_RATE per second, each
-# carrying the latest view (the ones in between are coalesced away).
-STATE_BURST = 5
-STATE_RATE_PER_S = 5.0
 
 # Reconnect delays after a failed or lost connection; the last repeats. Capped at 2 s
 # so state, availability and discovery are back within 5 s of the broker's return.
@@ -90,40 +83,6 @@ MAX_QUEUED_INCOMING = 1000
 DEFAULT_PROGRAM = "wind-down"
 
 SOURCE: Source = "mqtt"
-
-
-@dataclass
-class _Lane:
-    """One massager's command path: one request in flight, one waiting (the latest;
-    settings merge). A stop goes past both and voids the waiting one."""
-
-    busy: bool = False
-    pending: tuple[Command, bytes, str] | None = None
-
-
-@dataclass
-class _Bucket:
-    """Tokens for state messages of one massager."""
-
-    tokens: float = STATE_BURST
-    at: float = float("-inf")
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(STATE_BURST, self.tokens + (now - self.at) * STATE_RATE_PER_S)
-        self.at = now
-
-    def take(self, now: float) -> bool:
-        """Spend a token if there is one."""
-        self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def ready_at(self, now: float) -> float:
-        """When the next token is there."""
-        self._refill(now)
-        return now + max(0.0, 1 - self.tokens) / STATE_RATE_PER_S
 
 
 @dataclass
@@ -152,10 +111,9 @@ class MqttBridge:
         self._tids: dict[str, str] = {}  # topic id -> device id
         self._selected: dict[str, str] = {}
         self._leased: set[str] = set()
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes = CommandLanes(self._execute)
         self._last_state: dict[str, bytes] = {}
-        self._buckets: dict[str, _Bucket] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._buckets: dict[str, Bucket] = {}
         self._client: aiomqtt.Client | None = None
         self._client_was_up = False
         self._sweeping = False
@@ -193,8 +151,7 @@ class MqttBridge:
                 attempt += 1
         finally:
             stream.close()
-            for task in list(self._tasks):
-                task.cancel()
+            self._lanes.cancel()
 
     def _new_client(self, tls: ssl.SSLContext | None) -> aiomqtt.Client:
         s = self.settings
@@ -358,8 +315,8 @@ class MqttBridge:
                     del pending[device_id]
                     await self._send_state(client, device_id, data)
 
-    def _bucket(self, device_id: str) -> _Bucket:
-        return self._buckets.setdefault(device_id, _Bucket())
+    def _bucket(self, device_id: str) -> Bucket:
+        return self._buckets.setdefault(device_id, Bucket())
 
     def _state_bytes(self, view: DeviceView) -> bytes:
         return encode(state_payload(view, self._selected.get(view.device_id)))
@@ -471,38 +428,7 @@ class MqttBridge:
             if view is not None:
                 await self._publish_state(client, view)
             return
-        lane = self._lanes.setdefault(device_id, _Lane())
-        if isinstance(command, Stop):
-            lane.pending = None  # a command queued before the stop must not run after it
-            self._spawn(self._execute(device_id, command, payload, topic), f"stop {tid}")
-            return
-        if lane.busy:
-            queued = lane.pending
-            if queued is not None and isinstance(queued[0], Apply) and isinstance(command, Apply):
-                command = queued[0].merged(command)
-            lane.pending = (command, payload, topic)
-            return
-        lane.busy = True
-        self._spawn(self._drain(device_id, lane, (command, payload, topic)), f"set {tid}")
-
-    def _spawn(self, coro: Awaitable[None], what: str) -> None:
-        async def run() -> None:
-            await coro
-
-        task = asyncio.get_running_loop().create_task(run(), name=f"footctl.mqtt[{what}]")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _drain(
-        self, device_id: str, lane: _Lane, first: tuple[Command, bytes, str]
-    ) -> None:
-        item: tuple[Command, bytes, str] | None = first
-        try:
-            while item is not None:
-                await self._execute(device_id, *item)
-                item, lane.pending = lane.pending, None
-        finally:
-            lane.busy = False
+        self._lanes.submit(device_id, (command, payload, topic))
 
     def _request_for(self, device_id: str, command: Command) -> Request | str:
         if isinstance(command, Stop):
