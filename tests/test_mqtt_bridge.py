@@ -14,6 +14,7 @@ from typing import cast
 import aiomqtt
 import pytest
 
+from footctl.control.api import Reply, SetRequest, StopRequest
 from footctl.control.port import Controller
 from footctl.mqtt.bridge import MqttBridge
 from footctl.mqtt.check import check_broker
@@ -56,12 +57,13 @@ def state_of(payload: bytes) -> dict[str, object]:
     return data
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 async def test_set_reaches_the_massager_and_the_new_state_comes_back(
-    rig: Rig, profiles: dict[str, Profile]
+    rig: Rig, profiles: dict[str, Profile], protocol: str
 ) -> None:
     owner = await rig.owner([profiles["shiatsu-aa55"]])
     async with rig.hub() as hub:
-        await rig.bridge(owner)
+        await rig.bridge(owner, rig.settings(protocol=protocol))
         t, tid = rig.topics(), rig.tid(0)
         assert (await hub.wait(t.bridge_state)).payload == b"online"
         assert (await hub.wait(t.availability(tid))).payload == b"online"
@@ -436,3 +438,32 @@ async def test_a_cancel_lost_inside_an_mqtt_call_is_raised_again(rig: Rig) -> No
     task = asyncio.create_task(bridge._call(lossy()))
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_broker_that_is_down_blocks_nothing_and_its_return_is_noticed(
+    own_broker: Broker, profiles: dict[str, Profile]  # noqa: F811 - the fixture above
+) -> None:
+    own_broker.stop()
+    rig = Rig(own_broker)
+    try:
+        owner = await rig.owner([profiles["shiatsu-aa55"]])
+        bridge = await rig.bridge(owner, wait=False)
+        await asyncio.sleep(1.0)  # a few failed attempts
+        assert bridge.stats.connects == 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        reply = await owner.request(SetRequest(intensity=2))
+        assert isinstance(reply, Reply)
+        assert loop.time() - started < 2.0  # the owner does not wait on the broker
+        await owner.request(StopRequest())
+        await asyncio.sleep(2.5)  # the backoff is at its cap now
+        own_broker.start()
+        back = loop.time()
+        async with rig.hub() as hub:
+            t, tid = rig.topics(), rig.tid(0)
+            await hub.wait(t.discovery(tid), timeout=5)
+            await hub.wait(t.availability(tid), timeout=5 - (loop.time() - back))
+            state = await hub.wait(t.state(tid), timeout=5 - (loop.time() - back))
+            assert state_of(state.payload)["power"] is False
+    finally:
+        await rig.close()
