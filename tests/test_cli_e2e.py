@@ -100,11 +100,11 @@ def test_set_reports_confirmed_state(profile_id: str) -> None:
     data = one_json(proc)
     assert data["ok"] is True
     device = data["device"]
-    assert device["running"] is True
-    assert device["connected"] is True
+    assert device["reported"]["power"] is True
+    assert device["link"] == "connected"
     assert device["assumed"] is False  # confirmed by a status notification
     for key, value in expected.items():
-        assert device[key] == value, (key, device)
+        assert device["reported"][key] == value, (key, device)
 
 
 @pytest.mark.parametrize("profile_id", sorted(SETS))
@@ -123,14 +123,14 @@ def test_stop_reports_everything_off(profile_id: str) -> None:
     proc = footctl("--simulate", profile_id, "--json", "stop")
     assert proc.returncode == 0, proc.stderr
     device = one_json(proc)["device"]
-    assert device["running"] is False
-    assert device["heat"] == 0
+    assert device["reported"]["power"] is False
+    assert device["reported"]["heat"] == 0
 
 
 def test_acceptance_aa55_set_prints_intensity_and_heat() -> None:
     proc = footctl("--simulate", "shiatsu-aa55", "--json", "set", "--intensity", "3", "--heat", "1")
     assert proc.returncode == 0, proc.stderr
-    device = one_json(proc)["device"]
+    device = one_json(proc)["device"]["reported"]
     assert (device["intensity"], device["heat"]) == (3, 1)
 
 
@@ -158,6 +158,7 @@ def test_profile_check_names_file_and_field(tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2() -> None:
     assert footctl("--simulate", "shiatsu-aa55", "set").returncode == 2
+    assert footctl("--simulate", "shiatsu-aa55", "set", "--intensity", "x").returncode == 2
     assert footctl("--simulate", "no-such-profile", "status").returncode == 2
     assert footctl("--simulate", "shiatsu-aa55", "set", "--mode", "tickle").returncode == 2
 
@@ -212,17 +213,17 @@ def test_guardian_holds_session_and_stop_from_elsewhere_ends_it(
     try:
         assert guardian.stdout is not None
         first = json.loads(guardian.stdout.readline())
-        assert first["device"]["intensity"] == 2
-        assert first["timers"]["heat_left_s"] > 0
-        assert guardian.poll() is None  # still guarding
-        # Another terminal: status and set go through the guardian
+        assert first["device"]["reported"]["intensity"] == 2
+        assert first["device"]["timers"]["heat_left_s"] > 0
+        assert guardian.poll() is None  # still the owner
+        # Another terminal: status and set go through the owner
         status = one_json(footctl("--link", link, "--json", "status", check=True))
-        assert status["via"] == "guardian"
+        assert status["via"] == f"owner {guardian.pid}"
         changed = one_json(footctl("--link", link, "--json", "set", "--intensity", "4", check=True))
-        assert changed["device"]["intensity"] == 4
+        assert changed["device"]["reported"]["intensity"] == 4
         assert device_state(ctl)["intensity"] == 4
         stopped = one_json(footctl("--link", link, "--json", "stop", check=True))
-        assert stopped["device"]["running"] is False
+        assert stopped["device"]["reported"]["power"] is False
         assert guardian.wait(timeout=CLI_TIMEOUT_S) == 0
     finally:
         if guardian.poll() is None:

@@ -280,12 +280,12 @@ def test_device_commands_and_run_go_through_the_daemon(env: dict[str, str]) -> N
         ready = daemon.stderr.readline()
         assert "footctl daemon: holding" in ready, ready
         status = one_json(footctl(env, "--json", "status"))
-        assert status["via"] == "daemon" and status["device"]["connected"] is True
-        assert "via the footctl daemon" in footctl(env, "status").stdout
+        assert status["via"] == "daemon" and status["device"]["link"] == "connected"
+        assert "(via daemon)" in footctl(env, "status").stdout
         changed = one_json(footctl(env, "--json", "set", "--intensity", "2"))
-        assert changed["via"] == "daemon" and changed["device"]["intensity"] == 2
+        assert changed["via"] == "daemon" and changed["device"]["reported"]["intensity"] == 2
         stopped = one_json(footctl(env, "--json", "stop"))
-        assert stopped["via"] == "daemon" and stopped["device"]["running"] is False
+        assert stopped["via"] == "daemon" and stopped["device"]["reported"]["power"] is False
         ran = footctl(env, "--json", "run", "tiny")
         assert ran.returncode == 0, ran.stderr
         result = one_json(ran)

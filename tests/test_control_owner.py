@@ -237,3 +237,35 @@ def test_valid_levels_pass_as_ints(intensity: int, heat: int) -> None:
     request = parse_request({"kind": "set", "intensity": intensity, "heat": heat, "source": "mqtt"})
     assert isinstance(request, SetRequest)
     assert type(request.intensity) is int and request.intensity == intensity
+
+
+async def test_the_views_an_owner_builds_are_valid_api_models(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    from footctl.control.api import DeviceView
+
+    owner = await rig.build([profiles["ems-v2"], profiles["shiatsu-keys"]])
+    ok(await owner.request(SetRequest(device="m0", intensity=2, heat=1, mode="tapping", zone=3)))
+    ok(await owner.request(SetRequest(device="m1", intensity=1, heat=1)))
+    for view in owner.snapshot():
+        # the owner builds views without validation: they must pass it all the same
+        assert DeviceView.model_validate_json(view.model_dump_json()) == view
+    ok(await owner.request(StopRequest()))
+
+
+async def test_owner_start_holds_simulated_massagers_from_flags_and_config() -> None:
+    from footctl.config import DeviceConfig
+
+    config = Config(devices=[DeviceConfig(address="F0:F0:00:00:00:09", profile="ems-v2",
+                                          name="bedroom", simulate=True)])
+    async with Owner.start(config, journal=False) as owner:
+        (view,) = owner.snapshot()
+        assert (view.name, view.simulated, view.link) == ("bedroom", True, "connected")
+        assert view.address == "F0:F0:00:00:00:09"
+        ok(await owner.request(SetRequest(device="bedroom", intensity=1)))
+    async with Owner.start(Config(), simulate=["shiatsu-aa55*3,ems-v2"], journal=False) as owner:
+        names = sorted(v.name for v in owner.snapshot())
+        assert names == ["ems-v2", "shiatsu-aa55-1", "shiatsu-aa55-2", "shiatsu-aa55-3"]
+        ok(await owner.request(SetRequest(device="shiatsu-aa55-2", intensity=1)))
+        running = [v.name for v in owner.snapshot() if v.reported.power]
+        assert running == ["shiatsu-aa55-2"]

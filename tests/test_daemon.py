@@ -24,8 +24,12 @@ from typing import Any
 import pytest
 
 from footctl.config import Config
-from footctl.daemon import Daemon, DeviceSpec
-from footctl.guardian import ControlServer, ask, peer_allowed, peer_uid
+from footctl.control.api import Reply
+from footctl.control.hub import StateHub
+from footctl.control.owner import DeviceSpec, journal_key
+from footctl.control.server import ControlServer
+from footctl.control.sockets import peer_allowed, peer_uid
+from footctl.daemon import Daemon
 from footctl.journal import Journal
 from footctl.profile.schema import Profile
 from footctl.safety.markers import MarkerStore
@@ -74,6 +78,22 @@ class DRig:
     def managed(self) -> Any:
         return self.daemon.devices[0]
 
+    @property
+    def key(self) -> str:
+        return journal_key(self.managed)
+
+
+async def ask(path: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """One request line, one reply line (the control API on the daemon's socket)."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
+        await writer.drain()
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(reader.readline(), 20))
+        return reply
+    finally:
+        writer.close()
+
 
 @pytest.fixture
 def sock_dir() -> Iterator[Path]:
@@ -115,7 +135,7 @@ async def make_rig(tmp_path: Path, sock_dir: Path) -> AsyncIterator[MakeRig]:
             await gate.wait()
 
         daemon = Daemon(
-            config, bench.radio, [DeviceSpec(profile)], journal,
+            config, [(DeviceSpec(profile), bench.radio)], journal,
             socket_path=sock_dir / "daemon.sock", state_path=tmp_path / "scheduler.json",
             markers=markers, program_dir=programs, clock=clock, sleep=sleep,
             wall=clock.wall, scan_timeout=5.0,
@@ -152,10 +172,11 @@ async def test_scheduled_program_runs_at_its_time_unattended_and_is_journaled(
     rig.clock.set_wall(BASE_WALL + 30 * MIN + timedelta(seconds=5))
     (runner,) = await rig.daemon.check_schedules()  # 21:30:05: due, 5 s late
     assert runner.unattended and runner.source == "schedule"
-    result = await asyncio.wait_for(rig.daemon.wait_program(rig.managed), 30)
+    result = await asyncio.wait_for(rig.daemon.owner.wait_program(rig.managed), 30)
     assert result is not None and result.completed, result
     # the device: nothing before 21:30, then each step at its second, heat held at 1
     start = runner.started_at
+    assert start is not None
     assert start == pytest.approx(1000 + 30 * 60 + 5, abs=0.5)
     assert not any(s.running for s in rig.bench.log.samples if s.t < start)
     check_device_followed(rig.bench.log, rig.managed.governor, runner)
@@ -192,7 +213,7 @@ async def test_start_within_the_grace_still_runs(
     await rig.daemon.check_schedules()
     rig.clock.set_wall(BASE_WALL + 38 * MIN)  # 8 min late; the grace is 10
     (runner,) = await rig.daemon.check_schedules()
-    result = await asyncio.wait_for(rig.daemon.wait_program(rig.managed), 30)
+    result = await asyncio.wait_for(rig.daemon.owner.wait_program(rig.managed), 30)
     assert result is not None and result.completed
     assert runner.started_at == pytest.approx(1000 + 38 * 60, abs=0.5)
 
@@ -225,7 +246,7 @@ async def test_cooldown_refuses_a_scheduled_start(
     make_rig: MakeRig, profiles: dict[str, Profile]
 ) -> None:
     rig = await make_rig(profiles["shiatsu-aa55"], schedules=[weekly("quick-relax")])
-    key = rig.managed.key
+    key = rig.key
     row = rig.journal.start_session(key, source="manual", at=BASE_WALL)
     rig.journal.end_session(row, "stopped", at=BASE_WALL + 20 * MIN)  # ended 21:20
     await rig.daemon.check_schedules()
@@ -244,7 +265,7 @@ async def test_night_limit_refuses_a_scheduled_start(
         profiles["shiatsu-aa55"], schedules=[weekly("quick-relax")],
         caps={"cooldown_minutes": 0, "max_sessions_per_night": 1},
     )
-    row = rig.journal.start_session(rig.managed.key, source="manual", at=BASE_WALL - 60 * MIN)
+    row = rig.journal.start_session(rig.key, source="manual", at=BASE_WALL - 60 * MIN)
     rig.journal.end_session(row, "completed", at=BASE_WALL - 50 * MIN)
     await rig.daemon.check_schedules()
     rig.clock.set_wall(BASE_WALL + 30 * MIN + timedelta(seconds=5))
@@ -304,25 +325,27 @@ async def test_socket_is_private_and_answers_status_run_and_stop(
     rig = await make_rig(profiles["shiatsu-aa55"], caps={"cooldown_minutes": 0})
     path = rig.daemon.server.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    status = await ask(path, {"cmd": "status"})
-    assert status["ok"] and status["via"] == "daemon"
-    assert status["device"]["connected"] is True and status["program"] is None
+    status = await ask(path, {"kind": "status"})
+    assert status["ok"] and status["daemon"] is True
+    (view,) = status["devices"]
+    assert view["link"] == "connected" and view["program"] is None
     rig.gate.clear()  # the program parks at its first sleep
-    started = await ask(path, {"cmd": "run", "program": "quick-relax"})
+    started = await ask(path, {"kind": "run", "program": "quick-relax"})
     assert started["ok"] and started["started"] == "quick-relax"
-    running = await ask(path, {"cmd": "status"})
-    assert running["program"]["step"] == 1 and running["program"]["program"] == "quick-relax"
-    busy = await ask(path, {"cmd": "set", "intensity": 4})
+    running = await ask(path, {"kind": "status"})
+    program = running["devices"][0]["program"]
+    assert program["step"] == 1 and program["program"] == "quick-relax"
+    busy = await ask(path, {"kind": "set", "intensity": 4})
     assert busy["ok"] is False and busy["reason"] == "busy"
     assert rig.bench.massager.model.running
-    stopped = await ask(path, {"cmd": "stop"})
-    assert stopped["ok"] and stopped["device"]["running"] is False
+    stopped = await ask(path, {"kind": "stop"})
+    assert stopped["ok"] and stopped["devices"][0]["reported"]["power"] is False
     assert not rig.bench.massager.model.running
-    assert stopped["last_run"]["end_reason"] == "stopped"
+    assert stopped["devices"][0]["last_run"]["end_reason"] == "stopped"
     (row,) = rig.journal.history(1)
     assert (row.source, row.program, row.end_reason) == ("program", "quick-relax", "stopped")
-    schedules = await ask(path, {"cmd": "schedule"})
-    assert schedules == {"ok": True, "schedules": []}
+    schedules = await ask(path, {"kind": "schedules"})
+    assert schedules["ok"] and schedules["schedules"] == []
 
 
 async def test_malformed_requests_get_error_replies_and_the_daemon_keeps_serving(
@@ -335,13 +358,22 @@ async def test_malformed_requests_get_error_replies_and_the_daemon_keeps_serving
         b"{not json\n",
         b"\xff\xfe\x00garbage\n",
         b"[1, 2, 3]\n",
-        b'{"no": "cmd"}\n',
-        b'{"cmd": "launch-rockets"}\n',
-        b'{"cmd": "set", "intensity": "high"}\n',
-        b'{"cmd": "set", "heat": true}\n',
-        b'{"cmd": "status", "device": "nobody"}\n',
-        b'{"cmd": "run"}\n',
-        b'{"cmd": "run", "program": "no-such-program"}\n',
+        b'{"no": "kind"}\n',
+        b'{"kind": "launch-rockets"}\n',
+        b'{"kind": "set", "intensity": "high"}\n',
+        b'{"kind": "set", "heat": true}\n',
+        b'{"kind": "set", "intensity": NaN}\n',
+        b'{"kind": "set", "heat": Infinity}\n',
+        b'{"kind": "set", "intensity": 2.5}\n',
+        b'{"kind": "set", "intensity": 1e400}\n',
+        b'{"kind": "set", "intensity": -1}\n',
+        b'{"kind": "set"}\n',
+        b'{"kind": "set", "intensity": 1, "extra": 1}\n',
+        b'{"kind": "stop", "source": "nobody"}\n',
+        b'{"kind": "stop", "v": 2}\n',
+        b'{"kind": "status", "device": "nobody"}\n',
+        b'{"kind": "run"}\n',
+        b'{"kind": "run", "program": "no-such-program"}\n',
     ]
     try:
         for line in bad:
@@ -350,7 +382,8 @@ async def test_malformed_requests_get_error_replies_and_the_daemon_keeps_serving
             reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
             assert reply["ok"] is False, (line, reply)
             assert reply["message"], reply
-        writer.write(b'{"cmd": "status"}\n')  # the same connection still works
+            assert reply["exit_code"] in (2, 3), (line, reply)
+        writer.write(b'{"kind": "status"}\n')  # the same connection still works
         await writer.drain()
         assert json.loads(await reader.readline())["ok"] is True
     finally:
@@ -358,14 +391,15 @@ async def test_malformed_requests_get_error_replies_and_the_daemon_keeps_serving
     # a request past the size limit closes that connection, with an error reply
     reader, writer = await asyncio.open_unix_connection(str(path))
     try:
-        writer.write(b'{"cmd": "' + b"x" * 70_000 + b'"}\n')
+        writer.write(b'{"kind": "' + b"x" * 70_000 + b'"}\n')
         await writer.drain()
         reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
         assert reply["ok"] is False and "too long" in reply["message"]
     finally:
         writer.close()
-    assert (await ask(path, {"cmd": "status"}))["ok"] is True
+    assert (await ask(path, {"kind": "status"}))["ok"] is True
     assert not rig.bench.massager.model.running
+    assert rig.managed.governor.desired.running is False
 
 
 def test_peer_credentials_of_a_unix_socket() -> None:
@@ -380,25 +414,28 @@ def test_peer_credentials_of_a_unix_socket() -> None:
 
 
 async def test_a_connection_from_another_uid_is_rejected(sock_dir: Path) -> None:
-    handled: list[dict[str, Any]] = []
+    handled: list[Any] = []
 
-    async def handler(request: dict[str, Any]) -> dict[str, Any]:
+    async def handler(request: Any) -> Reply:
         handled.append(request)
-        return {"ok": True}
+        return Reply()
 
+    hub = StateHub()
     # The server believes it belongs to another user: our connection is a stranger's.
-    server = ControlServer(sock_dir / "s.sock", handler, own_uid=os.getuid() + 1)
+    server = ControlServer(sock_dir / "s.sock", handler, hub.subscribe,
+                           own_uid=os.getuid() + 1)
     await server.start()
     try:
-        reply = await ask(server.path, {"cmd": "stop"})
+        reply = await ask(server.path, {"kind": "stop"})
         assert reply["ok"] is False and reply["error"] == "forbidden"
         assert handled == [] and server.rejected == 1
     finally:
         await server.close()
-    mine = ControlServer(sock_dir / "t.sock", handler)
+    mine = ControlServer(sock_dir / "t.sock", handler, hub.subscribe)
     await mine.start()
     try:
-        assert (await ask(mine.path, {"cmd": "stop"}))["ok"] is True
+        assert (await ask(mine.path, {"kind": "stop"}))["ok"] is True
+        assert handled and handled[0].kind == "stop"
     finally:
         await mine.close()
 
@@ -438,13 +475,13 @@ def test_watchdog_period_is_half_of_watchdog_usec() -> None:
 
 
 async def test_a_long_ramp_replies_with_the_state_so_far_and_goes_on(
-    make_rig: MakeRig, profiles: dict[str, Profile], monkeypatch: pytest.MonkeyPatch
+    make_rig: MakeRig, profiles: dict[str, Profile]
 ) -> None:
-    monkeypatch.setattr("footctl.guardian.REPLY_BUDGET_S", 0.2)
     rig = await make_rig(profiles["shiatsu-aa55"])
+    rig.daemon.owner.reply_budget_s = 0.2
     rig.gate.clear()  # the ramp's next step waits until the test lets it go
-    reply = await asyncio.wait_for(ask(rig.daemon.server.path, {"cmd": "set", "intensity": 4}), 10)
-    assert reply["ok"] and reply["device"]["intensity"] < 4
+    reply = await asyncio.wait_for(ask(rig.daemon.server.path, {"kind": "set", "intensity": 4}), 10)
+    assert reply["ok"] and reply["devices"][0]["reported"]["intensity"] < 4
     assert any("ramping to intensity 4" in n for n in reply["notes"])
     model = rig.bench.massager.model
     assert model.running and model.intensity < 4

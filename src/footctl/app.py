@@ -26,7 +26,7 @@ from footctl.control.api import Request, parse_request
 from footctl.control.owner import DeviceSpec, Held, Owner
 from footctl.control.radios import open_radios
 from footctl.devices import find_profile_by_scan, open_radio
-from footctl.errors import ExitCode, FootctlError, ProfileError
+from footctl.errors import DeviceUnavailable, ExitCode, FootctlError, ProfileError
 from footctl.journal_hooks import open_journal
 from footctl.profile.loader import find_profiles, get_profile, load_profile
 from footctl.profile.schema import Profile
@@ -238,7 +238,15 @@ async def open_owner(
     )
     if not devices:
         radio = Radio()
-        profile, address = await find_profile_by_scan(args, config, radio, progress)
+        try:
+            profile, address = await find_profile_by_scan(args, config, radio, progress)
+        except OSError as exc:  # no Bluetooth stack at all (no D-Bus, no adapter)
+            what = f"no massager named {args.device!r}" if args.device else "no massager"
+            raise DeviceUnavailable(
+                f"{what}: no footctl holds one, none is configured, and Bluetooth is not "
+                f"reachable ({exc.strerror or exc})",
+                advice="add it to [[devices]], or use --simulate/--link for a virtual one",
+            ) from exc
         devices = [(DeviceSpec(profile, address), radio)]
     journal = open_journal()
     if journal is not None:

@@ -10,13 +10,16 @@ usage/bad input, 3 device not found/unreachable, 4 refused by safety, 1 other.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
 
 from footctl import __version__
+
+TYPE_CHECKING = False  # typing costs the client milliseconds; mypy reads this as True
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
 
 LINK_ENV = "FOOTCTL_LINK"
 
@@ -31,22 +34,48 @@ class _UsageExit(Exception):
     """A command-line mistake (argparse's errors, raised instead of exiting)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageExit(message if self.prog == "footctl" else f"{self.prog}: {message}")
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """argparse's parser, raising :class:`_UsageExit` instead of exiting (argparse is
+    imported only when a command needs it: the client's fast path does without)."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise _UsageExit(message if self.prog == "footctl" else f"{self.prog}: {message}")
+
+    return _Parser
+
+
+class _Unused:
+    """Stands in for the parsers of commands other than the one being parsed."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to add."""
+
+    def add_subparsers(self, *args: Any, **kwargs: Any) -> _Unused:
+        """Nothing below."""
+        return self
 
 
 def _int_arg(text: str) -> int:
+    import argparse
+
     try:
         return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def _link_ok(text: str) -> bool:
+    host, colon, port = text.rpartition(":")
+    return bool(colon and host and port.isdigit() and 1 <= int(port) <= MAX_PORT)
+
+
 def link_arg(text: str) -> str:
     """A ``footctl sim`` link address, HOST:PORT."""
-    host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
+    import argparse
+
+    if not _link_ok(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:43210, as 'footctl sim' prints it)"
         )
@@ -56,6 +85,8 @@ def link_arg(text: str) -> str:
 def _global_flags(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     """The flags every command takes, before or after its name. On subcommands their
     default is SUPPRESS, so a flag given before the command is kept."""
+
+    import argparse
 
     def d(value: Any) -> Any:
         return value if defaults else argparse.SUPPRESS
@@ -78,9 +109,12 @@ def _global_flags(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     p.add_argument("-v", "--verbose", action="count", default=d(0), help="more logging")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
-    parser = _Parser(
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs). With ``command``, only that
+    command's subparser takes the global flags (the others would cost startup time
+    and are not used); ``""`` for none (top-level help, usage errors)."""
+    parser_class = _parser_class()
+    parser = parser_class(
         prog="footctl",
         description="Drive heated shiatsu foot massagers over Bluetooth LE, safely.",
         epilog="Exit codes: 0 ok, 1 other error, 2 bad input, 3 device unreachable, "
@@ -88,13 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"footctl {__version__}")
     _global_flags(parser, defaults=True)
-    common = _Parser(add_help=False)
+    common = parser_class(add_help=False)
     _global_flags(common, defaults=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, help_: str, target: Any = sub) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = target.add_parser(name, help=help_, parents=[common])
-        return p
+    current = [""]
+
+    def add(name: str, help_: str, target: Any = sub) -> Any:
+        if target is sub:
+            current[0] = name
+        if command and current[0] != command:
+            return _Unused()  # another command: not needed to parse this one
+        if command == "":  # top-level help or a usage error: names and help only
+            return target.add_parser(name, help=help_, add_help=False)
+        return target.add_parser(name, help=help_, parents=[common])
 
     p = add("scan", "list devices in range and the profile each matches")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="scan time (5 s)")
@@ -212,11 +253,72 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+# Global flags that take a value: the token after one is not a command name.
+_VALUE_FLAGS = ("--simulate", "--link", "--device", "--profile", "--config", "--scan-timeout")
+_COMMANDS = frozenset((
+    "scan", "status", "watch", "on", "off", "stop", "set", "profiles", "profile", "run",
+    "program", "schedule", "history", "rate", "daemon", "service", "sim",
+))
+
+
+def _command_in(argv: list[str]) -> str:
+    """The command named in ``argv`` ("" if none), to build only its parser."""
+    for i, token in enumerate(argv):
+        if token in _COMMANDS and (i == 0 or argv[i - 1] not in _VALUE_FLAGS):
+            return token
+    return ""
+
+
+# Commands the fast path (no argparse) understands, with --json, --device, --link.
+_FAST_COMMANDS = ("status", "stop", "off", "watch", "on")
+
+
+def _fast_args(argv: list[str]) -> Any:
+    """The common client commands parsed without argparse (its import and parser
+    cost more than the rest of ``footctl status``), or None: argparse decides."""
+    import types  # already loaded by the interpreter
+
+    ns: dict[str, Any] = {
+        "simulate": None, "link": os.environ.get(LINK_ENV) or None, "device": None,
+        "profile": None, "json": False, "config": None, "scan_timeout": 10.0, "verbose": 0,
+        "command": None, "follow": False,
+    }
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--json":
+            ns["json"] = True
+        elif token in ("--device", "--link") and i + 1 < len(argv):
+            ns[token[2:]] = argv[i + 1]
+            i += 1
+        elif token == "--follow":
+            ns["follow"] = True
+        elif token in _FAST_COMMANDS and ns["command"] is None:
+            ns["command"] = token
+        else:
+            return None
+        i += 1
+    if ns["command"] is None or (ns["follow"] and ns["command"] != "status"):
+        return None
+    if ns["link"] is not None and not _link_ok(ns["link"]):
+        return None
+    return types.SimpleNamespace(**ns)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``footctl`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    fast = _fast_args(argv)
+    if fast is not None:
+        from footctl.client import Printer, try_owners
+
+        code = try_owners(fast, Printer(fast.json))
+        if code is not None:
+            return code
+    import argparse
+
     as_json = "--json" in argv
-    parser = build_parser()
+    parser = build_parser(_command_in(argv))
     try:
         args = parser.parse_args(argv)
         if args.link is None and os.environ.get(LINK_ENV):

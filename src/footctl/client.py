@@ -14,18 +14,18 @@ caller starts an owner of its own (:mod:`footctl.app`).
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import socket
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from footctl.control.sockets import owner_sockets
 from footctl.render import emit, reply_text, view_text
+
+TYPE_CHECKING = False  # typing costs the client milliseconds; mypy reads this as True
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
 
 # An owner answers a ping in milliseconds and a stop within its confirm budget (a few
 # seconds, longer while the link is down); past this it is hung.
@@ -43,16 +43,16 @@ class ClientError(Exception):
     """An owner could not be reached or answered nonsense."""
 
 
-@dataclass
 class OwnerInfo:
     """A live owner: its socket and the massagers it holds (DeviceView dicts)."""
 
-    path: Path
-    devices: list[dict[str, Any]]
-    daemon: bool
+    def __init__(self, path: str, devices: list[dict[str, Any]], daemon: bool) -> None:
+        self.path = path
+        self.devices = devices
+        self.daemon = daemon
 
 
-def _connect(path: Path, timeout: float) -> socket.socket:
+def _connect(path: str, timeout: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -73,7 +73,7 @@ def _readline(stream: Any) -> dict[str, Any]:
     return data
 
 
-def call(path: Path, request: dict[str, Any], timeout: float = CLIENT_TIMEOUT_S) -> dict[str, Any]:
+def call(path: str, request: dict[str, Any], timeout: float = CLIENT_TIMEOUT_S) -> dict[str, Any]:
     """Send one request, return the reply (a dict)."""
     with _connect(path, timeout) as sock:
         sock.sendall(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
@@ -81,7 +81,7 @@ def call(path: Path, request: dict[str, Any], timeout: float = CLIENT_TIMEOUT_S)
             return _readline(stream)
 
 
-def stream(path: Path, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def stream(path: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Send a ``watch`` request; yield each event until the owner goes away."""
     with _connect(path, CLIENT_TIMEOUT_S) as sock:
         sock.sendall(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
@@ -94,7 +94,7 @@ def stream(path: Path, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     return
 
 
-def live_owners(base: Path | None = None) -> list[OwnerInfo]:
+def live_owners(base: str | None = None) -> list[OwnerInfo]:
     """Every owner that answers a ping; sockets nobody listens on (a killed owner)
     are removed."""
     found = []
@@ -102,8 +102,10 @@ def live_owners(base: Path | None = None) -> list[OwnerInfo]:
         try:
             reply = call(path, {"kind": "ping"}, PING_TIMEOUT_S)
         except (ConnectionRefusedError, FileNotFoundError):
-            with contextlib.suppress(OSError):
-                path.unlink()
+            try:  # noqa: SIM105 - contextlib costs the client startup time
+                os.unlink(path)
+            except OSError:
+                pass
             continue
         except (OSError, ValueError, ClientError):
             continue  # alive but hung, or not ours: leave it be
@@ -176,7 +178,8 @@ class Printer:
 
 
 def _via(owner: OwnerInfo) -> str:
-    return "daemon" if owner.daemon else f"owner {owner.path.stem.removeprefix('owner-')}"
+    stem = os.path.basename(owner.path).removesuffix(".sock").removeprefix("owner-")
+    return "daemon" if owner.daemon else f"owner {stem}"
 
 
 def _base_request(args: Any) -> dict[str, Any]:
@@ -234,7 +237,7 @@ def try_owners(args: Any, printer: Printer) -> int | None:
         return printer.error({"error": "unreachable", "exit_code": UNREACHABLE,
                               "message": f"lost the footctl owner at {owner.path}: {exc}"})
     if request["kind"] == "run" and reply.get("ok"):
-        return follow_run(owner.path, view["device_id"], reply, printer)
+        return follow_run(owner, view["device_id"], reply, printer)
     return printer.reply(reply, _via(owner))
 
 
@@ -271,11 +274,13 @@ def _stop_chosen(
               "owners": len(replies), "errors": errors}
     for err in errors:
         print(f"footctl: {err.get('message')}", file=sys.stderr, flush=True)
-    code = printer.reply(merged, f"{len(replies)} owner(s)")
+    owners = list(dict.fromkeys(id(o) for o, _ in chosen))
+    via = _via(chosen[0][0]) if len(owners) == 1 else f"{len(owners)} owners"
+    code = printer.reply(merged, via)
     return code if not errors else int(errors[0].get("exit_code") or OTHER)
 
 
-def watch_many(targets: list[tuple[Path, str | None]]) -> int:
+def watch_many(targets: list[tuple[str, str | None]]) -> int:
     """Print one JSON line per change of each target (an owner's socket and one of
     its massagers, or None for all it holds) until interrupted."""
     import threading  # noqa: PLC0415
@@ -286,14 +291,16 @@ def watch_many(targets: list[tuple[Path, str | None]]) -> int:
         whole = {p for p, d in unique if d is None}
         unique = [(p, d) for p, d in unique if d is None or p not in whole]
 
-    def follow(path: Path, device: str | None) -> None:
+    def follow(path: str, device: str | None) -> None:
         request: dict[str, Any] = {"kind": "watch"}
         if device is not None:
             request["device"] = device
-        with contextlib.suppress(OSError, ValueError):
+        try:
             for event in stream(path, request):
                 with lock:
                     emit(json.dumps(event, sort_keys=True))
+        except (OSError, ValueError):
+            return
 
     threads = [threading.Thread(target=follow, args=t, daemon=True) for t in unique]
     for t in threads:
@@ -322,9 +329,10 @@ def run_exit_code(end_reason: str) -> int:
     return OTHER
 
 
-def follow_run(path: Path, device_id: str, reply: dict[str, Any], printer: Printer) -> int:
+def follow_run(owner: OwnerInfo, device_id: str, reply: dict[str, Any], printer: Printer) -> int:
     """Follow a program an owner started: progress on stderr, Ctrl-C stops it."""
-    print(f"running {reply.get('started')} in the footctl owner at {path.name}",
+    path = owner.path
+    print(f"running {reply.get('started')} in the footctl owner at {path}",
           file=sys.stderr, flush=True)
     for note in reply.get("notes", []):
         print(f"note: {note}", file=sys.stderr, flush=True)
@@ -342,25 +350,31 @@ def follow_run(path: Path, device_id: str, reply: dict[str, Any], printer: Print
                 continue
             last = view.get("last_run")
             if isinstance(last, dict) and last.get("program") == reply.get("started"):
-                out = {"ok": True, "via": path.name, **last}
+                out = {"ok": True, "via": _via(owner), **last}
                 text = (f"{last['program']}: {last['end_reason']} after {last['steps_run']} of "
                         f"{last['steps']} steps")
                 emit(json.dumps(out, sort_keys=True) if printer.as_json else text)
                 return run_exit_code(str(last["end_reason"]))
     except KeyboardInterrupt:
-        with contextlib.suppress(OSError, ValueError, ClientError):
+        try:  # noqa: SIM105 - contextlib costs the client startup time
             call(path, {"kind": "stop", "device": device_id})
+        except (OSError, ValueError, ClientError):
+            pass
         return SIGINT_EXIT
     return printer.error({"error": "unreachable", "exit_code": UNREACHABLE,
                           "message": "the owner went away before the program ended"})
 
 
-def wait_for_socket(path: Path, timeout: float) -> bool:
+def wait_for_socket(path: str, timeout: float) -> bool:
     """True once ``path`` answers a ping (tests and scripts)."""
+    import time  # noqa: PLC0415
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError, ClientError):
+        try:
             if call(path, {"kind": "ping"}, PING_TIMEOUT_S).get("ok"):
                 return True
+        except (OSError, ValueError, ClientError):
+            pass
         time.sleep(0.05)
     return False

@@ -55,7 +55,7 @@ class Daemon:
         devices: Sequence[tuple[DeviceSpec, Radio]],
         journal: Journal,
         *,
-        socket_path: Path,
+        socket_path: Path | str,
         state_path: Path | None = None,
         markers: MarkerStore | None = None,
         program_dir: Path | None = None,

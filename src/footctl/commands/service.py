@@ -99,7 +99,7 @@ async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
     """Run the daemon until SIGINT/SIGTERM (everything off first)."""
     from footctl.client import call, live_owners  # noqa: PLC0415
 
-    running = [o for o in live_owners() if o.path == daemon_socket_path()]
+    running = [o for o in live_owners() if o.daemon]
     if running:
         pid = call(running[0].path, {"kind": "ping"}).get("owner_pid")
         raise UsageError(f"a footctl daemon already runs (pid {pid})",

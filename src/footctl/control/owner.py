@@ -96,6 +96,11 @@ REPLY_BUDGET_S = 8.0
 # massager runs: often enough for a countdown, rare enough to cost nothing.
 TICK_S = 1.0
 
+# Changes a massager reports are published this long after the first of them, all at
+# once: a write and its confirming notification make one view, built after the
+# round trip rather than inside it. Far below what a person or a hub can notice.
+PUBLISH_DELAY_S = 0.01
+
 # The everything-off of a stop is re-sent until confirmed for this long (the
 # session's own budget); an answer to the client comes no later than this.
 STOP_TIMEOUT_S = 6.0
@@ -178,6 +183,8 @@ class Held:
         self.session = session
         self.governor = governor
         self.name = name
+        # Stable for the owner's life: the address if configured, else the name.
+        self.device_id = (spec.address or name).upper()
         self.lock = asyncio.Lock()
         self.stop_epoch = 0
         self._stopped = asyncio.Event()
@@ -190,11 +197,7 @@ class Held:
         self.last_result: RunResult | None = None
         self.last_refusal: str | None = None
         self.unsubscribe: list[Callable[[], None]] = []
-
-    @property
-    def device_id(self) -> str:
-        """Stable within the owner: the address once known, else the given name."""
-        return (self.spec.address or self.session.state.address or self.name).upper()
+        self.view_key: tuple[object, ...] | None = None  # what the last view was made of
 
     @property
     def address(self) -> str:
@@ -267,6 +270,7 @@ class Owner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._servers: list[ControlServer] = []
+        self._dirty: set[Held] = set()
         self.pid = os.getpid()
         self.held: list[Held] = []
         names: set[str] = set()
@@ -286,9 +290,23 @@ class Owner:
 
     def _publisher(self, held: Held) -> Callable[[object], None]:
         def changed(_what: object) -> None:
-            self.publish(held)
+            self.publish_soon(held)
 
         return changed
+
+    def publish_soon(self, held: Held) -> None:
+        """Publish ``held``'s view shortly, once however many changes come before it:
+        the device path (a write, its notification) never waits for a view."""
+        if held in self._dirty:
+            return
+        self._dirty.add(held)
+        if len(self._dirty) == 1:
+            asyncio.get_running_loop().call_later(PUBLISH_DELAY_S, self._flush)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for held in dirty:
+            self.publish(held)
 
     def _linker(self, held: Held) -> Callable[[bool], None]:
         def changed(up: bool) -> None:
@@ -429,7 +447,9 @@ class Owner:
     # --- the state stream -----------------------------------------------------------
 
     def view(self, held: Held) -> DeviceView:
-        """Everything the owner knows of one massager, now."""
+        """Everything the owner knows of one massager, now. Built without validation
+        (``model_construct``): these are the owner's own values, typed by mypy and
+        checked by a test, and this runs on every change of every massager."""
         s = held.session.state
         gov = held.governor
         caps = held.spec.profile.capabilities
@@ -445,7 +465,7 @@ class Owner:
         progress = held.runner.progress if held.program_running and held.runner else None
         program = None
         if progress is not None and held.runner is not None:
-            program = ProgramView(
+            program = ProgramView.model_construct(
                 program=progress.program, source=_api_source(held.runner.source),
                 step=progress.step, steps=progress.steps, step_name=progress.step_name,
                 step_left_s=float(round(progress.step_left_s)),
@@ -453,7 +473,7 @@ class Owner:
             )
         last = held.last_result
         running = gov.desired.running or s.running
-        return DeviceView(
+        return DeviceView.model_construct(
             device_id=held.device_id,
             address=held.address,
             name=held.name,
@@ -461,26 +481,26 @@ class Owner:
             simulated=held.spec.simulated,
             radio=held.radio.label,
             link=link,
-            reported=Settings(
+            reported=Settings.model_construct(
                 power=s.running, intensity=s.intensity, heat=s.heat,
                 heat_celsius=caps.heat_celsius(s.heat), mode=s.mode, zone=s.zone,
             ),
             assumed=s.assumed,
             temperature=None if s.temperature is None else float(s.temperature),
             timer_minutes=s.timer,
-            desired=Settings(
+            desired=Settings.model_construct(
                 power=d.running, intensity=d.intensity, heat=d.heat or 0,
                 heat_celsius=caps.heat_celsius(d.heat or 0), mode=d.mode, zone=d.zone,
             ),
             program=program,
-            timers=Timers(
+            timers=Timers.model_construct(
                 session_left_s=_round(t.session_left_s), heat_left_s=_round(t.heat_left_s)
             ),
             session_source=_api_source(gov.source) if running and gov.source else None,
             last_refusal=held.last_refusal,
             fault=gov.fault,
             end_reason=gov.end_reason,
-            last_run=None if last is None else RunView(
+            last_run=None if last is None else RunView.model_construct(
                 program=last.program, source=last.source, end_reason=last.end_reason,
                 steps_run=last.steps_run, steps=last.steps,
                 elapsed_s=float(round(last.elapsed_s, 1)), notes=tuple(last.notes),
@@ -488,11 +508,29 @@ class Owner:
             owner_pid=self.pid,
         )
 
+    def _key(self, held: Held) -> tuple[object, ...]:
+        """Everything a view is made of, cheaply: session states and targets are
+        frozen and replaced on each change, so identity tells."""
+        gov = held.governor
+        t = gov.timers()
+        task = held.connect_task
+        return (
+            held.session.state, gov.desired, gov.fault, gov.end_reason, gov.source,
+            held.ever_connected, task is not None and not task.done(),
+            held.runner.progress if held.program_running and held.runner else None,
+            held.last_result, held.last_refusal,
+            _round(t.session_left_s), _round(t.heat_left_s),
+        )
+
     def publish(self, held: Held) -> DeviceView:
         """Publish ``held``'s view to the hub (if it changed); its latest view."""
+        key = self._key(held)
+        latest = self.hub.latest(held.device_id)
+        if latest is not None and key == held.view_key:
+            return latest
+        held.view_key = key
         view = self.view(held)
-        published = self.hub.publish(view)
-        return published or self.hub.latest(view.device_id) or view
+        return self.hub.publish(view) or self.hub.latest(view.device_id) or view
 
     async def _tick(self) -> None:
         while True:
@@ -549,6 +587,11 @@ class Owner:
         except TimeoutError as exc:
             raise DeviceUnavailable(
                 f"{held.name}: no connection within {CONNECT_TIMEOUT_S:g} s"
+            ) from exc
+        except OSError as exc:  # no Bluetooth stack reachable (no D-Bus, no adapter)
+            raise DeviceUnavailable(
+                f"{held.name}: Bluetooth is not reachable ({exc.strerror or exc})",
+                advice="check that Bluetooth is on",
             ) from exc
         finally:
             self.publish(held)
@@ -643,8 +686,10 @@ class Owner:
             from footctl.programs.loader import get_program  # noqa: PLC0415
 
             program = get_program(request.program, _as_path(self.program_dir))
+            scheduled = request.source == "schedule"
             runner = await self.start_program(
-                held, program, unattended=request.source == "schedule", source=request.source
+                held, program, unattended=scheduled,
+                source="schedule" if scheduled else "program",
             )
             reply = self._reply([held], tuple(runner.notes))
             return reply.model_copy(update={"started": runner.program.name})

@@ -71,7 +71,7 @@ class ControlServer:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         handler: Handler,
         subscribe: Subscribe,
         *,
@@ -79,7 +79,7 @@ class ControlServer:
         idle_timeout: float = IDLE_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self.path = path
+        self.path = Path(path)
         self._handler = handler
         self._subscribe = subscribe
         self._own_uid = os.getuid() if own_uid is None else own_uid

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from pathlib import Path
 
 RUNTIME_DIR_ENV = "FOOTCTL_RUNTIME_DIR"
 DAEMON_SOCKET = "daemon.sock"
@@ -23,35 +22,47 @@ OWNER_PREFIX = "owner-"
 _UCRED = struct.Struct("3i")
 
 
-def runtime_dir() -> Path:
+# Paths are plain strings here: pathlib alone costs the client a few milliseconds.
+
+
+def runtime_dir() -> str:
     """Where sockets go (per-user, not world-readable): ``$FOOTCTL_RUNTIME_DIR``, else
     the platform's user runtime dir (``$XDG_RUNTIME_DIR/footctl`` on Linux)."""
     env = os.environ.get(RUNTIME_DIR_ENV)
     if env:
-        return Path(env)
+        return env
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:  # what platformdirs says on Linux, without its import cost
+        return os.path.join(xdg, "footctl")
     import platformdirs  # noqa: PLC0415 - small, and only when no env var says
 
-    return Path(platformdirs.user_runtime_dir("footctl"))
+    return str(platformdirs.user_runtime_dir("footctl"))
 
 
-def daemon_socket_path(base: Path | None = None) -> Path:
+def daemon_socket_path(base: str | None = None) -> str:
     """The daemon's control socket."""
-    return (base or runtime_dir()) / DAEMON_SOCKET
+    return os.path.join(base or runtime_dir(), DAEMON_SOCKET)
 
 
-def owner_socket_path(pid: int | None = None, base: Path | None = None) -> Path:
+def owner_socket_path(pid: int | None = None, base: str | None = None) -> str:
     """A short-lived owner's control socket."""
-    return (base or runtime_dir()) / f"{OWNER_PREFIX}{pid or os.getpid()}.sock"
+    return os.path.join(base or runtime_dir(), f"{OWNER_PREFIX}{pid or os.getpid()}.sock")
 
 
-def owner_sockets(base: Path | None = None) -> list[Path]:
+def owner_sockets(base: str | None = None) -> list[str]:
     """Every owner socket present (the daemon's first); some may be stale."""
     directory = base or runtime_dir()
-    if not directory.is_dir():
+    try:
+        names = os.listdir(directory)
+    except OSError:
         return []
-    found = sorted(directory.glob(f"{OWNER_PREFIX}*.sock"))
-    daemon = directory / DAEMON_SOCKET
-    return ([daemon] if daemon.exists() else []) + found
+    found = sorted(
+        os.path.join(directory, n)
+        for n in names
+        if n.startswith(OWNER_PREFIX) and n.endswith(".sock")
+    )
+    daemon = os.path.join(directory, DAEMON_SOCKET)
+    return ([daemon] if DAEMON_SOCKET in names else []) + found
 
 
 def peer_uid(sock: socket.socket) -> int | None:
