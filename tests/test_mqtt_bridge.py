@@ -14,8 +14,16 @@ from typing import cast
 import aiomqtt
 import pytest
 
-from footctl.control.api import Reply, SetRequest, StopRequest
-from footctl.control.port import Controller
+from footctl.control.api import (
+    DescribeRequest,
+    DeviceView,
+    ErrorReply,
+    Reply,
+    Request,
+    SetRequest,
+    StopRequest,
+)
+from footctl.control.port import Controller, Stream
 from footctl.mqtt.bridge import MqttBridge
 from footctl.mqtt.check import check_broker
 from footctl.mqtt.flow import STATE_BURST, STATE_RATE_PER_S
@@ -467,3 +475,41 @@ async def test_a_broker_that_is_down_blocks_nothing_and_its_return_is_noticed(
             assert state_of(state.payload)["power"] is False
     finally:
         await rig.close()
+
+
+class NoDescribe:
+    """An owner that cannot describe its massagers (an older owner behind a socket)."""
+
+    def __init__(self, owner: Controller) -> None:
+        self.owner = owner
+
+    async def request(self, request: Request) -> Reply | ErrorReply:
+        if isinstance(request, DescribeRequest):
+            return ErrorReply(error="usage", message="describe is not served by this owner")
+        return await self.owner.request(request)
+
+    def subscribe(self, device_id: str | None = None) -> Stream:
+        return self.owner.subscribe(device_id)
+
+    def snapshot(self) -> list[DeviceView]:
+        return self.owner.snapshot()
+
+
+async def test_without_capabilities_no_discovery_but_state_and_commands_work(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.owner([profiles["shiatsu-aa55"]])
+    async with rig.hub() as hub:
+        bridge = MqttBridge(NoDescribe(owner), rig.settings())
+        task = asyncio.create_task(bridge.run())
+        rig.bridges.append((bridge, task))
+        await asyncio.wait_for(bridge.connected.wait(), 10)
+        t, tid = rig.topics(), rig.tid(0)
+        await hub.wait(t.state(tid))
+        await hub.publish(t.set(tid, "intensity"), "2")
+        m = rig.massagers[0].model
+        assert await eventually(lambda: m.running and m.intensity == 2)
+        await hub.publish(t.set(tid, "stop"), "PRESS")
+        assert await eventually(lambda: not m.running)
+        assert hub.on(t.discovery(tid)) == []
+        assert bridge.stats.announced == 0
