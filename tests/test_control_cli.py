@@ -338,3 +338,13 @@ def test_a_missing_config_file_is_exit_2_and_version_prints() -> None:
     assert footctl("--config", "/no/such/file", "status").returncode == 2
     proc = footctl("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("footctl ")
+
+
+def test_the_fast_help_is_what_argparse_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from footctl.cli import TOP_HELP, build_parser
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert build_parser("").format_help() == TOP_HELP
+    assert build_parser().format_help() == TOP_HELP
+    proc = footctl("--help")
+    assert proc.returncode == 0 and proc.stdout == TOP_HELP

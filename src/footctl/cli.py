@@ -269,6 +269,59 @@ def _command_in(argv: list[str]) -> str:
     return ""
 
 
+# ``footctl --help``, as argparse formats it at 80 columns: printed without building
+# the parser (tests/test_control_cli.py checks it is what argparse would print).
+TOP_HELP = """\
+usage: footctl [-h] [--version] [--simulate PROFILES] [--link HOST:PORT]
+               [--device NAME] [--profile PROFILE_ID] [--json] [--config FILE]
+               [--scan-timeout S] [-v]
+               COMMAND ...
+
+Drive heated shiatsu foot massagers over Bluetooth LE, safely.
+
+positional arguments:
+  COMMAND
+    scan                list devices in range and the profile each matches
+    status              connection and reported state of each massager
+    watch               one JSON line per change of state, until interrupted
+    on                  start massage (a massager nobody else holds keeps this
+                        in the foreground)
+    off                 everything off (= stop)
+    stop                everything off: every massager of every footctl, or
+                        the one named
+    set                 change intensity, heat, mode or zone
+    profiles            the profiles found, with their capabilities
+    profile             profile tools
+    run                 run a program now (progress on stderr; Ctrl-C stops
+                        the massager)
+    program             bedtime programs: list, check
+    schedule            when programs start: list, next
+    history             past sessions from the journal
+    rate                rate last night's sleep (1-5) on the latest session
+    daemon              hold the massagers, run the schedules, serve the
+                        control socket
+    service             the systemd user unit for the daemon
+    sim                 run virtual massagers as their own process, on one
+                        link
+
+options:
+  -h, --help            show this help message and exit
+  --version             show program's version number and exit
+  --simulate PROFILES   virtual massagers in this process: ems-v2,shiatsu-aa55
+                        or shiatsu-aa55*16
+  --link HOST:PORT      massagers served by 'footctl sim' at HOST:PORT (env
+                        FOOTCTL_LINK)
+  --device NAME         which massager (address or name)
+  --profile PROFILE_ID  the profile of --device
+  --json                print one JSON object, nothing else
+  --config FILE         config file (env FOOTCTL_CONFIG)
+  --scan-timeout S      how long to look for a massager (10 s)
+  -v, --verbose         more logging
+
+Exit codes: 0 ok, 1 other error, 2 bad input, 3 device unreachable, 4 refused
+by safety.
+"""
+
 # Commands the fast path (no argparse) understands, with --json, --device, --link.
 _FAST_COMMANDS = ("status", "stop", "off", "watch", "on")
 
@@ -308,6 +361,9 @@ def _fast_args(argv: list[str]) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``footctl`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["--help"], ["-h"]):
+        print(TOP_HELP, end="")
+        return 0
     fast = _fast_args(argv)
     if fast is not None:
         from footctl.client import Printer, try_owners

@@ -14,11 +14,11 @@ caller starts an owner of its own (:mod:`footctl.app`).
 
 from __future__ import annotations
 
-import json
+import _socket  # the C module: socket.py (with enum and selectors) costs startup time
 import os
-import socket
 import sys
 
+from footctl.control import wire
 from footctl.control.sockets import owner_sockets
 from footctl.render import emit, reply_text, view_text
 
@@ -52,46 +52,64 @@ class OwnerInfo:
         self.daemon = daemon
 
 
-def _connect(path: str, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(path))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+class _Conn:
+    """One connection to an owner: send a request line, read reply lines."""
 
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.buf = b""
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
+        except BaseException:
+            self.sock.close()
+            raise
 
-def _readline(stream: Any) -> dict[str, Any]:
-    line = stream.readline(MAX_REPLY_BYTES)
-    if not line:
-        raise ClientError("the owner closed the connection")
-    data = json.loads(line)
-    if not isinstance(data, dict):
-        raise ClientError("malformed reply")
-    return data
+    def send(self, request: dict[str, Any]) -> None:
+        self.sock.sendall(wire.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
+
+    def read(self) -> dict[str, Any]:
+        """The next line as a JSON object; ClientError at the end or on nonsense."""
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ClientError("the owner closed the connection")
+            self.buf += chunk
+            if len(self.buf) > MAX_REPLY_BYTES:
+                raise ClientError("reply too long")
+        line, _, self.buf = self.buf.partition(b"\n")
+        data = wire.loads(line)
+        if not isinstance(data, dict):
+            raise ClientError("malformed reply")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def call(path: str, request: dict[str, Any], timeout: float = CLIENT_TIMEOUT_S) -> dict[str, Any]:
     """Send one request, return the reply (a dict)."""
-    with _connect(path, timeout) as sock:
-        sock.sendall(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
-        with sock.makefile("rb") as stream:
-            return _readline(stream)
+    conn = _Conn(path, timeout)
+    try:
+        conn.send(request)
+        return conn.read()
+    finally:
+        conn.close()
 
 
 def stream(path: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Send a ``watch`` request; yield each event until the owner goes away."""
-    with _connect(path, CLIENT_TIMEOUT_S) as sock:
-        sock.sendall(json.dumps({"v": 1, "source": "cli", **request}).encode() + b"\n")
-        sock.settimeout(None)
-        with sock.makefile("rb") as lines:
-            while True:
-                try:
-                    yield _readline(lines)
-                except ClientError:
-                    return
+    conn = _Conn(path, CLIENT_TIMEOUT_S)
+    try:
+        conn.send(request)
+        conn.sock.settimeout(None)
+        while True:
+            try:
+                yield conn.read()
+            except ClientError:
+                return
+    finally:
+        conn.close()
 
 
 def live_owners(base: str | None = None) -> list[OwnerInfo]:
@@ -160,7 +178,7 @@ class Printer:
         if len(devices) == 1:
             out["device"] = devices[0]
         if self.as_json:
-            emit(json.dumps(out, sort_keys=True))
+            emit(wire.dumps(out, sort_keys=True))
         else:
             emit(reply_text(reply) + f"\n(via {via})")
         return OK
@@ -169,7 +187,7 @@ class Printer:
         """Print an error reply; its exit code."""
         code = int(reply.get("exit_code") or OTHER)
         if self.as_json:
-            emit(json.dumps({**reply, "ok": False, "exit_code": code}, sort_keys=True))
+            emit(wire.dumps({**reply, "ok": False, "exit_code": code}, sort_keys=True))
         message = str(reply.get("message", "failed"))
         if reply.get("advice"):
             message += f" ({reply['advice']})"
@@ -298,7 +316,7 @@ def watch_many(targets: list[tuple[str, str | None]]) -> int:
         try:
             for event in stream(path, request):
                 with lock:
-                    emit(json.dumps(event, sort_keys=True))
+                    emit(wire.dumps(event, sort_keys=True))
         except (OSError, ValueError):
             return
 
@@ -353,7 +371,7 @@ def follow_run(owner: OwnerInfo, device_id: str, reply: dict[str, Any], printer:
                 out = {"ok": True, "via": _via(owner), **last}
                 text = (f"{last['program']}: {last['end_reason']} after {last['steps_run']} of "
                         f"{last['steps']} steps")
-                emit(json.dumps(out, sort_keys=True) if printer.as_json else text)
+                emit(wire.dumps(out, sort_keys=True) if printer.as_json else text)
                 return run_exit_code(str(last["end_reason"]))
     except KeyboardInterrupt:
         try:  # noqa: SIM105 - contextlib costs the client startup time

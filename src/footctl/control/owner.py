@@ -732,7 +732,8 @@ class Owner:
 
     async def _submit_within_budget(self, held: Held, request: GovRequest) -> tuple[str, ...]:
         gov = held.governor
-        if self.reply_budget_s is None:
+        if self.reply_budget_s is None or request.intensity is None or gov.limits.ramp_step_s <= 0:
+            # Nothing to ramp: the answer comes as soon as the device confirms.
             _state, decision = await gov.submit(request)
             return decision.notes
         task = asyncio.ensure_future(gov.submit(request))

@@ -87,7 +87,8 @@ class ControlServer:
         self._max = max_connections
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
-        self._inflight: set[asyncio.Future[None]] = set()
+        self._inflight = 0  # requests being answered
+        self._settled = asyncio.Event()  # set while none is
         self.rejected = 0
         self.evicted = 0
 
@@ -115,7 +116,9 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
         if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=CLOSE_GRACE_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self._settled.wait()
         for conn in list(self._conns):
             conn.writer.close()
         if self._server is not None:
@@ -186,12 +189,14 @@ class ControlServer:
                 if isinstance(request, WatchRequest):
                     await self._watch(conn, reader, request)
                     return
-                task = asyncio.ensure_future(self._answer_to(conn, request))
-                self._inflight.add(task)
+                self._inflight += 1
+                self._settled.clear()
                 try:
-                    await task
+                    await self._answer_to(conn, request)
                 finally:
-                    self._inflight.discard(task)
+                    self._inflight -= 1
+                    if not self._inflight:
+                        self._settled.set()
             finally:
                 conn.busy = False
                 conn.last = time.monotonic()

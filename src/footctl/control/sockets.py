@@ -11,15 +11,17 @@ another local user: the 0700 runtime dir, the 0600 socket, and the peer's uid
 from __future__ import annotations
 
 import os
-import socket
-import struct
+
+TYPE_CHECKING = False  # typing costs the client milliseconds; mypy reads this as True
+if TYPE_CHECKING:
+    import socket
 
 RUNTIME_DIR_ENV = "FOOTCTL_RUNTIME_DIR"
 DAEMON_SOCKET = "daemon.sock"
 OWNER_PREFIX = "owner-"
 
 # struct ucred { pid_t pid; uid_t uid; gid_t gid; } as Linux returns it for SO_PEERCRED.
-_UCRED = struct.Struct("3i")
+_UCRED = "3i"
 
 
 # Paths are plain strings here: pathlib alone costs the client a few milliseconds.
@@ -68,11 +70,14 @@ def owner_sockets(base: str | None = None) -> list[str]:
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a Unix socket, or None where the
     platform cannot tell (no ``SO_PEERCRED``)."""
+    import socket  # noqa: PLC0415 - the owner's side only
+    import struct  # noqa: PLC0415
+
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None:
         return None
-    data = sock.getsockopt(socket.SOL_SOCKET, option, _UCRED.size)
-    _pid, uid, _gid = _UCRED.unpack(data)
+    data = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize(_UCRED))
+    _pid, uid, _gid = struct.unpack(_UCRED, data)
     return int(uid)
 
 
