@@ -4,9 +4,11 @@ the bridge -> received by the client; against a plain publish/subscribe round tr
 (the same client publishes to a topic it subscribes to) on the same broker, measured
 interleaved in the same run (one round trip right before each command).
 
-The bridge coalesces state to a burst of 5 then 5 per second per massager; the
-commands go round-robin over several massagers, each paced below that rate, so what
-is measured is the path, not the rate limit.
+The client runs in its own process, as Home Assistant would; the bridge, the owner
+and the virtual massagers share the daemon's event loop. The bridge coalesces state
+to a burst of 5 then 5 per second per massager; the commands go round-robin over
+several massagers, each paced below that rate, so what is measured is the path, not
+the rate limit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +45,7 @@ MASSAGERS = 4
 # messages each: what was written, then the device's confirmation), within its budget.
 PACE_S = 0.15
 PROFILE = "shiatsu-aa55"
+_THIS = str(Path(__file__).resolve())
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -111,14 +115,24 @@ async def bench_mqtt(commands: int) -> dict[str, Any]:
         config = Config(caps=CapsConfig(intensity_step_seconds=0, cooldown_minutes=0))
         owner = Owner(config, [(s, radio) for s in specs])
         await owner.open()
-        topics = Topics("bench", "bench", "habench")
         bridge = MqttBridge(owner, BrokerSettings("127.0.0.1", port, base_topic="bench",
                                                   discovery_prefix="habench", host_id="bench"))
         bridge_task = asyncio.create_task(bridge.run())
         try:
             await asyncio.wait_for(bridge.connected.wait(), 10)
-            return await _measure(port, topics, [topic_id(m.address) for m in massagers],
-                                  commands)
+            # The client measures from its own process, as a hub would: the bridge has
+            # the daemon's event loop to itself, and the round trip is timed by the
+            # same client on the same broker.
+            tids = [topic_id(m.address) for m in massagers]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, _THIS, "client", str(port),
+                json.dumps(tids), str(commands), stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"the bench client failed ({proc.returncode})")
+            result: dict[str, Any] = json.loads(out)
+            return result
         finally:
             bridge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -131,6 +145,7 @@ async def bench_mqtt(commands: int) -> dict[str, Any]:
 
 
 async def _measure(port: int, topics: Topics, tids: list[str], commands: int) -> dict[str, Any]:
+    """The hub's side (run in its own process): round trips and set -> state."""
     loop = asyncio.get_running_loop()
     waiting: dict[str, tuple[object, asyncio.Future[float]]] = {}
     rt_topic = "bench/roundtrip"
@@ -197,3 +212,9 @@ async def _measure(port: int, topics: Topics, tids: list[str], commands: int) ->
         "profile": PROFILE,
         "pace_s": PACE_S,
     }
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "client":
+    _result = asyncio.run(_measure(int(sys.argv[2]), Topics("bench", "bench", "habench"),
+                                   json.loads(sys.argv[3]), int(sys.argv[4])))
+    print(json.dumps(_result))
