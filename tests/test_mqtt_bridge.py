@@ -265,6 +265,13 @@ async def test_two_massagers_on_one_bridge_and_two_bridges_on_one_broker(
         await hub.publish(ta.set(ems, "stop"), "PRESS")
         await hub.publish(tb.set(keys, "stop"), "PRESS")
         assert await eventually(lambda: not ms[1].running and not ms[2].running, timeout=15)
+        # Each bridge answers only for its own massagers (no false "unknown" errors).
+        await hub.publish(tb.set(keys), '{"intensity": 99}')
+        refusal = (await hub.wait(tb.error(keys))).json()
+        assert refusal["error"] == "refused"
+        await asyncio.sleep(0.2)
+        assert len(hub.on(tb.error(keys))) == 1
+        assert hub.on(ta.error(aa55)) == hub.on(ta.error(ems)) == []
 
 
 async def test_a_massager_that_left_the_config_is_removed_from_home_assistant(
