@@ -488,8 +488,11 @@ class MqttBridge:
     # --- the lease ---------------------------------------------------------------------------
 
     async def _lease(self, device_id: str) -> None:
-        view = self._views.get(device_id)
-        if view is not None and not _running(view):
+        # The owner's view of now, not the stream's latest: a lease on a massager that
+        # is no longer running would outlive its session (nothing ends it), and the
+        # request below reaches an in-process owner before anything else can run.
+        view = next((v for v in self.controller.snapshot() if v.device_id == device_id), None)
+        if view is None or not _running(view):
             self._leased.discard(device_id)
             return
         reply = await self.controller.request(
