@@ -100,6 +100,10 @@ async def test_set_reaches_the_massager_and_the_new_state_comes_back(
         assert await eventually(lambda: not m.running)
         await hub.wait(t.state(tid), lambda msg: state_of(msg.payload)["power"] is False,
                        since=mark)
+        await hub.publish(t.set(tid, "power"), "ON")  # Home Assistant's switch
+        assert await eventually(lambda: m.running and m.heat == 0)
+        await hub.publish(t.set(tid), '{"stop": true}')
+        assert await eventually(lambda: not m.running)
         assert hub.on(t.error(tid)) == []
 
 
@@ -520,3 +524,41 @@ async def test_without_capabilities_no_discovery_but_state_and_commands_work(
         assert await eventually(lambda: not m.running)
         assert hub.on(t.discovery(tid)) == []
         assert bridge.stats.announced == 0
+
+
+async def test_the_bedtime_program_starts_from_an_automation(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    owner = await rig.owner([profiles["shiatsu-aa55"]])
+    async with rig.hub() as hub:
+        await rig.bridge(owner)
+        t, tid = rig.topics(), rig.tid(0)
+        m = rig.massagers[0].model
+        first = state_of((await hub.wait(t.state(tid))).payload)
+        assert first["selected_program"] == "wind-down"
+
+        # An automation publishes the program by name ...
+        await hub.publish(t.set(tid), '{"program": "quick-relax"}')
+        running = await hub.wait(t.state(tid), lambda s: state_of(s.payload)["program"]
+                                 == "quick-relax")
+        data = state_of(running.payload)
+        assert data["step"] is not None and data["time_left_s"] is not None
+        assert await eventually(lambda: m.running)
+        await hub.publish(t.set(tid, "stop"), "PRESS")
+        assert await eventually(lambda: not m.running)
+        await hub.wait(t.state(tid), lambda s: state_of(s.payload)["program"] is None)
+
+        # ... or selects one and presses the start button, as a dashboard would.
+        mark = hub.mark()
+        await hub.publish(t.set(tid, "selected_program"), "no-heat")
+        await hub.wait(t.state(tid), lambda s: state_of(s.payload)["selected_program"]
+                       == "no-heat", since=mark)
+        await hub.publish(t.set(tid, "start"), "PRESS")
+        await hub.wait(t.state(tid), lambda s: state_of(s.payload)["program"] == "no-heat",
+                       since=mark)
+        assert await eventually(lambda: m.running and m.heat == 0)
+        await hub.publish(t.set(tid, "selected_program"), "no-such-program")
+        error = (await hub.wait(t.error(tid), since=mark)).json()
+        assert "no-such-program" in error["message"]
+        await hub.publish(t.set(tid), '{"stop": true}')
+        assert await eventually(lambda: not m.running)
