@@ -257,7 +257,7 @@ def _check(args: argparse.Namespace) -> str | None:
 _VALUE_FLAGS = ("--simulate", "--link", "--device", "--profile", "--config", "--scan-timeout")
 _COMMANDS = frozenset((
     "scan", "status", "watch", "on", "off", "stop", "set", "profiles", "profile", "run",
-    "program", "schedule", "history", "rate", "daemon", "service", "sim",
+    "program", "schedule", "history", "rate", "daemon", "mqtt", "service", "sim",
 ))
 
 
@@ -300,6 +300,7 @@ positional arguments:
     rate                rate last night's sleep (1-5) on the latest session
     daemon              hold the massagers, run the schedules, serve the
                         control socket
+    mqtt                the MQTT bridge (Home Assistant)
     service             the systemd user unit for the daemon
     sim                 run virtual massagers as their own process, on one
                         link
