@@ -302,12 +302,21 @@ def test_a_link_that_is_not_host_port_is_exit_2_with_the_form() -> None:
 
 
 def test_history_into_head_has_no_broken_pipe(tmp_path: Path) -> None:
+    import sqlite3
+
     from footctl.journal import Journal
 
-    with Journal(Path(os.environ["FOOTCTL_DATA_DIR"]) / "journal.sqlite3") as journal:
-        for _ in range(40):
-            row = journal.start_session("AA:BB:CC:DD:EE:FF", source="manual")
-            journal.end_session(row, "stopped")
+    path = Path(os.environ["FOOTCTL_DATA_DIR"]) / "journal.sqlite3"
+    with Journal(path) as journal:
+        row = journal.start_session("AA:BB:CC:DD:EE:FF", source="manual")
+        journal.end_session(row, "stopped")
+    # More rows than a pipe holds (64 KiB of table), so footctl is still writing when
+    # head exits; doubled in one transaction each (a row per commit would take long).
+    cols = ("started_at, ended_at, device, profile_id, source, program, steps_run, "
+            "peak_heat, heat_s, end_reason, rating, note")
+    with sqlite3.connect(path) as db:
+        for _ in range(11):
+            db.execute(f"INSERT INTO sessions ({cols}) SELECT {cols} FROM sessions")
     proc = subprocess.run(
         f"'{sys.executable}' -m footctl.cli history | head -2", shell=True,
         capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,

@@ -269,3 +269,15 @@ async def test_owner_start_holds_simulated_massagers_from_flags_and_config() -> 
         ok(await owner.request(SetRequest(device="shiatsu-aa55-2", intensity=1)))
         running = [v.name for v in owner.snapshot() if v.reported.power]
         assert running == ["shiatsu-aa55-2"]
+
+
+async def test_the_owner_is_a_controller(rig: Rig, profiles: dict[str, Profile]) -> None:
+    from footctl.control.port import Controller
+
+    owner = await rig.build([profiles["shiatsu-aa55"]])
+    controller: Controller = owner  # mypy checks the protocol; this checks it at run time
+    stream = controller.subscribe(None)
+    assert [v.name for v in await stream.get()] == ["m0"]
+    stream.close()
+    assert await stream.get() == []
+    assert [v.name for v in controller.snapshot()] == ["m0"]

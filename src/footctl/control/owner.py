@@ -1,5 +1,6 @@
-"""The Owner: the one process-local holder of massagers, and the only place that
-builds a DeviceSession and its SafetyGovernor.
+"""The Owner: the one process-local holder of massagers. Each is built by
+:func:`footctl.control.held.build_governed`, the only place that builds a
+DeviceSession and its SafetyGovernor.
 
 Every command source (the CLI through the socket, the TUI, the MQTT bridge, the
 scheduler, a program) hands the owner a validated :mod:`footctl.control.api`
@@ -33,7 +34,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,34 +44,32 @@ from footctl.control.api import (
     DeviceView,
     ErrorReply,
     LeaseRequest,
-    LinkState,
     PingRequest,
-    ProgramView,
     Reply,
     Request,
     RunRequest,
-    RunView,
     SetRequest,
-    Settings,
-    Source,
     StatusRequest,
     StopRequest,
-    Timers,
     WatchRequest,
     device_caps,
     error_reply,
 )
+from footctl.control.held import (
+    DeviceSpec,
+    Held,
+    build_governed,
+    journal_key,
+    view_key,
+    view_of,
+)
 from footctl.control.hub import StateHub, Subscription
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
 from footctl.journal_hooks import JournalHooks, recover_journal
-from footctl.profile.schema import Profile
 from footctl.programs.runner import ProgramRunner, Progress, RunResult
 from footctl.safety.decide import Request as GovRequest
-from footctl.safety.governor import SafetyGovernor
-from footctl.safety.limits import Limits
 from footctl.safety.markers import MarkerStore
 from footctl.schedule import local_zone, may_start
-from footctl.session import DeviceSession
 from footctl.transport.ble import Radio
 
 if TYPE_CHECKING:
@@ -106,125 +104,6 @@ PUBLISH_DELAY_S = 0.01
 STOP_TIMEOUT_S = 6.0
 
 
-@dataclass(frozen=True)
-class DeviceSpec:
-    """A massager an owner holds: its profile, address or name if known, and the
-    radio it is reached through (``radio`` is that radio's label)."""
-
-    profile: Profile
-    address: str | None = None
-    name: str | None = None
-    simulated: bool = False
-
-
-def build_governed(
-    spec: DeviceSpec,
-    radio: Radio,
-    config: Config,
-    *,
-    journal: Journal | None,
-    hooks: JournalHooks | None,
-    markers: MarkerStore | None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    scan_timeout: float = 10.0,
-    on_progress: Callable[[str], None] | None = None,
-) -> tuple[DeviceSession, SafetyGovernor]:
-    """The one way a session and its governor are built: limits from the config's
-    caps, the cooldown from the journal's last session end, crash markers (not for
-    a simulated massager, which dies with us), the journal's hooks."""
-    is_address = spec.address is not None and spec.address.count(":") == 5
-    session = DeviceSession(
-        spec.profile,
-        radio,
-        address=spec.address if is_address else None,
-        name=spec.name if not is_address else None,
-        scan_timeout=scan_timeout,
-        on_progress=on_progress,
-    )
-    governor = SafetyGovernor(
-        session,
-        Limits.compute(spec.profile, config.caps.to_caps()),
-        clock=clock,
-        sleep=sleep,
-        markers=None if spec.simulated else markers,
-        on_progress=on_progress,
-        last_session_end=_last_end_from(journal),
-    )
-    if hooks is not None:
-        hooks.attach(governor)
-    return session, governor
-
-
-def _last_end_from(journal: Journal | None) -> Callable[[str], float | None] | None:
-    if journal is None:
-        return None
-
-    def last_end(address: str) -> float | None:
-        ended = journal.last_session_end(address.upper())
-        return ended.timestamp() if ended is not None else None
-
-    return last_end
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else float(round(value))
-
-
-class Held:
-    """One massager the owner holds, with its serialized request path."""
-
-    def __init__(
-        self, spec: DeviceSpec, radio: Radio, session: DeviceSession, governor: SafetyGovernor,
-        name: str,
-    ) -> None:
-        self.spec = spec
-        self.radio = radio
-        self.session = session
-        self.governor = governor
-        self.name = name
-        # Stable for the owner's life: the address if configured, else the name.
-        self.device_id = (spec.address or name).upper()
-        self.lock = asyncio.Lock()
-        self.stop_epoch = 0
-        self._stopped = asyncio.Event()
-        self.connect_task: asyncio.Task[None] | None = None
-        self.ever_connected = False
-        self.link_up = asyncio.Event()  # set while the session's link is up
-        self.stop_owed = False
-        self.runner: ProgramRunner | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.last_result: RunResult | None = None
-        self.last_refusal: str | None = None
-        self.unsubscribe: list[Callable[[], None]] = []
-        self.view_key: tuple[object, ...] | None = None  # what the last view was made of
-
-    @property
-    def address(self) -> str:
-        """The massager's address ("" until found)."""
-        return self.session.state.address or self.spec.address or ""
-
-    @property
-    def program_running(self) -> bool:
-        """True while a program runs here."""
-        return self.task is not None and not self.task.done()
-
-    def matches(self, wanted: str) -> bool:
-        """True if ``wanted`` names this massager exactly (address, id or name)."""
-        w = wanted.lower()
-        names = (self.device_id, self.address, self.name, self.spec.name,
-                 self.session.state.name)
-        return any(n and n.lower() == w for n in names)
-
-    def stop_signal(self) -> asyncio.Event:
-        """Set by the next stop (an event per stop, so each waiter sees its own)."""
-        return self._stopped
-
-    def note_stop(self) -> None:
-        """A stop arrived: every request queued or waiting before it is void."""
-        self.stop_epoch += 1
-        old, self._stopped = self._stopped, asyncio.Event()
-        old.set()
 
 
 class Owner:
@@ -446,90 +325,14 @@ class Owner:
 
     # --- the state stream -----------------------------------------------------------
 
-    def view(self, held: Held) -> DeviceView:
-        """Everything the owner knows of one massager, now. Built without validation
-        (``model_construct``): these are the owner's own values, typed by mypy and
-        checked by a test, and this runs on every change of every massager."""
-        s = held.session.state
-        gov = held.governor
-        caps = held.spec.profile.capabilities
-        link: LinkState
-        if s.connected:
-            link = "connected"
-        elif held.connect_task is not None and not held.connect_task.done():
-            link = "connecting"
-        else:
-            link = "lost" if held.ever_connected else "idle"
-        d = gov.desired
-        t = gov.timers()
-        progress = held.runner.progress if held.program_running and held.runner else None
-        program = None
-        if progress is not None and held.runner is not None:
-            program = ProgramView.model_construct(
-                program=progress.program, source=_api_source(held.runner.source),
-                step=progress.step, steps=progress.steps, step_name=progress.step_name,
-                step_left_s=float(round(progress.step_left_s)),
-                left_s=float(round(progress.left_s)), paused=progress.paused,
-            )
-        last = held.last_result
-        running = gov.desired.running or s.running
-        return DeviceView.model_construct(
-            device_id=held.device_id,
-            address=held.address,
-            name=held.name,
-            profile=held.spec.profile.id,
-            simulated=held.spec.simulated,
-            radio=held.radio.label,
-            link=link,
-            reported=Settings.model_construct(
-                power=s.running, intensity=s.intensity, heat=s.heat,
-                heat_celsius=caps.heat_celsius(s.heat), mode=s.mode, zone=s.zone,
-            ),
-            assumed=s.assumed,
-            temperature=None if s.temperature is None else float(s.temperature),
-            timer_minutes=s.timer,
-            desired=Settings.model_construct(
-                power=d.running, intensity=d.intensity, heat=d.heat or 0,
-                heat_celsius=caps.heat_celsius(d.heat or 0), mode=d.mode, zone=d.zone,
-            ),
-            program=program,
-            timers=Timers.model_construct(
-                session_left_s=_round(t.session_left_s), heat_left_s=_round(t.heat_left_s)
-            ),
-            session_source=_api_source(gov.source) if running and gov.source else None,
-            last_refusal=held.last_refusal,
-            fault=gov.fault,
-            end_reason=gov.end_reason,
-            last_run=None if last is None else RunView.model_construct(
-                program=last.program, source=last.source, end_reason=last.end_reason,
-                steps_run=last.steps_run, steps=last.steps,
-                elapsed_s=float(round(last.elapsed_s, 1)), notes=tuple(last.notes),
-            ),
-            owner_pid=self.pid,
-        )
-
-    def _key(self, held: Held) -> tuple[object, ...]:
-        """Everything a view is made of, cheaply: session states and targets are
-        frozen and replaced on each change, so identity tells."""
-        gov = held.governor
-        t = gov.timers()
-        task = held.connect_task
-        return (
-            held.session.state, gov.desired, gov.fault, gov.end_reason, gov.source,
-            held.ever_connected, task is not None and not task.done(),
-            held.runner.progress if held.program_running and held.runner else None,
-            held.last_result, held.last_refusal,
-            _round(t.session_left_s), _round(t.heat_left_s),
-        )
-
     def publish(self, held: Held) -> DeviceView:
         """Publish ``held``'s view to the hub (if it changed); its latest view."""
-        key = self._key(held)
+        key = view_key(held)
         latest = self.hub.latest(held.device_id)
         if latest is not None and key == held.view_key:
             return latest
         held.view_key = key
-        view = self.view(held)
+        view = view_of(held, self.pid)
         return self.hub.publish(view) or self.hub.latest(view.device_id) or view
 
     async def _tick(self) -> None:
@@ -718,7 +521,8 @@ class Owner:
             assert held.runner is not None
             raise SafetyRefused("busy", f"{held.name}: program {held.runner.program.name} "
                                 "is running", advice="'footctl stop' ends it first")
-        held.governor.decide(request)  # refuse before connecting, not after
+        if not held.session.connected:
+            held.governor.decide(request)  # refuse before connecting, not after
         async with held.lock:
             if held.stop_epoch != epoch:
                 raise _superseded()
@@ -772,11 +576,11 @@ class Owner:
         return note
 
     async def _send_stop(self, held: Held, source: str) -> None:
-        async with asyncio.timeout(STOP_TIMEOUT_S):
-            try:
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
                 await held.governor.stop(source=source, reason="stopped")
-            except TimeoutError as exc:
-                raise DeviceUnavailable("no answer from the massager") from exc
+        except TimeoutError as exc:
+            raise DeviceUnavailable("no answer from the massager") from exc
         held.stop_owed = False
 
     # --- programs ---------------------------------------------------------------------
@@ -874,20 +678,8 @@ class Owner:
         return held.last_result
 
 
-def journal_key(held: Held) -> str:
-    """What the journal calls a held massager (as the journal hooks write it)."""
-    return held.address.upper() or held.spec.profile.id
-
-
 def _as_path(value: os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
-
-
-def _api_source(source: str) -> Source:
-    known: dict[str, Source] = {
-        "cli": "cli", "tui": "tui", "mqtt": "mqtt", "schedule": "schedule", "program": "program",
-    }
-    return known.get(source, "cli")
 
 
 def _superseded() -> SafetyRefused:

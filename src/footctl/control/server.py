@@ -246,8 +246,9 @@ class ControlServer:
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, message: Reply | ErrorReply | StateEvent) -> None:
         writer.write(message.model_dump_json().encode() + b"\n")
-        async with asyncio.timeout(WRITE_TIMEOUT_S):
-            await writer.drain()
+        if writer.transport.get_write_buffer_size():  # the client is slow to read
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await writer.drain()
 
 
 def _error(kind: str, message: str, exit_code: int) -> ErrorReply:
