@@ -22,11 +22,16 @@ here with :func:`parse_request`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from footctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from footctl.profile.schema import Profile as ProfileLike
+    from footctl.safety.limits import Limits as LimitsLike
 
 API_VERSION = 1
 
@@ -142,6 +147,15 @@ class SchedulesRequest(_Request):
     kind: Literal["schedules"] = "schedules"
 
 
+class DescribeRequest(_Request):
+    """What one massager (``device``) or each one can do within the caps, for a
+    source that builds controls (Home Assistant discovery, the TUI). Answered with
+    :attr:`Reply.caps`."""
+
+    kind: Literal["describe"] = "describe"
+    device: Name | None = None
+
+
 Request = Annotated[
     PingRequest
     | StatusRequest
@@ -150,7 +164,8 @@ Request = Annotated[
     | RunRequest
     | LeaseRequest
     | WatchRequest
-    | SchedulesRequest,
+    | SchedulesRequest
+    | DescribeRequest,
     Field(discriminator="kind"),
 ]
 
@@ -264,6 +279,55 @@ class DeviceView(_Model):
     seq: int = 0
 
 
+class HeatLevelView(_Model):
+    """One heat level and the temperature it means."""
+
+    level: int
+    celsius: float
+
+
+class DeviceCaps(_Model):
+    """What a massager can be asked for, after the caps: the effective intensity
+    range, the heat levels at or below the temperature cap (none under ``no_heat``),
+    its modes, its zones (None: it has none) and the programs it may run."""
+
+    device_id: str
+    profile: str
+    profile_name: str = ""
+    intensity_min: int
+    intensity_max: int
+    heat_levels: tuple[HeatLevelView, ...] = ()
+    modes: tuple[str, ...] = ()
+    zone_min: int | None = None
+    zone_max: int | None = None
+    programs: tuple[str, ...] = ()
+
+
+def device_caps(
+    device_id: str, profile: ProfileLike, limits: LimitsLike, programs: Sequence[str] = ()
+) -> DeviceCaps:
+    """A :class:`DeviceCaps` from a profile and its effective limits (the owner
+    answers :class:`DescribeRequest` with this)."""
+    caps = profile.capabilities
+    zones = caps.zones
+    return DeviceCaps(
+        device_id=device_id,
+        profile=profile.id,
+        profile_name=profile.name,
+        intensity_min=limits.intensity_min,
+        intensity_max=limits.intensity_max,
+        heat_levels=tuple(
+            HeatLevelView(level=h.level, celsius=float(h.celsius))
+            for h in caps.heat_levels
+            if h.level <= limits.heat_max
+        ),
+        modes=tuple(m.name for m in caps.modes),
+        zone_min=None if zones is None else zones.min,
+        zone_max=None if zones is None else zones.max,
+        programs=tuple(programs),
+    )
+
+
 class ScheduleView(_Model):
     """One schedule of the daemon and its next start."""
 
@@ -282,6 +346,7 @@ class Reply(_Model):
     v: Literal[1] = 1
     ok: Literal[True] = True
     devices: tuple[DeviceView, ...] = ()
+    caps: tuple[DeviceCaps, ...] = ()
     notes: tuple[str, ...] = ()
     started: str | None = None
     schedules: tuple[ScheduleView, ...] = ()
