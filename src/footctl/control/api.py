@@ -45,6 +45,8 @@ MAX_REQUEST_BYTES = 16 * 1024
 MAX_WIRE_LEVEL = 255
 MAX_WIRE_HEAT = 15
 MAX_NAME_LEN = 64
+# A program is named, or given as a .toml file path (Linux's PATH_MAX).
+MAX_PROGRAM_REF_LEN = 4096
 # A remote lease longer than the design's dead-man heartbeat ceiling would let a
 # vanished hub keep heat on; shorter than a few seconds is a client bug.
 MIN_LEASE_S = 5.0
@@ -54,6 +56,7 @@ Source = Literal["cli", "tui", "mqtt", "schedule", "program"]
 SOURCES: tuple[str, ...] = ("cli", "tui", "mqtt", "schedule", "program")
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
+ProgramRef = Annotated[str, Field(min_length=1, max_length=MAX_PROGRAM_REF_LEN)]
 Level = Annotated[int, Field(ge=0, le=MAX_WIRE_LEVEL)]
 HeatLevel = Annotated[int, Field(ge=0, le=MAX_WIRE_HEAT)]
 
@@ -121,7 +124,7 @@ class RunRequest(_Request):
 
     kind: Literal["run"] = "run"
     device: Name | None = None
-    program: Name
+    program: ProgramRef
 
 
 class LeaseRequest(_Request):
