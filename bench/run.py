@@ -1,6 +1,7 @@
 """footctl benchmarks: codec speed, the session path over the virtual link, and the
 control plane (bench/control.py: client startup, sets through an owner's socket, many
-massagers, the idle daemon).
+massagers, the idle daemon), and the MQTT bridge (bench/mqtt_bridge.py: set -> state
+published vs a pub/sub round trip on the same broker).
 
 Every number is a median (with p90) of repeated measurements taken in one run, and
 the interesting ones are ratios of two paths measured side by side (session `set`
@@ -250,7 +251,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results/bench.json")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--only", choices=("session", "control", "reconnect"), default=None,
+    parser.add_argument("--only", choices=("session", "control", "mqtt", "reconnect"),
+                        default=None,
                         help="run one family of benchmarks")
     parser.add_argument("--reconnect-seconds", type=float, default=150.0,
                         help="time budget of the reconnect bench (0: skip it)")
@@ -259,6 +261,8 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="sets through the socket")
     parser.add_argument("--idle-seconds", type=float, default=60.0,
                         help="how long the idle daemons are watched")
+    parser.add_argument("--mqtt-commands", type=int, default=300,
+                        help="MQTT set -> state published, this many commands (0: skip)")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -272,7 +276,7 @@ async def main() -> None:
         results["reconnect_reasserted_ms"] = entry
         print(f"reconnect: {json.dumps(entry)}", file=sys.stderr)
     for pid, profile in sorted(profiles.items()):
-        if args.only in ("control", "reconnect"):
+        if args.only in ("control", "mqtt", "reconnect"):
             break
         entry = bench_codec(profile, args.rounds)
         entry.update(await bench_link(profile, args.rounds))
@@ -285,6 +289,11 @@ async def main() -> None:
             args.process_rounds, args.samples, args.idle_seconds
         )
         print(f"control: {json.dumps(results['control'])}", file=sys.stderr)
+    if args.only in (None, "mqtt") and args.mqtt_commands > 0:
+        from mqtt_bridge import bench_mqtt  # bench/mqtt_bridge.py, beside this file
+
+        results["mqtt"] = await bench_mqtt(args.mqtt_commands)
+        print(f"mqtt: {json.dumps(results['mqtt'])}", file=sys.stderr)
     results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out = Path(args.out)
     await asyncio.to_thread(out.parent.mkdir, parents=True, exist_ok=True)

@@ -120,6 +120,10 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
             profiles, port=args.port, control_port=args.control_port, frame_log=args.log_frames
         )
         return ExitCode.OK
+    if command == "mqtt":
+        from footctl.mqtt.check import mqtt_command
+
+        return await mqtt_command(args.mqtt, config.mqtt, out)
     if command == "scan":
         return await _scan(args, config, out)
     if command == "tui":

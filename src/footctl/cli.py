@@ -195,7 +195,11 @@ def _more_commands(add: Any) -> None:
     p.add_argument("--note", metavar="TEXT")
     p.add_argument("--include-simulated", action="store_true",
                    help="may rate a session on a virtual massager")
-    add("daemon", "hold the massagers, run the schedules, serve the control socket")
+    p = add("daemon", "hold the massagers, run the schedules, serve the control socket")
+    _mqtt_flag(p)
+    p = add("mqtt", "the MQTT bridge (Home Assistant)")
+    msub = p.add_subparsers(dest="mqtt_command", metavar="ACTION", required=True)
+    _mqtt_flag(add("check", "is the broker reachable, and do the credentials work?", msub))
     add("tui", "terminal UI: each massager's state live, keys to drive it (s stops all)")
     p = add("service", "the systemd user unit for the daemon")
     vsub = p.add_subparsers(dest="service_command", metavar="ACTION", required=True)
@@ -210,6 +214,13 @@ def _more_commands(add: Any) -> None:
     from footctl.commands.registry import register
 
     register(add)  # completion, config, doctor, devices (issue 13)
+
+
+def _mqtt_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mqtt", metavar="URL", default=None,
+                   help="the MQTT broker, mqtt://[user@]host[:port] or mqtts://... (env "
+                   "FOOTCTL_MQTT_URL; else [mqtt] url in the config; password in env "
+                   "FOOTCTL_MQTT_PASSWORD)")
 
 
 class Output:
@@ -264,8 +275,8 @@ def _check(args: argparse.Namespace) -> str | None:
 _VALUE_FLAGS = ("--simulate", "--link", "--device", "--profile", "--config", "--scan-timeout")
 _COMMANDS = frozenset((
     "scan", "status", "watch", "on", "off", "stop", "set", "profiles", "profile", "run",
-    "program", "schedule", "history", "rate", "daemon", "service", "sim", "tui", "explore", "sniff",
-    "completion", "config", "doctor", "devices",
+    "program", "schedule", "history", "rate", "daemon", "mqtt", "service", "sim", "tui",
+    "explore", "sniff", "completion", "config", "doctor", "devices",
 ))
 
 
@@ -314,6 +325,7 @@ positional arguments:
     rate                rate last night's sleep (1-5) on the latest session
     daemon              hold the massagers, run the schedules, serve the
                         control socket
+    mqtt                the MQTT bridge (Home Assistant)
     tui                 terminal UI: each massager's state live, keys to drive
                         it (s stops all)
     service             the systemd user unit for the daemon

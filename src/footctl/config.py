@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -86,6 +86,31 @@ class DeviceConfig(_Model):
     simulate: bool = False
 
 
+class MqttConfig(_Model):
+    """The MQTT bridge (``[mqtt]``): the broker and the topics. ``--mqtt URL`` or
+    ``$FOOTCTL_MQTT_URL`` override ``url``; ``$FOOTCTL_MQTT_PASSWORD`` overrides
+    ``password`` (keep passwords out of the URL: it is shown in logs and ``ps``)."""
+
+    url: str | None = Field(
+        default=None, description="mqtt://[user@]host[:port] or mqtts://[user@]host[:port]"
+    )
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    ca_file: Path | None = Field(default=None, description="CA certificate(s) for mqtts://")
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    base_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "footctl"
+    host_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] | None = Field(
+        default=None, description="this host's name in the client id and bridge topic"
+    )
+    discovery: bool = True
+    discovery_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = (
+        "homeassistant"
+    )
+    # Lease of a remote source (DESIGN.md: dead man 60 s, at most 600 s).
+    lease_seconds: Annotated[float, Field(ge=5, le=600)] = L.DEFAULT_HEARTBEAT_S
+    keepalive_seconds: Annotated[int, Field(ge=5, le=600)] = 30
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -93,6 +118,7 @@ class Config(_Model):
     devices: list[DeviceConfig] = Field(default_factory=list)
     profile_dirs: list[Path] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
+    mqtt: MqttConfig | None = None
     # Where the file came from and the line of each key, so a problem found later (a
     # [[devices]] profile that does not exist) can name the file and line.
     _source: Path | None = PrivateAttr(default=None)

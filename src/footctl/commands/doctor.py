@@ -147,14 +147,33 @@ def _config() -> Check:
                  f"{len(config.schedules)} schedule(s)")
 
 
-def _broker() -> Check:
-    return Check("mqtt broker", "ok", "not used: the MQTT bridge is not built yet")
+async def _broker() -> Check:
+    """The MQTT broker of the config file (or $FOOTCTL_MQTT_URL), connected to once."""
+    from footctl.config import load_config  # noqa: PLC0415
+    from footctl.mqtt.settings import resolve  # noqa: PLC0415
+
+    try:
+        section = load_config(config_path(None)).mqtt
+    except FootctlError:
+        section = None  # the config check reports it
+    try:
+        settings = resolve(section)
+    except FootctlError as exc:
+        return Check("mqtt broker", "fail", exc.message, exc.advice or "")
+    if settings is None:
+        return Check("mqtt broker", "ok", "none configured: the MQTT bridge is off")
+    from footctl.mqtt.check import check_broker  # noqa: PLC0415
+
+    result = await check_broker(settings)
+    if result.ok:
+        return Check("mqtt broker", "ok", result.message)
+    return Check("mqtt broker", "fail", result.message, result.advice or "")
 
 
 async def run_checks() -> list[Check]:
     """Every check, in order."""
     return [_python(), _bleak(), _adapter(), await _stack(), *_permissions(), _config(),
-              await _daemon(), _broker()]
+              await _daemon(), await _broker()]
 
 
 async def main(args: argparse.Namespace, out: Output) -> int:

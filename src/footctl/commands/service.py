@@ -134,6 +134,12 @@ async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
         dog = LoopWatchdog(config.caps.heartbeat_seconds)
         try:
             await d.start()
+            # The MQTT bridge, when a broker is configured: one more command source.
+            from footctl.mqtt.run import bridge_running  # noqa: PLC0415 - aiomqtt if used
+
+            await stack.enter_async_context(
+                bridge_running(d.owner, config.mqtt, getattr(args, "mqtt", None))
+            )
             dog.start()
             notify("READY=1")
             names = ", ".join(h.name for h in d.devices)

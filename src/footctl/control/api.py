@@ -22,11 +22,16 @@ here with :func:`parse_request`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from footctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from footctl.profile.schema import Profile as ProfileLike
+    from footctl.safety.limits import Limits as LimitsLike
 
 API_VERSION = 1
 
@@ -40,7 +45,7 @@ MAX_REQUEST_BYTES = 16 * 1024
 MAX_WIRE_LEVEL = 255
 MAX_WIRE_HEAT = 15
 MAX_NAME_LEN = 64
-# A program is named by its name or by its file's path: up to Linux's PATH_MAX.
+# A program is named, or given as a .toml file path (Linux's PATH_MAX).
 MAX_PROGRAM_REF_LEN = 4096
 # A remote lease longer than the design's dead-man heartbeat ceiling would let a
 # vanished hub keep heat on; shorter than a few seconds is a client bug.
@@ -119,7 +124,7 @@ class RunRequest(_Request):
 
     kind: Literal["run"] = "run"
     device: Name | None = None
-    program: ProgramRef  # a name, or the path of a .toml file (absolute: owners have their own cwd)
+    program: ProgramRef
 
 
 class LeaseRequest(_Request):
@@ -145,6 +150,15 @@ class SchedulesRequest(_Request):
     kind: Literal["schedules"] = "schedules"
 
 
+class DescribeRequest(_Request):
+    """What one massager (``device``) or each one can do within the caps, for a
+    source that builds controls (Home Assistant discovery, the TUI). Answered with
+    :attr:`Reply.caps`."""
+
+    kind: Literal["describe"] = "describe"
+    device: Name | None = None
+
+
 Request = Annotated[
     PingRequest
     | StatusRequest
@@ -153,7 +167,8 @@ Request = Annotated[
     | RunRequest
     | LeaseRequest
     | WatchRequest
-    | SchedulesRequest,
+    | SchedulesRequest
+    | DescribeRequest,
     Field(discriminator="kind"),
 ]
 
@@ -267,6 +282,55 @@ class DeviceView(_Model):
     seq: int = 0
 
 
+class HeatLevelView(_Model):
+    """One heat level and the temperature it means."""
+
+    level: int
+    celsius: float
+
+
+class DeviceCaps(_Model):
+    """What a massager can be asked for, after the caps: the effective intensity
+    range, the heat levels at or below the temperature cap (none under ``no_heat``),
+    its modes, its zones (None: it has none) and the programs it may run."""
+
+    device_id: str
+    profile: str
+    profile_name: str = ""
+    intensity_min: int
+    intensity_max: int
+    heat_levels: tuple[HeatLevelView, ...] = ()
+    modes: tuple[str, ...] = ()
+    zone_min: int | None = None
+    zone_max: int | None = None
+    programs: tuple[str, ...] = ()
+
+
+def device_caps(
+    device_id: str, profile: ProfileLike, limits: LimitsLike, programs: Sequence[str] = ()
+) -> DeviceCaps:
+    """A :class:`DeviceCaps` from a profile and its effective limits (the owner
+    answers :class:`DescribeRequest` with this)."""
+    caps = profile.capabilities
+    zones = caps.zones
+    return DeviceCaps(
+        device_id=device_id,
+        profile=profile.id,
+        profile_name=profile.name,
+        intensity_min=limits.intensity_min,
+        intensity_max=limits.intensity_max,
+        heat_levels=tuple(
+            HeatLevelView(level=h.level, celsius=float(h.celsius))
+            for h in caps.heat_levels
+            if h.level <= limits.heat_max
+        ),
+        modes=tuple(m.name for m in caps.modes),
+        zone_min=None if zones is None else zones.min,
+        zone_max=None if zones is None else zones.max,
+        programs=tuple(programs),
+    )
+
+
 class ScheduleView(_Model):
     """One schedule of the daemon and its next start."""
 
@@ -285,6 +349,7 @@ class Reply(_Model):
     v: Literal[1] = 1
     ok: Literal[True] = True
     devices: tuple[DeviceView, ...] = ()
+    caps: tuple[DeviceCaps, ...] = ()
     notes: tuple[str, ...] = ()
     started: str | None = None
     schedules: tuple[ScheduleView, ...] = ()

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from footctl.config import Config
 from footctl.control.api import (
+    DescribeRequest,
     DeviceView,
     ErrorReply,
     LeaseRequest,
@@ -51,6 +52,7 @@ from footctl.control.api import (
     StatusRequest,
     StopRequest,
     WatchRequest,
+    device_caps,
     error_reply,
 )
 from footctl.control.held import (
@@ -494,6 +496,14 @@ class Owner:
             )
             reply = self._reply([held], tuple(runner.notes))
             return reply.model_copy(update={"started": runner.program.name})
+        if isinstance(request, DescribeRequest):
+            from footctl.programs.loader import list_programs  # noqa: PLC0415
+
+            names = [f.program.name for f in list_programs(_as_path(self.program_dir))]
+            targets = self.targets(request.device)
+            caps = tuple(device_caps(h.device_id, h.spec.profile, h.governor.limits, names)
+                         for h in targets)
+            return self._reply(targets).model_copy(update={"caps": caps})
         if isinstance(request, WatchRequest):
             raise UsageError("watch is a stream: use subscribe() (or the socket)")
         raise UsageError(f"{request.kind} is not served by this owner",
