@@ -91,8 +91,11 @@ def test_controls_follow_profile_and_caps(profiles: dict[str, Profile], profile_
     profile = profiles[profile_id]
     caps = profile.capabilities
     comps = discovery_config(view_for(profile), caps_for(profile), TOPICS)["cmps"]
-    expected = {"power", "mode", "intensity", "stop", "temperature", "time_left", "link",
+    expected = {"power", "mode", "stop", "temperature", "time_left", "link",
                 "last_refusal", "program", "start_program"}
+    levels = caps.intensity.max - caps.intensity.min + 1
+    if levels > 1:
+        expected.add("intensity")
     if caps.heat_levels:
         expected |= {"heat", "heating"}
     if caps.zones is not None:
@@ -101,12 +104,17 @@ def test_controls_follow_profile_and_caps(profiles: dict[str, Profile], profile_
     assert set(comps) == expected
     assert comps["mode"]["ops"] == [m.name for m in caps.modes]
     assert comps["program"]["ops"] == list(PROGRAMS)
-    assert comps["intensity"]["min"] == caps.intensity.min
-    assert comps["intensity"]["max"] == caps.intensity.max
+    if levels > 1:
+        assert comps["intensity"]["min"] == caps.intensity.min
+        assert comps["intensity"]["max"] == caps.intensity.max
 
     capped = caps_for(profile, Caps(intensity=caps.intensity.min + 1, no_heat=True))
     comps = discovery_config(view_for(profile), capped, TOPICS)["cmps"]
-    assert comps["intensity"]["max"] == caps.intensity.min + 1
+    if levels > 1:
+        assert comps["intensity"]["max"] == caps.intensity.min + 1
+    # capped to its lowest level, a massager has no intensity to set
+    lowest = caps_for(profile, Caps(intensity=caps.intensity.min))
+    assert "intensity" not in discovery_config(view_for(profile), lowest, TOPICS)["cmps"]
     assert "heat" not in comps and "heating" not in comps
 
 

@@ -54,11 +54,6 @@ def discovery_config(
             "p": "switch", "name": "Power", "ic": "mdi:foot-print",
             "cmd_t": cmd("power"), "val_tpl": ON_OFF_POWER, "pl_on": "ON", "pl_off": "OFF",
         },
-        "intensity": {
-            "p": "number", "name": "Intensity", "ic": "mdi:gauge",
-            "cmd_t": cmd("intensity"), "val_tpl": "{{ value_json.intensity }}",
-            "min": caps.intensity_min, "max": caps.intensity_max, "step": 1, "mode": "slider",
-        },
         "stop": {
             "p": "button", "name": "Stop", "ic": "mdi:stop-circle",
             "cmd_t": cmd("stop"), "pl_prs": "PRESS",
@@ -81,6 +76,14 @@ def discovery_config(
             "ent_cat": "diagnostic", "val_tpl": REFUSAL,
         },
     }
+    if caps.intensity_max > caps.intensity_min:
+        # A massager with one level (or capped to one) has nothing to set: HA's number
+        # needs min < max, so it gets no intensity control at all.
+        cmps["intensity"] = {
+            "p": "number", "name": "Intensity", "ic": "mdi:gauge",
+            "cmd_t": cmd("intensity"), "val_tpl": "{{ value_json.intensity }}",
+            "min": caps.intensity_min, "max": caps.intensity_max, "step": 1, "mode": "slider",
+        }
     if caps.modes:
         cmps["mode"] = {
             "p": "select", "name": "Mode", "ic": "mdi:format-list-bulleted",
