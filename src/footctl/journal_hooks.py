@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from footctl.config import journal_path
@@ -82,13 +83,21 @@ class _Open:
     row: int | None = None
     program: str | None = None
     steps_run: int = 0
+    # When the row's session started, on the wall clock (for people) and on the
+    # monotonic clock (for its length: a wall clock moved by NTP or by hand in between
+    # made durations wrong, even negative).
+    started_wall: datetime | None = None
+    started_mono: float | None = None
 
 
 class JournalHooks:
     """Records every session of the governors it is added to."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(
+        self, journal: Journal, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.journal = journal
+        self._mono = monotonic
         self._pid = os.getpid()
         self._open: dict[int, _Open] = {}
 
@@ -118,12 +127,15 @@ class JournalHooks:
     def session_started(self, governor: SafetyGovernor, source: str) -> None:
         """Open a row."""
         entry = self._open.setdefault(id(governor), _Open())
+        entry.started_wall = self.journal.now()
+        entry.started_mono = self._mono()
         entry.row = self._safely(
             self.journal.start_session,
             device_key(governor),
             source=journal_source(source),
             profile_id=governor.profile.id,
             program=entry.program,
+            at=entry.started_wall,
             pid=self._pid,
         )
         if entry.row is not None and entry.steps_run:
@@ -137,10 +149,15 @@ class JournalHooks:
         row, entry.row = entry.row, None
         if entry.program is None:
             self._open.pop(id(governor), None)
+        at = None
+        if entry.started_wall is not None and entry.started_mono is not None:
+            # The end is the start plus the length measured on the monotonic clock.
+            at = entry.started_wall + timedelta(seconds=max(0.0, self._mono() - entry.started_mono))
         self._safely(
             self.journal.end_session,
             row,
             journal_reason(reason),
+            at=at,
             steps_run=entry.steps_run or None,
             peak_heat=governor.peak_heat,
             heat_s=governor.heat_seconds,
