@@ -219,6 +219,18 @@ class SafetyGovernor:
     # --- acting ----------------------------------------------------------------
 
     def _start_session(self, source: str) -> None:
+        if self._session_started is None and self._markers is not None:
+            address = self.session.state.address
+            try:
+                if address:
+                    self._markers.write(address, self.profile.id, source)
+            except OSError as exc:
+                # Without its marker a crash could not be recovered: nothing starts.
+                raise SafetyRefused(
+                    "no_crash_marker",
+                    f"the crash-recovery marker could not be written ({exc})",
+                    advice="free some disk space or fix the state directory's permissions",
+                ) from exc
         if self.ended.is_set() or self._session_started is None:
             self.ended.clear()
             self.end_reason = None
@@ -230,8 +242,6 @@ class SafetyGovernor:
             self.source = source
             self.peak_heat = 0
             self.heat_seconds = 0.0
-            if self._markers is not None and self.session.state.address:
-                self._markers.write(self.session.state.address, self.profile.id, source)
             for hooks in list(self._hooks):
                 hooks.session_started(self, source)
         self.heartbeat()
@@ -355,9 +365,9 @@ class SafetyGovernor:
             if generation != self._generation:
                 return self.session.state, decision  # coalesced: a newer request follows
             previous_heat = self.desired.heat or 0
+            self._start_session(request.source)  # (may refuse: then nothing changed)
             self.desired = decision.target
             self._pending_off = False  # a new request supersedes an owed stop
-            self._start_session(request.source)
             now = self._clock()
             if (decision.target.heat or 0) < previous_heat:
                 self._heat_lowered_at = now
@@ -453,7 +463,11 @@ class SafetyGovernor:
         if self.end_reason is None:
             self.end_reason = reason
         if self._markers is not None and self.session.state.address:
-            self._markers.clear(self.session.state.address)
+            try:
+                self._markers.clear(self.session.state.address)
+            except OSError as exc:
+                # The session still ends (a stale marker costs one needless recovery).
+                _LOG.error("could not clear the crash marker: %s", exc)
         was_running = self._session_started is not None
         self._update_heat(self._clock())
         self._session_started = None
