@@ -129,7 +129,7 @@ async def test_device_refusing_reconnection_for_a_minute_then_back_in_time(
     assert await eventually(lambda: b.session.connected)
     # back in time, but it rebooted (came back off): the session ends, and the massager
     # is never driven on again (issue #9, 1: it was re-asserted, heat included)
-    assert await eventually(lambda: b.governor.ended.is_set())
+    assert await eventually(b.governor.ended.is_set)
     assert b.governor.end_reason == "device_off"
     await asyncio.sleep(0.3)
     assert not b.model.running and b.model.effective_heat == 0

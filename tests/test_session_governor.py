@@ -197,7 +197,7 @@ async def test_return_after_a_reboot_ends_the_session_and_stays_off(
     await rig.session._wait_for(lambda: not rig.session.connected, 5)
     await rig.massager.reboot(disconnect=False)  # lost its state while away
     await rig.massager.restore()
-    assert await eventually(lambda: rig.governor.ended.is_set(), 10)
+    assert await eventually(rig.governor.ended.is_set, 10)
     assert rig.governor.end_reason == "device_off"
     await asyncio.sleep(0.3)
     assert not rig.massager.model.running

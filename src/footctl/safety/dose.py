@@ -97,8 +97,8 @@ class HeatDose:
     def heating(self, now: float, weight: float) -> HeatDose:
         """Heat is now on at ``weight`` (0: off)."""
         d = self.settle(now)
-        if d.since is not None and weight == d.weight:
-            return d
+        if (d.since is not None and weight == d.weight) or (d.since is None and weight <= 0):
+            return d  # no change (the common case: called on every report)
         spans = d.spans
         if d.since is not None and now > d.since:
             spans = (*spans, (d.since, now, d.weight))

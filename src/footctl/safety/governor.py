@@ -148,6 +148,7 @@ class SafetyGovernor:
         # heater again, then a new fault is flagged anew (it stayed latched forever, and a
         # massager that later heated on its own was ignored).
         self._fault_latched = False
+        self._reported_running = False  # as last reported (not assumed), for the above
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self.events: list[tuple[float, str]] = []
@@ -516,14 +517,26 @@ class SafetyGovernor:
             # Also after a session ended: a massager that comes on by itself later is
             # supervised like any other (it was ignored once a session had ended).
             self._session_started = now
+            self._last_raise_at = now  # its power-on counts as the first step up
             self._log("device reports running: session timer started")
+            address = self.session.state.address
+            if self._markers is not None and address:
+                try:  # supervised like any session: a crash now is recovered too
+                    self._markers.write(address, self.profile.id, "device")
+                except OSError as exc:
+                    _LOG.error("could not write the crash marker: %s", exc)
         self._update_heat(now)  # the dose counts reported heat too, asked for or not
         self.peak_heat = max(self.peak_heat, state.heat)
         if state.assumed or not state.connected:
             return
         fault = self._heat_fault(state, now)
+        switched_on = state.running and not self._reported_running
+        self._reported_running = state.running
         if fault is None and self._fault_latched and self._heater_clean(state):
             self._fault_latched = False  # the heater is back to normal: watch it anew
+        elif fault is not None and self._fault_latched and switched_on:
+            # Switched on (its own button) while its heater is still faulty: act again.
+            self._fault_latched = False
         if fault is not None and not self._fault_latched:
             self.fault = fault
             self._fault_latched = True
