@@ -294,7 +294,13 @@ class SafetyGovernor:
         off; found by tests/test_safety_stateful.py.)"""
         state = self.session.state
         fault: str | None = None
-        if self.fault is not None and (self._pending_off or self._session_started is not None):
+        if self.fault is not None and self._fault_latched:
+            # Not seen clean since the fault (its reports may be lost, the link down): the
+            # heater is still suspect. (A request over a dropped link was accepted, cleared
+            # the fault, and the stuck heater then went unflagged; found by the stateful
+            # test as deployed.)
+            fault = self.fault
+        elif self.fault is not None and (self._pending_off or self._session_started is not None):
             # The session a heat fault ends has not ended: its off is in flight or owed
             # (the link is down, say). A new request must not supersede it: it did, and
             # the returning link re-asserted the session on the faulty heater (found by
