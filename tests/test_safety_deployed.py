@@ -360,7 +360,7 @@ async def test_journal_durations_come_from_the_monotonic_clock(tmp_path: Path) -
     wall = [datetime(2026, 1, 10, 22, 0, tzinfo=UTC)]
     journal = Journal(tmp_path / "j.sqlite3", clock=lambda: wall[0])
     rig = await make_rig(ABSOLUTE)
-    hooks = JournalHooks(journal, monotonic=rig.clock)
+    hooks = JournalHooks(journal)
     governor = rig.governor()
     hooks.attach(governor)
     await governor.submit(Request(source="cli", intensity=1))

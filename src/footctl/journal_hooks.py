@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,11 +92,8 @@ class _Open:
 class JournalHooks:
     """Records every session of the governors it is added to."""
 
-    def __init__(
-        self, journal: Journal, *, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self._mono = monotonic
         self._pid = os.getpid()
         self._open: dict[int, _Open] = {}
 
@@ -128,7 +124,7 @@ class JournalHooks:
         """Open a row."""
         entry = self._open.setdefault(id(governor), _Open())
         entry.started_wall = self.journal.now()
-        entry.started_mono = self._mono()
+        entry.started_mono = governor.monotonic()
         entry.row = self._safely(
             self.journal.start_session,
             device_key(governor),
@@ -152,7 +148,8 @@ class JournalHooks:
         at = None
         if entry.started_wall is not None and entry.started_mono is not None:
             # The end is the start plus the length measured on the monotonic clock.
-            at = entry.started_wall + timedelta(seconds=max(0.0, self._mono() - entry.started_mono))
+            elapsed = max(0.0, governor.monotonic() - entry.started_mono)
+            at = entry.started_wall + timedelta(seconds=elapsed)
         self._safely(
             self.journal.end_session,
             row,

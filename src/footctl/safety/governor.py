@@ -169,6 +169,11 @@ class SafetyGovernor:
         heat_locked = self._heat_locked or self._dose.is_locked(self._clock())
         return decide(self.profile, self.limits, self.desired, request, heat_locked)
 
+    def monotonic(self) -> float:
+        """Now, on the monotonic clock every cap runs on (the journal measures a
+        session's length with it)."""
+        return self._clock()
+
     # --- session hooks (the journal listens here) -----------------------------------
 
     def add_hooks(self, hooks: SessionHooks) -> Callable[[], None]:
