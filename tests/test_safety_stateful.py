@@ -622,7 +622,7 @@ class SafetyMachine(RuleBasedStateMachine):
         """A link came up: what is owed must be the first thing written."""
         now = self.clock()
         self.last_up = now
-        if self.recovering or not self.device_on:
+        if self.recovering or not self.device_on or self.own_unseen:
             return
         m = self.model
         need: str | None = None
@@ -658,7 +658,7 @@ class SafetyMachine(RuleBasedStateMachine):
                     + (" (heat first)" if heat_on else "")
                 )
         proc = self.proc
-        fault = proc.governor.fault if proc is not None else None
+        fault = _active_fault(proc.governor) if proc is not None else None
         if fault is None:
             self.fault_seen = None
         elif self.fault_seen is None:  # the first frame since the governor saw the fault
@@ -688,7 +688,7 @@ class SafetyMachine(RuleBasedStateMachine):
         asked = proc.governor.desired.heat or 0
         heat = report.heat or 0
         self._check_time()  # a status arrives every interval: check the clock-bound promises
-        if proc.governor.fault is not None:  # flagged: now it must switch off (_check_time)
+        if _active_fault(proc.governor) is not None:  # flagged: it must switch off now
             self.unexpected_since = self.overtemp_since = None
             return
         if heat > asked:
@@ -738,7 +738,7 @@ class SafetyMachine(RuleBasedStateMachine):
             self.violation(
                 f"link back {now - back:.2f} s ago after {self.return_need[0]} expired; not off"
             )
-        fault = proc.governor.fault
+        fault = _active_fault(proc.governor)
         for since, what in (
             (self.unexpected_since, "heat not asked for"),
             (self.overtemp_since, "over-temperature"),
@@ -1179,6 +1179,12 @@ class SafetyMachine(RuleBasedStateMachine):
             )
             self.violations.append(f"governor events:\n  {events}\ndevice frames:\n  {frames}")
         assert not self.violations, "\n".join(self.violations)
+
+
+def _active_fault(governor: SafetyGovernor) -> str | None:
+    """The heat fault the governor is handling: flagged, and the heater not seen clean
+    since (``fault`` itself stays as the last one, for the exit code)."""
+    return governor.fault if governor._fault_latched else None
 
 
 def _machine(pid: str) -> type[SafetyMachine]:
