@@ -407,22 +407,17 @@ def memoized_codec() -> Iterator[None]:
 
         return wrapper
 
-    saved = (
-        codec.decode_status,
-        codec.encode,
-        model_module.decode_command,
-        model_module.encode_status,
-    )
-    codec.decode_status = memo(saved[0])  # type: ignore[assignment]
-    codec.encode = memo(saved[1])  # type: ignore[assignment]
-    model_module.decode_command = memo(saved[2])  # type: ignore[assignment]
-    model_module.encode_status = memo(saved[3])  # type: ignore[assignment]
+    targets = [
+        (codec, "decode_status"),
+        (codec, "encode"),
+        (model_module, "decode_command"),
+        (model_module, "encode_status"),
+    ]
+    saved = [(module, name, getattr(module, name)) for module, name in targets]
+    for module, name, fn in saved:
+        setattr(module, name, memo(fn))
     try:
         yield
     finally:
-        (
-            codec.decode_status,
-            codec.encode,
-            model_module.decode_command,
-            model_module.encode_status,
-        ) = saved  # type: ignore[assignment]
+        for module, name, fn in saved:
+            setattr(module, name, fn)

@@ -743,8 +743,10 @@ class SafetyMachine(RuleBasedStateMachine):
             (self.unexpected_since, "heat not asked for"),
             (self.overtemp_since, "over-temperature"),
         ):
-            if since is not None and now - since > FAULT_FLAG_S and fault is None:
-                self.violation(f"{what} reported {now - since:.2f} s ago; no fault flagged")
+            # (from when footctl could act on it: a loop stall delays every report)
+            waited = None if since is None else now - max(since, self.reachable_since)
+            if waited is not None and waited > FAULT_FLAG_S and fault is None:
+                self.violation(f"{what} reported {waited:.2f} s ago; no fault flagged")
         if fault is None:
             self.fault_at = None
         elif self.fault_at is None:
