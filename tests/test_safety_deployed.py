@@ -402,3 +402,117 @@ async def test_over_temperature_mid_apply_preempts_the_rest_of_the_apply() -> No
     assert after == [], rig.writes(flagged_at[0])
     assert not rig.model.running
 
+
+
+# --- pinned examples of the stateful test as deployed --------------------------------------
+# Violations tests/test_safety_stateful.py found on the way, replayed step by step on its
+# machine (same rig, same invariants), so each stays fixed without a random search.
+
+_CONFIG = {
+    "session_min": 2.0,
+    "heat_min": 1.0,
+    "temp": 38.0,
+    "int_cap": None,
+    "heartbeat_s": 5.0,
+    "ramp_s": 0.0,
+    "unattended_heat_level": 0,
+    "cooldown_min": 0.0,
+    "no_heat": False,
+    "clamp": False,
+    "device_auto_off": 0,
+}
+_REQUEST = {
+    "source": "cli",
+    "intensity_typed": 1,
+    "intensity": None,
+    "heat_typed": 1,
+    "heat": None,
+    "mode": None,
+    "zone": None,
+    "lease_s": None,
+}
+
+
+class _Draws:
+    """Stands in for hypothesis' ``data``: each draw answers by its label."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        self.values = values
+
+    def draw(self, _strategy: object, label: str | None = None) -> object:
+        assert label is not None
+        return self.values[label]
+
+
+def _replay(profile_id: str, steps: list[tuple[str, dict[str, object]]]) -> None:
+    import test_safety_stateful as stateful
+    from safety_harness import memoized_codec
+
+    machine = stateful._machine(profile_id)()
+    try:
+        with memoized_codec():
+            machine.setup(_Draws(_CONFIG))  # type: ignore[arg-type]
+            machine.promises_hold()
+            for name, args in steps:
+                if name == "request":
+                    machine.request(_Draws({**_REQUEST, **args}))  # type: ignore[arg-type]
+                else:
+                    getattr(machine, name)(**args)
+                machine.promises_hold()
+    finally:
+        machine.teardown()
+
+
+def test_pinned_heat_fault_when_the_link_flaps_is_off_first_on_return() -> None:
+    """A heat fault was being handled (its heat-off waiting for a confirmation) when the
+    link flapped: on return the desired state was re-asserted instead of everything off."""
+    _replay(
+        "ems-v2",
+        [
+            ("device_reboot", {}),
+            ("link_flap", {"gaps": []}),
+            ("advance", {"seconds": 1.0}),
+            ("device_reboot", {}),
+            ("request", {}),
+            ("heater_fault", {"celsius": None, "level": 1}),
+            ("spurious_notification", {}),
+            ("link_flap", {"gaps": []}),
+        ],
+    )
+
+
+def test_pinned_own_button_while_the_heater_is_still_suspect_is_switched_off() -> None:
+    """After an overheating fault the pad was still hot (heat off); someone switched the
+    massager on by its button: it ran on, the fault latched and never acted on again."""
+    _replay(
+        "shiatsu-aa55",
+        [
+            ("crash", {}),
+            ("device_reboot", {}),
+            ("restart", {}),
+            ("advance", {"seconds": 2.0}),
+            ("heater_fault", {"celsius": 50.0, "level": 1}),
+            ("link_flap", {"gaps": []}),
+            ("loop_stall", {"seconds": 61.0}),
+            ("heater_fault", {"celsius": None, "level": 0}),
+            ("own_power_button", {}),
+            ("advance", {"seconds": 12.0}),
+        ],
+    )
+
+
+def test_pinned_keys_reconnect_during_a_request_does_not_skip_the_ramp() -> None:
+    """A key-press massager's link returned while a request was in flight: the re-assert
+    ran beside it with a step computed from the state before the request's press, and
+    intensity rose twice within 0.05 s."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("request", {"intensity": 2}),
+            ("link_drop", {}),
+            ("link_return", {}),
+            ("link_drop", {}),
+            ("link_return", {}),
+            ("request", {}),
+        ],
+    )

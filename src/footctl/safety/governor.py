@@ -545,9 +545,12 @@ class SafetyGovernor:
         self._reported_running = state.running
         if fault is None and self._fault_latched and self._heater_clean(state):
             self._fault_latched = False  # the heater is back to normal: watch it anew
-        elif fault is not None and self._fault_latched and switched_on:
-            # Switched on (its own button) while its heater is still faulty: act again.
+        elif self._fault_latched and switched_on:
+            # Switched on (its own button) while its heater is still suspect (faulty, or
+            # still hot from the fault): act again, everything off (found by the stateful
+            # test as deployed).
             self._fault_latched = False
+            fault = fault or self.fault
         if fault is not None and not self._fault_latched:
             self.fault = fault
             self._fault_latched = True
@@ -659,8 +662,17 @@ class SafetyGovernor:
     async def _after_reconnect(self) -> None:
         gap = self._clock() - (self._lost_at if self._lost_at is not None else self._clock())
         expired = self._expired_all()
-        if self._pending_off or expired:
-            reason = "cap_expired_while_away" if expired else self.end_reason or "stopped"
+        faulty = self._fault_latched and self.fault is not None
+        if self._pending_off or expired or faulty:
+            # (A heat fault being handled when the link dropped: everything off first, not
+            # the desired state re-asserted; found by the stateful test as deployed.)
+            reason = (
+                "cap_expired_while_away"
+                if expired
+                else (self.fault or "stopped")
+                if faulty
+                else self.end_reason or "stopped"
+            )
             self._log(f"link back after {gap:.1f} s: everything off first ({reason})")
             self.end_reason = None if expired else self.end_reason
             if "heat_cap" in expired:
@@ -680,6 +692,13 @@ class SafetyGovernor:
             self.end_reason = None
             with contextlib.suppress(FootctlError):
                 await self.stop(source="governor", reason="device_off")
+            return
+        if self.desired.running and self._submit_lock.locked():
+            # A request is in flight: it drives the device along the ramp itself. A second
+            # ramp beside it computed its step from the state before that request's write
+            # and raised intensity twice within 0.05 s on a key-press massager (found by
+            # the stateful test as deployed).
+            self._log(f"link back after {gap:.1f} s, in time: the request in flight goes on")
             return
         if self.desired.running:
             self._log(f"link back after {gap:.1f} s, in time: re-asserting the desired state")
