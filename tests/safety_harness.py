@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import selectors
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from functools import cache
 from typing import Any, TypeVar
 
@@ -94,8 +95,12 @@ class Livelock(RuntimeError):
     time that is a CPU spin that starves everything else on the loop."""
 
 
-#: Loop iterations without fake time moving before we call it a livelock.
+#: Loop iterations without fake time moving (beyond BUSY_PASS_S each) before we call it
+#: a livelock.
 LIVELOCK_ITERATIONS = 200_000
+
+#: Fake time one busy pass of the loop costs (see _FastForwardSelector.select).
+BUSY_PASS_S = 1e-9
 
 
 class _FastForwardSelector(selectors.DefaultSelector):
@@ -113,9 +118,17 @@ class _FastForwardSelector(selectors.DefaultSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is not None and timeout <= 0:
+            # Real time never stands still: each pass of a busy loop costs at least a
+            # nanosecond. (Without this a timer due within the loop's clock resolution
+            # ran "now" again and again and the deadline it raced never came: a stop's
+            # re-send loop spun forever in virtual time, never in real time.)
+            self.clock.advance(BUSY_PASS_S)
             self.busy += 1
             if self.busy > LIVELOCK_ITERATIONS:
                 self.busy = 0
+                if os.environ.get("FOOTCTL_LIVELOCK_DEBUG"):
+                    for task in asyncio.all_tasks():
+                        task.print_stack(limit=6)
                 raise Livelock(f"{LIVELOCK_ITERATIONS} loop iterations and no time passed")
             return []
         self.busy = 0
@@ -368,3 +381,43 @@ def mark_owner_dead(store: MarkerStore) -> int:
             path.write_text(json.dumps(data), encoding="utf-8")
             count += 1
     return count
+
+
+# --- speed --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def memoized_codec() -> Iterator[None]:
+    """Memoize the codec's pure functions while a long run repeats the same frames (the
+    periodic status, keepalives, the same few commands): checksums and field parsing were
+    the largest share of the stateful test's time. Keyed on the profile's id and the
+    bytes or command; errors (garbled frames) are never cached."""
+    from footctl import codec
+    from footctl.virtual import model as model_module
+
+    def memo(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        table: dict[tuple[str, Any], Any] = {}
+
+        def wrapper(profile: Any, arg: Any) -> Any:
+            key = (profile.id, arg)
+            hit = table.get(key)
+            if hit is None:
+                hit = table[key] = fn(profile, arg)
+            return hit
+
+        return wrapper
+
+    targets = [
+        (codec, "decode_status"),
+        (codec, "encode"),
+        (model_module, "decode_command"),
+        (model_module, "encode_status"),
+    ]
+    saved = [(module, name, getattr(module, name)) for module, name in targets]
+    for module, name, fn in saved:
+        setattr(module, name, memo(fn))
+    try:
+        yield
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)

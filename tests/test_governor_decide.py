@@ -123,3 +123,29 @@ def test_no_approved_target_exceeds_any_limit(
         assert target.intensity <= profile.capabilities.intensity.max
         if max_intensity is not None:
             assert target.intensity <= max(max_intensity, profile.capabilities.intensity.min)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"intensity": float("nan")},
+        {"intensity": float("inf")},
+        {"intensity": 2.5},
+        {"intensity": "3"},
+        {"intensity": True},
+        {"heat": float("nan")},
+        {"heat": True},
+        {"zone": 1.0},
+        {"mode": 3},
+        {"power": 1},
+        {"unattended": "yes"},
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_at_the_edge(
+    profiles: dict[str, Profile], fields: dict[str, object]
+) -> None:
+    """NaN compared false with every cap and passed them; a bool is an int in Python.
+    Whatever a source sends, only whole-number levels get through (issue #9)."""
+    gov = governor(profiles["ems-v2"])
+    with pytest.raises(UsageError):
+        gov.decide(Request(source="mqtt", **fields))  # type: ignore[arg-type]

@@ -76,3 +76,33 @@ def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> No
     assert field in str(info.value)
     assert str(path) in str(info.value)
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("[caps]\nunattended_heat_level = 2\n", "caps.unattended_heat_level"),
+        ("[caps]\nheartbeat_seconds = 0\n", "caps.heartbeat_seconds"),
+        ("[caps]\nheartbeat_seconds = 601\n", "caps.heartbeat_seconds"),
+    ],
+)
+def test_config_cannot_pass_the_design_ceilings(tmp_path: Path, text: str, field: str) -> None:
+    """Issue #9, 6: unattended heat could be raised to any level."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert field in str(info.value)
+
+
+def test_floors_hold_whatever_the_config_says(profiles: dict[str, Profile]) -> None:
+    """Issue #9, 6: a ramp of 0 s and a cooldown of 0 min disabled both; on a real radio
+    the governor applies the floors (the virtual massager may run faster)."""
+    loose = Limits.compute(
+        profiles["ems-v2"], Caps(ramp_step_s=0, cooldown_s=0, heartbeat_s=10_000)
+    ).with_floors()
+    assert loose.ramp_step_s == L.FLOOR_RAMP_STEP_S
+    assert loose.cooldown_s == L.FLOOR_COOLDOWN_S
+    assert loose.heartbeat_s == L.CEILING_HEARTBEAT_S
+    raised = Limits.compute(profiles["ems-v2"], Caps(unattended_heat_level=3))
+    assert raised.unattended_heat_level == 1

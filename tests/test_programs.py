@@ -478,7 +478,7 @@ def test_no_heat_refuses_every_heated_step() -> None:
     assert check(p, no_heat=True) == [(1, "heat", 1, 0), (3, "heat", 3, 0)]
 
 
-def test_continuous_heat_across_steps() -> None:
+def test_heat_dose_across_steps_and_short_gaps() -> None:
     p = program(
         [
             {"duration": "10m", "mode": "kneading", "intensity": 2, "heat": 1},
@@ -488,8 +488,11 @@ def test_continuous_heat_across_steps() -> None:
             {"duration": "10m", "mode": "kneading", "intensity": 2, "heat": 1},
         ]
     )
-    assert check(p, max_heat_s=15 * 60.0) == [(2, "heat", 22 * 60.0, 15 * 60.0)]
-    assert check(p, max_heat_s=22 * 60.0) == []
+    # A 5 min gap is shorter than the cool-down: it does not reset the dose, so the
+    # program heats 32 min in all (safety/dose.py).
+    assert check(p, max_heat_s=15 * 60.0) == [(2, "heat", 32 * 60.0, 15 * 60.0)]
+    assert check(p, max_heat_s=22 * 60.0) == [(5, "heat", 32 * 60.0, 22 * 60.0)]
+    assert check(p, max_heat_s=32 * 60.0) == []
 
 
 def test_progressive_program_is_checked_at_its_peak_unless_told_the_night() -> None:

@@ -177,14 +177,30 @@ async def test_return_in_time_reasserts_desired_state(
     await rig.governor.submit(Request(intensity=4, mode="combined"))
     await rig.massager.drop()
     await rig.session._wait_for(lambda: not rig.session.connected, 5)
-    await rig.massager.reboot(disconnect=False)  # lost its state while away
-    assert not rig.massager.model.running
-    await rig.massager.restore()
     model = rig.massager.model
+    model.intensity = 2  # (it changed while away, still running: re-asserted on return)
+    await rig.massager.restore()
     assert await eventually(lambda: model.running and model.intensity == 4, 10)
     assert model.mode == "combined"
     target = Target(running=True, intensity=4, mode="combined")
     assert rig.session.matches(target)
+
+
+async def test_return_after_a_reboot_ends_the_session_and_stays_off(
+    rigs: Rigs, profiles: dict[str, Profile]
+) -> None:
+    """A massager that comes back off (it rebooted while away) is never re-driven
+    (issue #9, 1)."""
+    rig = await rig_for(rigs, profiles["shiatsu-aa55"])
+    await rig.governor.submit(Request(intensity=4, mode="combined"))
+    await rig.massager.drop()
+    await rig.session._wait_for(lambda: not rig.session.connected, 5)
+    await rig.massager.reboot(disconnect=False)  # lost its state while away
+    await rig.massager.restore()
+    assert await eventually(rig.governor.ended.is_set, 10)
+    assert rig.governor.end_reason == "device_off"
+    await asyncio.sleep(0.3)
+    assert not rig.massager.model.running
 
 
 NO_STATUS = """

@@ -47,13 +47,24 @@ class CapsConfig(_Model):
         L.DEFAULT_TEMPERATURE_C
     )
     max_intensity: Annotated[int, Field(ge=0)] | None = None
+    # Floors and ceilings are the design's (see safety/limits.py for each reason):
+    # unattended heat never above the lowest level, the heartbeat never disabled. The
+    # cooldown and the ramp may be written lower (tests and demos run the virtual
+    # massager fast), but the governor never goes below their floors on a real radio
+    # (Limits.with_floors): cooldown >= 15 min, ramp >= 5 s per level.
     cooldown_minutes: Annotated[float, Field(ge=0)] = L.DEFAULT_COOLDOWN_S / 60
     max_sessions_per_night: Annotated[int, Field(ge=1, le=CEILING_SESSIONS_PER_NIGHT)] = (
         DEFAULT_MAX_SESSIONS_PER_NIGHT
     )
-    heartbeat_seconds: Annotated[float, Field(ge=5, le=600)] = L.DEFAULT_HEARTBEAT_S
-    intensity_step_seconds: Annotated[float, Field(ge=0, le=120)] = L.DEFAULT_RAMP_STEP_S
-    unattended_heat_level: Annotated[int, Field(ge=0, le=15)] = L.DEFAULT_UNATTENDED_HEAT_LEVEL
+    heartbeat_seconds: Annotated[
+        float, Field(ge=L.FLOOR_HEARTBEAT_S, le=L.CEILING_HEARTBEAT_S)
+    ] = L.DEFAULT_HEARTBEAT_S
+    intensity_step_seconds: Annotated[
+        float, Field(ge=0, le=L.CEILING_RAMP_STEP_S)
+    ] = L.DEFAULT_RAMP_STEP_S
+    unattended_heat_level: Annotated[int, Field(ge=0, le=L.CEILING_UNATTENDED_HEAT_LEVEL)] = (
+        L.DEFAULT_UNATTENDED_HEAT_LEVEL
+    )
     no_heat: bool = False
     clamp: bool = Field(
         default=False, description="clamp over-cap requests to the cap instead of refusing them"

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from footctl.config import journal_path
@@ -90,14 +90,17 @@ class _Open:
     program: str | None = None
     steps_run: int = 0
     flusher: asyncio.Task[None] | None = None
+    # When the row's session started, on the wall clock (for people) and on the
+    # monotonic clock (for its length: a wall clock moved by NTP or by hand in between
+    # made durations wrong, even negative).
+    started_wall: datetime | None = None
+    started_mono: float | None = None
 
 
 def heat_seconds_so_far(governor: SafetyGovernor) -> float:
     """Seconds of heat in the governor's session up to now, the heat that is on now
     included (``governor.heat_seconds`` counts only heat already switched off)."""
-    left = governor.timers().heat_left_s
-    running = 0.0 if left is None else max(0.0, governor.limits.heat_s - left)
-    return governor.heat_seconds + running
+    return governor.session_heat_seconds()
 
 
 class JournalHooks:
@@ -140,12 +143,15 @@ class JournalHooks:
     def session_started(self, governor: SafetyGovernor, source: str) -> None:
         """Open a row."""
         entry = self._open.setdefault(id(governor), _Open())
+        entry.started_wall = self.journal.now()
+        entry.started_mono = governor.monotonic()
         entry.row = self._safely(
             self.journal.start_session,
             device_key(governor),
             source=journal_source(source),
             profile_id=governor.profile.id,
             program=entry.program,
+            at=entry.started_wall,
             pid=self._pid,
             simulated=governor.session.radio.virtual,
         )
@@ -188,10 +194,16 @@ class JournalHooks:
             entry.flusher = None
         if entry.program is None:
             self._open.pop(id(governor), None)
+        at = None
+        if entry.started_wall is not None and entry.started_mono is not None:
+            # The end is the start plus the length measured on the monotonic clock.
+            elapsed = max(0.0, governor.monotonic() - entry.started_mono)
+            at = entry.started_wall + timedelta(seconds=elapsed)
         self._safely(
             self.journal.end_session,
             row,
             journal_reason(reason),
+            at=at,
             steps_run=entry.steps_run or None,
             peak_heat=governor.peak_heat,
             heat_s=governor.heat_seconds,

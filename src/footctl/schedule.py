@@ -50,6 +50,8 @@ from pydantic import (
     field_validator,
 )
 
+from footctl.safety.limits import cooldown_left_s
+
 # A night runs from noon to the next noon, so a session after midnight counts with the
 # evening it belongs to (for nightly limits, progress and history).
 NIGHT_BOUNDARY_HOUR = 12
@@ -402,8 +404,8 @@ def may_start(
         return night
     if last_session_end is None:
         return StartCheck(True)
-    ready = _as_utc(last_session_end, "last_session_end") + timedelta(minutes=cooldown_minutes)
-    wait_s = (ready - now_utc).total_seconds()
+    ended = _as_utc(last_session_end, "last_session_end")
+    wait_s = cooldown_left_s(now_utc.timestamp(), ended.timestamp(), cooldown_minutes * 60)
     if wait_s > 0:
         return StartCheck(
             False,

@@ -9,6 +9,7 @@ commands or key presses. It never decides policy: the SafetyGovernor does.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -53,6 +54,10 @@ STOP_RESEND_S = 0.5
 # already on its way when the key was written arrives within a few ms): from then on the
 # key's setting counts as refreshed and may be pressed again.
 PRESS_SETTLE_S = 0.3
+
+# The last frames written, kept for diagnostics only (a list grew by ~17,000 keepalive
+# frames a day per massager).
+FRAMES_KEPT = 256
 
 # Reconnect backoff after an unexpected disconnect: quick first, then slower,
 # so a massager that stepped out of range for a moment is back within a second.
@@ -122,7 +127,7 @@ class DeviceSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self.bad_frames = 0
-        self.frames_written: list[bytes] = []
+        self.frames_written: collections.deque[bytes] = collections.deque(maxlen=FRAMES_KEPT)
         # Version 2: settings pressed and not yet seen moved by a report (setting -> the
         # loop time of the press), key presses counted per setting, the wake state and
         # the end of the device's own timer (for a device without status).
@@ -150,6 +155,12 @@ class DeviceSession:
     def connected(self) -> bool:
         """True while the link is up."""
         return self._link is not None and self._link.is_connected
+
+    def preempt(self) -> None:
+        """Overtake every apply in flight: none of them writes again (as a stop does).
+        The governor calls this before a safety heat-off, so the rest of a request's
+        writes cannot follow it."""
+        self._off_epoch += 1
 
     def register_callback(self, callback: StateCallback) -> Callable[[], None]:
         """Call ``callback`` with every new state; returns the unsubscribe function."""

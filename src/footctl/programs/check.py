@@ -7,10 +7,11 @@ clamped or refused, and why, before the massager moves.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from footctl.programs.model import Program, effective_intensity
+from footctl.safety.dose import HEAT_COOLDOWN_S, default_weights, program_doses
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,16 @@ def check_against_limits(
     max_heat_s: float | None = None,
     modes: Collection[str] | None = None,
     completed_nights: int | None = None,
+    heat_weights: Sequence[float] | None = None,
 ) -> list[Problem]:
     """Every place where ``program`` asks for more than the caps allow.
 
     Checks the total length against ``max_session_s``; each step's peak intensity
     against ``max_intensity`` (at ``completed_nights``, or for a progressive program
     with None, the most it will ever reach); its heat against ``max_heat`` (any heat
-    when ``no_heat``, the medical setting); optionally each stretch of consecutive
-    heated steps against ``max_heat_s``, and each mode against the device's ``modes``.
+    when ``no_heat``, the medical setting); optionally the heat dose against
+    ``max_heat_s`` (with ``heat_weights``, ``Limits.heat_weights``, per level; without,
+    each level up doubles), and each mode against the device's ``modes``.
     Durations in problems are seconds (floats); levels are ints. An empty list means
     the program runs as written.
     """
@@ -94,7 +97,7 @@ def check_against_limits(
                 Problem(number, "mode", step.mode, known, "the device has no such mode")
             )
     if max_heat_s is not None and not no_heat:
-        problems.extend(_continuous_heat(program, max_heat_s))
+        problems.extend(_heat_dose(program, max_heat_s, heat_weights))
     return problems
 
 
@@ -106,39 +109,27 @@ def _nights_to_max(program: Program) -> int:
     return (prog.max_intensity - prog.start_intensity) * prog.every_nights
 
 
-def _continuous_heat(program: Program, max_heat_s: float) -> list[Problem]:
-    """One problem per run of consecutive heated steps that lasts past ``max_heat_s``,
-    reported at the step during which the cap would expire."""
-    problems: list[Problem] = []
-    run_s = 0.0
-    run_start = 0
-    reported = False
-    for number, step in enumerate(program.steps, start=1):
-        if step.heat == 0:
-            run_s, reported = 0.0, False
-            continue
-        if run_s == 0.0:
-            run_start = number
-        run_s += step.duration_s
-        if run_s > max_heat_s and not reported:
-            reported = True
-            problems.append(
+def _heat_dose(
+    program: Program, max_heat_s: float, weights: Sequence[float] | None
+) -> list[Problem]:
+    """A problem at the first step during which the heat dose reaches ``max_heat_s``,
+    counted as the governor counts it (safety/dose.py): heat time weighted by level,
+    within a sliding window; a gap shorter than the cool-down does not reset it. (A
+    "continuous heat" check let 14:55 of heat, a 0:05 gap and 5:00 more pass.)"""
+    top = max((s.heat for s in program.steps), default=0)
+    table = weights if weights is not None else default_weights(top)
+    doses = program_doses([(s.duration_s, s.heat) for s in program.steps], table)
+    for number, dose in enumerate(doses, start=1):
+        if program.steps[number - 1].heat > 0 and dose > max_heat_s + 1e-9:
+            return [
                 Problem(
                     number,
                     "heat",
-                    _run_length(program, run_start),
+                    float(max(doses)),
                     float(max_heat_s),
-                    f"heat runs without a break from step {run_start}, past the heat cap",
+                    "the heat dose reaches the heat cap here (heat time, hotter levels "
+                    f"weigh more; a gap under {HEAT_COOLDOWN_S / 60:g} min does not reset "
+                    "it)",
                 )
-            )
-    return problems
-
-
-def _run_length(program: Program, first: int) -> float:
-    """Length of the heated run starting at step ``first`` (1-based)."""
-    total = 0.0
-    for step in program.steps[first - 1 :]:
-        if step.heat == 0:
-            break
-        total += step.duration_s
-    return total
+            ]
+    return []

@@ -129,6 +129,7 @@ def assess(
         max_session_s=limits.session_s,
         no_heat=limits.no_heat,
         max_heat_s=limits.heat_s,
+        heat_weights=limits.heat_weights,
         modes={m.name for m in caps.modes},
         completed_nights=completed_nights,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from footctl.errors import SafetyRefused, UsageError
 from footctl.profile.schema import Profile
+from footctl.safety.dose import HEAT_COOLDOWN_S
 from footctl.safety.limits import Limits
 from footctl.session import Target
 
@@ -86,9 +87,10 @@ def _heat(
     if heat_locked:
         raise SafetyRefused(
             "heat_cap_reached",
-            f"heat refused: heat already ran for its cap of {lim.heat_s / 60:g} min "
-            "in this session",
-            advice="let the feet cool down and start a new session later",
+            f"heat refused: the heat dose reached its cap ({lim.heat_s / 60:g} min at the "
+            "lowest level; hotter levels count more), or a heat fault ended heat for this "
+            "session",
+            advice=f"heat is allowed again after {HEAT_COOLDOWN_S / 60:g} min without heat",
         )
     if heat > lim.heat_max:
         if not lim.clamp or lim.heat_max == 0:
@@ -110,10 +112,37 @@ def _heat(
     return heat
 
 
+def _check_types(request: Request) -> None:
+    """The edge of the governor: every field has its type, whatever a source sent.
+    (``bool`` is an ``int`` in Python: ``True`` is not an intensity. A float, NaN or
+    infinity is not a level: NaN compares false with every cap and passed them.)"""
+
+    def whole(name: str, value: object) -> None:
+        if value is not None and (type(value) is not int):
+            raise UsageError(
+                f"{name} must be a whole number, not {value!r}",
+                advice=f"send {name} as an integer",
+            )
+
+    if request.power is not None and type(request.power) is not bool:
+        raise UsageError(f"power must be true or false, not {request.power!r}")
+    whole("intensity", request.intensity)
+    whole("heat", request.heat)
+    whole("zone", request.zone)
+    if request.mode is not None and type(request.mode) is not str:
+        raise UsageError(f"mode must be a name, not {request.mode!r}")
+    if type(request.unattended) is not bool:
+        raise UsageError(f"unattended must be true or false, not {request.unattended!r}")
+    if type(request.source) is not str:
+        raise UsageError(f"source must be a name, not {request.source!r}")
+
+
 def decide(
     profile: Profile, lim: Limits, desired: Target, request: Request, heat_locked: bool
 ) -> Decision:
-    """The target for ``request``, starting from the currently ``desired`` target."""
+    """The target for ``request``, starting from the currently ``desired`` target.
+    A request whose fields do not have their types is a UsageError."""
+    _check_types(request)
     if request.is_off:
         return Decision(Target(running=False))
     caps = profile.capabilities

@@ -1,0 +1,518 @@
+"""Regression tests for issue #9, "Safety as deployed": what probing footctl from outside,
+as deployed (heartbeat on, leases, devices that power cycle, any value at the edge),
+found past the stateful test. One test (or a few) per finding; each failed on the code
+before the fix.
+
+Same rig as tests/test_safety_regressions.py: the real DeviceSession, SafetyGovernor and
+codec over the scripted fake link to a MassagerModel, on a virtual-time event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from footctl.errors import SafetyRefused, UsageError
+from footctl.journal import Journal
+from footctl.journal_hooks import JournalHooks
+from footctl.programs.model import Program
+from footctl.programs.runner import assess
+from footctl.safety.dose import HEAT_COOLDOWN_S, HeatDose
+from footctl.safety.governor import Request, SafetyGovernor
+from footctl.safety.limits import FLOOR_COOLDOWN_S, FLOOR_RAMP_STEP_S, Caps, Limits
+from footctl.safety.markers import MarkerStore
+from footctl.safety.watchdog import everything_off
+from footctl.schedule import may_start
+from footctl.session import FRAMES_KEPT
+from footctl.state import Command
+from footctl.virtual.model import FrameRecord
+from test_safety_regressions import ABSOLUTE, KEYS, PROFILES, Rig, make_rig, virtual_time
+
+HEAT_ON_WRITES = {("heat", 1), ("power", 1), ("press_power", None), ("press_heat", None)}
+
+
+def on_writes(rig: Rig, since: int) -> list[tuple[str | None, int | None]]:
+    """Frames since ``since`` that switch something on (power, heat, keys)."""
+    return [w for w in rig.writes(since) if w in HEAT_ON_WRITES]
+
+
+def start_watch(governor: SafetyGovernor) -> asyncio.Task[None]:
+    """The governor's watch loop as deployed (daemon, guardian): heartbeat on."""
+    return asyncio.get_running_loop().create_task(governor.watch(heartbeat=True))
+
+
+# --- 1. a massager that comes back off is never switched back on --------------------------
+
+
+@pytest.mark.parametrize("profile_id", [ABSOLUTE, KEYS])
+@virtual_time
+async def test_massager_that_reboots_and_reconnects_is_not_driven_on_again(
+    profile_id: str,
+) -> None:
+    """Protects (issue #9, 1): the daemon runs a session with heat 1; the massager
+    reboots (a power cut drops the link too) and the session reconnects at once. The
+    massager is back *off*: the session ends (``device_off``) and nothing switches it on.
+    Before, the session reconnected in 0.1 s and wrote power 1, heat 1."""
+    rig = await make_rig(profile_id)
+    governor = rig.governor()
+    start_watch(governor)
+    await governor.submit(Request(source="daemon", intensity=1, heat=1))
+    assert rig.model.running and rig.model.effective_heat == 1
+    before = len(rig.received)
+
+    rig.device.drop()  # the power cut takes the link down ...
+    rig.model.reset()  # ... and the massager forgets its state
+    rig.device.back()  # it is back (off) at once
+    await asyncio.sleep(5)
+
+    assert on_writes(rig, before) == [], rig.writes(before)
+    assert not rig.model.running and rig.model.effective_heat == 0
+    assert governor.ended.is_set() and governor.end_reason == "device_off"
+    await asyncio.sleep(60)
+    assert not rig.model.running
+
+
+# --- 2. after a heat fault the massager is still supervised --------------------------------
+
+
+@virtual_time
+async def test_heat_fault_rearms_once_the_heater_is_clean_again() -> None:
+    """Protects (issue #9, 2): after an ``unexpected_heat`` session ended, the fault stayed
+    set, so a massager that later came on by itself with heat was ignored (no writes, no
+    timers). Now the fault latches only until the heater reports clean; a later heat
+    fault is flagged and switched off again."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor()
+    start_watch(governor)
+    await governor.submit(Request(source="cli", intensity=1))
+    rig.model.set_fault("rogue_heat", 1)
+    await asyncio.sleep(15)
+    assert governor.fault == "unexpected_heat" and governor.ended.is_set()
+    rig.model.set_fault("rogue_heat", None)  # repaired (or it cooled off)
+    await asyncio.sleep(5)
+    before = len(rig.received)
+
+    rig.model.set_fault("rogue_heat", 1)  # later, it heats on its own again
+    await asyncio.sleep(15)
+
+    assert rig.writes(before), "the second heat fault was ignored: nothing was written"
+    assert not rig.model.running
+    assert not rig.model.heat  # the commanded heat is off (the stuck heater is the device's)
+
+
+@virtual_time
+async def test_massager_coming_on_by_itself_after_a_session_is_capped() -> None:
+    """Protects (issue #9, 2): after a session had ended, a massager switched on by its
+    own buttons started no timer at all and ran past every cap."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(session_s=120)
+    start_watch(governor)
+    await governor.submit(Request(source="cli", intensity=1))
+    await governor.stop()
+    assert governor.ended.is_set()
+
+    rig.model.apply(Command("power", 1))  # someone pressed its power button
+    rig.device.notify_soon()
+    await asyncio.sleep(1)
+    assert governor.timers().session_left_s is not None
+    await asyncio.sleep(121)
+    assert not rig.model.running
+
+
+# --- 3. the heat dose ------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_short_gap_does_not_reset_the_heat_cap() -> None:
+    """Protects (issue #9, 3): 14:55 of heat, 5 s off, then heat again ran 5 more
+    minutes under a 15 min cap (any heat-0 request restarted the heat timer). The heat
+    dose counts across the gap: heat is off within one pass of 15:00 of heat in all."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor()
+    start_watch(governor)
+    await governor.submit(Request(source="program", intensity=1, heat=1))
+    await asyncio.sleep(14 * 60 + 55)
+    await governor.submit(Request(source="program", heat=0))
+    await asyncio.sleep(5)
+    await governor.submit(Request(source="program", heat=1))
+    heat_again = rig.clock()
+    for _ in range(1200):  # (virtual time: 0.25 s polls cost nothing)
+        if not rig.model.heat:
+            break
+        await asyncio.sleep(0.25)
+
+    assert rig.clock() - heat_again <= 5 + 1.0, "heat ran on past the dose cap"
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="program", heat=1))
+    assert info.value.reason == "heat_cap_reached"
+
+
+@virtual_time
+async def test_heat_returns_only_after_a_cool_down() -> None:
+    """The dose resets after HEAT_COOLDOWN_S without heat, not before."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(heat_s=60)
+    start_watch(governor)
+    await governor.submit(Request(source="cli", intensity=1, heat=1))
+    await asyncio.sleep(61)
+    assert not rig.model.heat
+    await asyncio.sleep(HEAT_COOLDOWN_S - 60)
+    with pytest.raises(SafetyRefused):
+        await governor.submit(Request(source="cli", heat=1))
+    await asyncio.sleep(61)
+    await governor.submit(Request(source="cli", heat=1))
+    assert rig.model.heat == 1
+
+
+def test_program_check_refuses_a_short_gap_between_heated_steps() -> None:
+    """Protects (issue #9, 3): ``program check --scheduled`` passed 14:55 heat, 0:05 off,
+    5:00 heat under a 15 min cap. It now counts the dose as the governor does."""
+    program = Program.model_validate(
+        {
+            "name": "gap",
+            "steps": [
+                {"duration": 895, "mode": "kneading", "intensity": 1, "heat": 1},
+                {"duration": 5, "mode": "kneading", "intensity": 1},
+                {"duration": 300, "mode": "kneading", "intensity": 1, "heat": 1},
+            ],
+        }
+    )
+    profile = PROFILES[ABSOLUTE]
+    limits = Limits.compute(profile, Caps(session_s=45 * 60))
+    assessment = assess(program, profile, limits, unattended=True)
+    refused = [f for f in assessment.refused if f.field == "heat" and f.step == 3]
+    assert refused, assessment
+    with pytest.raises(SafetyRefused):
+        assessment.raise_if_refused()
+
+
+def test_hotter_levels_weigh_more_and_the_window_forgets() -> None:
+    limits = Limits.compute(PROFILES["ems-v2"], Caps())
+    assert limits.heat_weights == (0.0, 1.0, 2.0, 4.0)  # 38, 41, 44 C: 3 C doubles
+    d = HeatDose().heating(0.0, limits.heat_weights[2])
+    assert d.left(0.0, 900.0) == pytest.approx(450.0)  # level 2: half the time
+    # Heat 10 min every 20 min (gaps under the cool-down) adds up: no reset.
+    d = HeatDose()
+    for k in range(3):
+        d = d.heating(k * 1200.0, 1.0).heating(k * 1200.0 + 600.0, 0.0)
+    assert d.dose(3000.0) == pytest.approx(1800.0)
+    # ... an hour later only the window's part counts; after a cool-down, nothing.
+    assert d.dose(3000.0 + HEAT_COOLDOWN_S) == 0.0
+
+
+# --- 4. several expiries at once ---------------------------------------------------------
+
+
+@virtual_time
+async def test_heat_cap_and_lease_expiring_together_refuse_a_request() -> None:
+    """Protects (issue #9, 4): with the heat cap and a lease out together, only the heat
+    cap counted: a request was accepted (and renewed the heartbeat)."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(heat_s=60)
+    await governor.submit(Request(source="mqtt", intensity=1, heat=1))
+    governor.lease("mqtt", 60)
+    await asyncio.sleep(61)  # no watch loop: both ran out unnoticed
+    before = len(rig.received)
+
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="mqtt", intensity=2))
+    assert info.value.reason == "heartbeat_missed"
+    assert rig.writes(before) == []
+
+
+@virtual_time
+async def test_one_enforce_pass_acts_on_every_expired_limit() -> None:
+    """Protects (issue #9, 4): one pass of ``enforce`` after the heat cap and the lease
+    both ran out switches everything off, not just the heat."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(heat_s=60)
+    await governor.submit(Request(source="mqtt", intensity=1, heat=1))
+    governor.lease("mqtt", 60)
+    await asyncio.sleep(61)
+    await governor.enforce()
+    assert not rig.model.running and not rig.model.heat
+    assert governor.end_reason == "heartbeat_missed"
+
+
+@virtual_time
+async def test_loop_stall_with_heat_on_switches_everything_off() -> None:
+    """Protects (issue #9, 4): after a 90 s loop stall with heat on (the heat cap ran out
+    in it too), massage was still running 600 s later: the heat cap was acted on, the
+    missed heartbeat was not, and the watch loop then renewed the heartbeat."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(session_s=45 * 60)
+    start_watch(governor)
+    await governor.submit(Request(source="daemon", intensity=1, heat=1))
+    await asyncio.sleep(14 * 60)
+    rig.clock.advance(90)  # the whole loop stalls 90 s (SIGSTOP, a hung call)
+    await asyncio.sleep(2)
+    assert not rig.model.running, "massage ran on after the stall"
+    assert governor.end_reason == "heartbeat_missed"
+    await asyncio.sleep(600)
+    assert not rig.model.running
+
+
+# --- 5. the watchdog's grace, with real governors ------------------------------------------
+
+
+@virtual_time
+async def test_watchdog_everything_off_stops_every_live_governor() -> None:
+    """What the watchdog asks a stalled loop to do before the process ends (issue #9, 5):
+    everything off on every massager of the process."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor()
+    await governor.submit(Request(source="daemon", intensity=1, heat=1))
+    await everything_off()
+    assert not rig.model.running and not rig.model.heat
+    assert governor.ended.is_set()
+
+
+# --- 6. limits a config could loosen -----------------------------------------------------------
+
+
+@virtual_time
+async def test_governor_on_a_real_radio_keeps_the_design_floors() -> None:
+    """Protects (issue #9, 6): ``intensity_step_seconds = 0`` disabled the ramp,
+    ``cooldown_minutes = 0`` the cooldown, ``unattended_heat_level`` had no ceiling."""
+    rig = await make_rig("ems-v2")
+    governor = rig.governor(ramp_step_s=0, cooldown_s=0, unattended_heat_level=3)
+    assert governor.limits.ramp_step_s >= FLOOR_RAMP_STEP_S
+    assert governor.limits.cooldown_s >= FLOOR_COOLDOWN_S
+    decision = governor.decide(Request(source="schedule", heat=2, unattended=True))
+    assert decision.target.heat == 1
+    start = len(rig.received)
+    await governor.submit(Request(source="cli", intensity=3))
+    rises = [r.time for r in rig.received[start:] if r.command == "intensity"]
+    assert len(rises) == 4  # power-on at the lowest level (0), then 1, 2, 3
+    gaps = [b - a for a, b in itertools.pairwise(rises)]
+    assert min(gaps) >= FLOOR_RAMP_STEP_S - 1e-6, gaps
+
+
+# --- 7. smaller ones ------------------------------------------------------------------
+
+
+class _BrokenMarkers(MarkerStore):
+    """A marker store whose clear fails (a read-only or full disk)."""
+
+    def clear(self, address: str) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@virtual_time
+async def test_watch_survives_an_oserror_and_keeps_enforcing(tmp_path: Path) -> None:
+    """Protects (issue #9, 7): ``watch()`` caught only FootctlError; an OSError from the
+    marker store ended cap enforcement silently."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(_BrokenMarkers(tmp_path / "active"), session_s=120)
+    watch = start_watch(governor)
+    await governor.submit(Request(source="cli", intensity=1))
+    await asyncio.sleep(121)
+    assert not rig.model.running
+    assert not watch.done(), "the watch loop died"
+    await asyncio.sleep(HEAT_COOLDOWN_S)
+    await governor.submit(Request(source="cli", intensity=1))
+    await asyncio.sleep(121)
+    assert not rig.model.running, "the second session's cap was not enforced"
+
+
+@virtual_time
+async def test_frames_written_stays_bounded() -> None:
+    """Protects (issue #9, 7): ``frames_written`` grew by every keepalive frame."""
+    rig = await make_rig(ABSOLUTE)
+    for _ in range(FRAMES_KEPT + 500):
+        await rig.session._query()
+    assert len(rig.session.frames_written) == FRAMES_KEPT
+
+
+@virtual_time
+async def test_cooldown_check_and_may_start_agree_when_the_wall_clock_moved_back() -> None:
+    """Protects (issue #9, 7): with the last end in the future (the wall clock moved
+    back), the governor allowed a new session and may_start refused it (for longer than
+    the cooldown). Both now count it as just ended."""
+    now = datetime(2026, 1, 10, 22, 0, tzinfo=UTC)
+    ended = now + timedelta(minutes=10)
+    rig = await make_rig(ABSOLUTE)
+    limits = Limits.compute(rig.session.profile, Caps(cooldown_s=30 * 60))
+    governor = SafetyGovernor(
+        rig.session,
+        limits,
+        clock=rig.clock,
+        sleep=asyncio.sleep,
+        last_session_end=lambda _a: ended.timestamp(),
+        wall_clock=now.timestamp,
+    )
+    check = may_start(now, ended, 30)
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="cli", intensity=1))
+    assert info.value.reason == "cooldown" == check.reason
+    assert check.wait_s == 30 * 60
+    assert "30 min" in (info.value.advice or "")
+
+
+@virtual_time
+async def test_journal_durations_come_from_the_monotonic_clock(tmp_path: Path) -> None:
+    """Protects (issue #9, 7): the journal took a session's length from the wall clock
+    (moved back an hour mid-session, the length came out negative)."""
+    wall = [datetime(2026, 1, 10, 22, 0, tzinfo=UTC)]
+    journal = Journal(tmp_path / "j.sqlite3", clock=lambda: wall[0])
+    rig = await make_rig(ABSOLUTE)
+    hooks = JournalHooks(journal)
+    governor = rig.governor()
+    hooks.attach(governor)
+    await governor.submit(Request(source="cli", intensity=1))
+    await asyncio.sleep(300)
+    wall[0] -= timedelta(hours=1)  # NTP, or a person, sets the clock back
+    await governor.stop()
+    (record,) = journal.history(days=10_000, now=wall[0] + timedelta(days=1))
+    assert record.duration_s == pytest.approx(300, abs=1)
+
+
+# --- the open soak finding: a heat fault mid-apply ----------------------------------------------
+
+
+@virtual_time
+async def test_over_temperature_mid_apply_preempts_the_rest_of_the_apply() -> None:
+    """Protects (open soak finding): an over-temperature report that arrives while a
+    request's apply is half-way: the apply's remaining writes (heat 1 among them) went
+    out before the heat-off. The flagged fault now preempts the apply as a stop does."""
+    rig = await make_rig(ABSOLUTE, running=True, intensity=1)
+    governor = rig.governor()
+    await governor.submit(Request(source="cli", intensity=1))
+    await asyncio.sleep(10)  # the ramp allows the next step at once: one apply
+    flagged_at: list[int] = []
+
+    def overheat(record: FrameRecord) -> None:
+        if record.command == "intensity" and not flagged_at:
+            rig.model.set_fault("rogue_celsius", 60.0)
+            rig.model.set_fault("rogue_heat", 1)
+            rig.model.temperature = 60.0
+            flagged_at.append(len(rig.received))
+
+    rig.device.frame_listeners.append(overheat)
+    with pytest.raises((SafetyRefused, UsageError)):
+        await governor.submit(Request(source="cli", intensity=2, heat=1))
+    await asyncio.sleep(15)
+
+    assert governor.fault == "over_temperature"
+    after = [w for w in rig.writes(flagged_at[0]) if w == ("heat", 1)]
+    assert after == [], rig.writes(flagged_at[0])
+    assert not rig.model.running
+
+
+
+# --- pinned examples of the stateful test as deployed --------------------------------------
+# Violations tests/test_safety_stateful.py found on the way, replayed step by step on its
+# machine (same rig, same invariants), so each stays fixed without a random search.
+
+_CONFIG = {
+    "session_min": 2.0,
+    "heat_min": 1.0,
+    "temp": 38.0,
+    "int_cap": None,
+    "heartbeat_s": 5.0,
+    "ramp_s": 0.0,
+    "unattended_heat_level": 0,
+    "cooldown_min": 0.0,
+    "no_heat": False,
+    "clamp": False,
+    "device_auto_off": 0,
+}
+_REQUEST = {
+    "source": "cli",
+    "intensity_typed": 1,
+    "intensity": None,
+    "heat_typed": 1,
+    "heat": None,
+    "mode": None,
+    "zone": None,
+    "lease_s": None,
+}
+
+
+class _Draws:
+    """Stands in for hypothesis' ``data``: each draw answers by its label."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        self.values = values
+
+    def draw(self, _strategy: object, label: str | None = None) -> object:
+        assert label is not None
+        return self.values[label]
+
+
+def _replay(profile_id: str, steps: list[tuple[str, dict[str, object]]]) -> None:
+    import test_safety_stateful as stateful
+    from safety_harness import memoized_codec
+
+    machine = stateful._machine(profile_id)()
+    try:
+        with memoized_codec():
+            machine.setup(_Draws(_CONFIG))  # type: ignore[arg-type]
+            machine.promises_hold()
+            for name, args in steps:
+                if name == "request":
+                    machine.request(_Draws({**_REQUEST, **args}))  # type: ignore[arg-type]
+                else:
+                    getattr(machine, name)(**args)
+                machine.promises_hold()
+    finally:
+        machine.teardown()
+
+
+def test_pinned_heat_fault_when_the_link_flaps_is_off_first_on_return() -> None:
+    """A heat fault was being handled (its heat-off waiting for a confirmation) when the
+    link flapped: on return the desired state was re-asserted instead of everything off."""
+    _replay(
+        "ems-v2",
+        [
+            ("device_reboot", {}),
+            ("link_flap", {"gaps": []}),
+            ("advance", {"seconds": 1.0}),
+            ("device_reboot", {}),
+            ("request", {}),
+            ("heater_fault", {"celsius": None, "level": 1}),
+            ("spurious_notification", {}),
+            ("link_flap", {"gaps": []}),
+        ],
+    )
+
+
+def test_pinned_own_button_while_the_heater_is_still_suspect_is_switched_off() -> None:
+    """After an overheating fault the pad was still hot (heat off); someone switched the
+    massager on by its button: it ran on, the fault latched and never acted on again."""
+    _replay(
+        "shiatsu-aa55",
+        [
+            ("crash", {}),
+            ("device_reboot", {}),
+            ("restart", {}),
+            ("advance", {"seconds": 2.0}),
+            ("heater_fault", {"celsius": 50.0, "level": 1}),
+            ("link_flap", {"gaps": []}),
+            ("loop_stall", {"seconds": 61.0}),
+            ("heater_fault", {"celsius": None, "level": 0}),
+            ("own_power_button", {}),
+            ("advance", {"seconds": 12.0}),
+        ],
+    )
+
+
+def test_pinned_keys_reconnect_during_a_request_does_not_skip_the_ramp() -> None:
+    """A key-press massager's link returned while a request was in flight: the re-assert
+    ran beside it with a step computed from the state before the request's press, and
+    intensity rose twice within 0.05 s."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("request", {"intensity": 2}),
+            ("link_drop", {}),
+            ("link_return", {}),
+            ("link_drop", {}),
+            ("link_return", {}),
+            ("request", {}),
+        ],
+    )
