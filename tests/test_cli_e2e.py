@@ -249,7 +249,11 @@ def test_signal_turns_everything_off_before_exit(
     assert state["heat"] == 0
 
 
-def test_link_drop_then_reconnect_reasserts_desired_state(sim: tuple[str, SimControl]) -> None:
+def test_link_drop_then_reboot_ends_the_session_and_stays_off(
+    sim: tuple[str, SimControl],
+) -> None:
+    """The massager rebooted while away and comes back off: the session ends
+    (``device_off``) and nothing switches it on again (issue #9, 1: it was re-asserted)."""
     link, ctl = sim
     guardian = start_guardian(link, "set", "--intensity", "3", "--mode", "rolling")
     try:
@@ -260,14 +264,11 @@ def test_link_drop_then_reconnect_reasserts_desired_state(sim: tuple[str, SimCon
         ctl.request({"cmd": "reboot"})  # the massager lost its state while away
         assert device_state(ctl)["running"] is False
         ctl.request({"cmd": "restore"})
-        state = wait_until(
-            lambda: (s := device_state(ctl))["running"] and s["intensity"] == 3 and s,
-            what="reconnect and re-assert",
-        )
-        assert state["mode"] == "rolling"
-        assert guardian.poll() is None
+        wait_until(lambda: guardian.poll() is not None, what="the session to end")
+        assert device_state(ctl)["running"] is False
     finally:
-        guardian.send_signal(signal.SIGTERM)
+        if guardian.poll() is None:
+            guardian.send_signal(signal.SIGTERM)
         guardian.wait(timeout=CLI_TIMEOUT_S)
     assert device_state(ctl)["running"] is False
 

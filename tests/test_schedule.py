@@ -332,7 +332,8 @@ def test_cooldown_refuses_until_it_has_passed() -> None:
 def test_session_end_in_the_future_counts_as_just_ended() -> None:
     check = may_start(NOW, NOW + timedelta(minutes=5), 30)
     assert not check.allowed
-    assert check.wait_s == 35 * 60
+    # just ended: the whole cooldown from now, as the governor decides (issue #9, 7)
+    assert check.wait_s == 30 * 60
 
 
 def test_sessions_per_night_limit() -> None:
