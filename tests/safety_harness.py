@@ -395,14 +395,15 @@ def memoized_codec() -> Iterator[None]:
     from footctl import codec
     from footctl.virtual import model as model_module
 
-    def memo(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        table: dict[tuple[str, Any], Any] = {}
+    def memo(fn: Callable[..., Any]) -> Callable[..., Any]:
+        table: dict[tuple[Any, ...], Any] = {}
 
-        def wrapper(profile: Any, arg: Any) -> Any:
-            key = (profile.id, arg)
+        def wrapper(profile: Any, arg: Any, **kwargs: Any) -> Any:
+            # Keyword arguments (a v2 profile's endpoint) are part of the key.
+            key = (profile.id, arg, *sorted(kwargs.items()))
             hit = table.get(key)
             if hit is None:
-                hit = table[key] = fn(profile, arg)
+                hit = table[key] = fn(profile, arg, **kwargs)
             return hit
 
         return wrapper
