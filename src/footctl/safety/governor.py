@@ -215,7 +215,14 @@ class SafetyGovernor:
         self._leases[source] = (self._clock(), self.limits.heartbeat_s)
 
     def lease(self, source: str, seconds: float | None = None) -> None:
-        """A remote source (MQTT, a daemon client) renews its hold on the session."""
+        """A remote source (MQTT, a daemon client) renews its hold on the session.
+
+        Only while a session runs: a lease is a hold on running massage or heat. Taken on
+        an idle massager it outlived the idle time and switched the next session off at
+        once as a missed heartbeat (found when the MQTT bridge and the TUI renewed
+        leases on idle massagers)."""
+        if self._session_started is None and not self.desired.running:
+            return
         self._leases[source] = (self._clock(), seconds or self.limits.heartbeat_s)
 
     def release(self, source: str) -> None:
@@ -250,14 +257,6 @@ class SafetyGovernor:
             self.fault = None
         now = self._clock()
         if self._session_started is None:
-            # A lease that ran out while nothing ran held nothing: dropped here, it no
-            # longer switches the new session off at once as a missed heartbeat (found
-            # when the MQTT bridge and the TUI renewed leases on idle massagers).
-            self._leases = {
-                s: (renewed, seconds)
-                for s, (renewed, seconds) in self._leases.items()
-                if now - renewed <= seconds
-            }
             self._session_started = now
             self._last_raise_at = now  # power-on counts as the first step up
             self.source = source
