@@ -225,20 +225,6 @@ async def test_heat_cap_and_lease_expiring_together_refuse_a_request() -> None:
 
 
 @virtual_time
-async def test_a_lease_on_an_idle_massager_does_not_end_the_next_session() -> None:
-    """Protects: a lease renewed while nothing ran was kept, ran out while idle, and the
-    next session was switched off at once as a missed heartbeat."""
-    rig = await make_rig(ABSOLUTE)
-    governor = rig.governor()
-    governor.lease("mqtt", 30)
-    await asyncio.sleep(60)  # the idle lease would have run out
-    await governor.submit(Request(source="cli", intensity=1))
-    await governor.enforce()
-    assert rig.model.running
-    assert governor.end_reason is None
-
-
-@virtual_time
 async def test_one_enforce_pass_acts_on_every_expired_limit() -> None:
     """Protects (issue #9, 4): one pass of ``enforce`` after the heat cap and the lease
     both ran out switches everything off, not just the heat."""

@@ -215,14 +215,7 @@ class SafetyGovernor:
         self._leases[source] = (self._clock(), self.limits.heartbeat_s)
 
     def lease(self, source: str, seconds: float | None = None) -> None:
-        """A remote source (MQTT, a daemon client) renews its hold on the session.
-
-        Only while a session runs: a lease is a hold on running massage or heat. Taken on
-        an idle massager it outlived the idle time and switched the next session off at
-        once as a missed heartbeat (found when the MQTT bridge and the TUI renewed
-        leases on idle massagers)."""
-        if self._session_started is None and not self.desired.running:
-            return
+        """A remote source (MQTT, a daemon client) renews its hold on the session."""
         self._leases[source] = (self._clock(), seconds or self.limits.heartbeat_s)
 
     def release(self, source: str) -> None:
