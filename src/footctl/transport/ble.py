@@ -64,6 +64,16 @@ _NO_BLUEZ = (
 )
 
 
+async def disconnect_quietly(client: BleakClient, address: str) -> None:
+    """Disconnect on purpose within :data:`DISCONNECT_TIMEOUT_S`; a failure is only
+    logged (the link is being given up either way)."""
+    try:
+        async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
+            await client.disconnect()
+    except (BleakError, TimeoutError) as exc:
+        _LOG.debug("%s: disconnect: %s", address, exc)
+
+
 def stack_unavailable(radio: Radio, exc: BaseException) -> DeviceUnavailable:
     """A missing or unusable Bluetooth stack, as a DeviceUnavailable (exit 3) saying
     what is missing and how to get it. On Linux bleak reaches BlueZ over the D-Bus
@@ -409,8 +419,4 @@ class BleLink:
         client, self._client = self._client, None
         if client is None:
             return
-        try:
-            async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
-                await client.disconnect()
-        except (BleakError, TimeoutError) as exc:
-            _LOG.debug("%s: disconnect: %s", self.device.address, exc)
+        await disconnect_quietly(client, self.device.address)

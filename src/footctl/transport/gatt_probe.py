@@ -24,11 +24,11 @@ from bleak_retry_connector import BleakClientWithServiceCache
 from footctl.errors import DeviceUnavailable, TransportError
 from footctl.transport.ble import (
     CONNECT_TIMEOUT_S,
-    DISCONNECT_TIMEOUT_S,
     VIRTUAL_ATTEMPT_TIMEOUT_S,
     WRITE_TIMEOUT_S,
     Radio,
     Seen,
+    disconnect_quietly,
     scan,
 )
 
@@ -249,11 +249,7 @@ class Probe:
         client, self._client = self._client, None
         if client is None:
             return
-        try:
-            async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
-                await client.disconnect()
-        except (BleakError, TimeoutError) as exc:
-            _LOG.debug("%s: disconnect: %s", self.seen.address, exc)
+        await disconnect_quietly(client, self.seen.address)
 
     async def _read(self, what: str, coro: Any) -> tuple[bytes | None, str | None]:
         try:
