@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from footctl import codec
 from footctl.config import Config
 from footctl.control.owner import DeviceSpec, Owner
-from footctl.profile.loader import find_profiles
+from footctl.device import codec
+from footctl.device.profile.loader import find_profiles
+from footctl.device.transport.ble import Radio
 from footctl.state import Command
-from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager

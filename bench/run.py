@@ -24,14 +24,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from footctl import codec
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
+from footctl.device import codec
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
+from footctl.device.transport.ble import Radio
 from footctl.safety.governor import Request, SafetyGovernor
 from footctl.safety.limits import Caps, Limits
-from footctl.session import DeviceSession
 from footctl.state import Command, Report
-from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
 
 # "ci" runs more examples than the default quick local run; scripts/test selects it.
 # CI runs a fixed set of examples (derandomized: a red CI is reproducible, never a

@@ -15,11 +15,11 @@ import aiomqtt
 
 from footctl.config import CapsConfig, Config
 from footctl.control.owner import DeviceSpec, Owner
+from footctl.device.profile.schema import Profile
+from footctl.device.transport.ble import Radio
 from footctl.mqtt.bridge import MqttBridge
 from footctl.mqtt.settings import BrokerSettings
 from footctl.mqtt.topics import Topics, topic_id
-from footctl.profile.schema import Profile
-from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager

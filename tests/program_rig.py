@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import safety_harness
-from footctl.profile.schema import Profile
+from footctl.device.profile.schema import Profile
+from footctl.device.transport.ble import Radio
 from footctl.programs import expand
 from footctl.programs.runner import ProgramRunner
 from footctl.safety.governor import SafetyGovernor
-from footctl.transport.ble import Radio
 from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.model import MassagerModel

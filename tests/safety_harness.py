@@ -29,9 +29,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from functools import cache
 from typing import Any, TypeVar
 
-from footctl.codec import encode_status
+from footctl.device.codec import encode_status
+from footctl.device.profile.schema import Profile
 from footctl.errors import DeviceUnavailable, TransportError
-from footctl.profile.schema import Profile
 from footctl.safety.markers import MarkerStore
 from footctl.state import Report
 from footctl.virtual.model import FrameRecord, MassagerModel
@@ -392,7 +392,7 @@ def memoized_codec() -> Iterator[None]:
     periodic status, keepalives, the same few commands): checksums and field parsing were
     the largest share of the stateful test's time. Keyed on the profile's id and the
     bytes or command; errors (garbled frames) are never cached."""
-    from footctl import codec
+    from footctl.device import codec
     from footctl.virtual import model as model_module
 
     def memo(fn: Callable[..., Any]) -> Callable[..., Any]:

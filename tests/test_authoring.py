@@ -33,11 +33,11 @@ from footctl.commands.skeleton import (
     short_uuid,
 )
 from footctl.config import Config
-from footctl.profile.base import normalize_uuid
-from footctl.profile.loader import find_profiles, load_profile, shipped_dir
+from footctl.device.profile.base import normalize_uuid
+from footctl.device.profile.loader import find_profiles, load_profile, shipped_dir
+from footctl.device.transport.ble import Radio
+from footctl.device.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
 from footctl.safety.markers import MarkerStore
-from footctl.transport.ble import Radio
-from footctl.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
 from footctl.virtual import VirtualWorld, radio_for_world
 from footctl.virtual.peripheral import VirtualMassager
 from footctl.virtual.sim import SimControl

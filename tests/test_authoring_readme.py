@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from footctl import codec
 from footctl.cli import main
 from footctl.commands.skeleton import FILL_IN_LINE
-from footctl.profile.loader import load_profile_text
+from footctl.device import codec
+from footctl.device.profile.loader import load_profile_text
 from footctl.state import Command, Report
 
 README = Path(__file__).resolve().parents[1] / "device_profiles" / "README.md"

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from footctl.profile.loader import find_profiles, load_profile
-from footctl.profile.schema import Profile
+from footctl.device.profile.loader import find_profiles, load_profile
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
+from footctl.device.transport.ble import Radio
 from footctl.safety.governor import Request, SafetyGovernor
 from footctl.safety.limits import Caps, Limits
-from footctl.session import DeviceSession
-from footctl.transport.ble import Radio
 from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.model import MassagerModel

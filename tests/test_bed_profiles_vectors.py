@@ -1,10 +1,10 @@
 """The adjustable-bed massage profiles (``device_profiles/bed-*.toml``, issue #14).
 
 * Every bed frame in ``tests/vectors/bed-*.toml`` is checked here against its family's
-  layout by code written from ``docs/bed-protocols.md``, without footctl.codec
+  layout by code written from ``docs/bed-protocols.md``, without footctl.device.codec
   (:data:`BED_LAYOUTS`; test_codec_vectors.py uses them as its independent check).
 * ``[[sequence]]`` vectors (a key and its release, an init handshake, an off made of several
-  frames) are compared with :func:`footctl.codec.writes`, waits included.
+  frames) are compared with :func:`footctl.device.codec.writes`, waits included.
 * Every bed profile names its source (repository, file, commit), says it is untested on
   hardware, and declares no command that moves the bed; ``profile check`` refuses one that
   does.
@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from footctl import cli, codec
+from footctl import cli
+from footctl.device import codec
+from footctl.device.profile.lint import lint
+from footctl.device.profile.loader import find_profiles, load_profile
+from footctl.device.profile.roundtrip import round_trip
+from footctl.device.profile.schema import Profile
 from footctl.errors import CodecError
-from footctl.profile.lint import lint
-from footctl.profile.loader import find_profiles, load_profile
-from footctl.profile.roundtrip import round_trip
-from footctl.profile.schema import Profile
 from footctl.state import Command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ FAMILY_PROFILES: dict[str, tuple[str, ...]] = {
 }
 
 
-# --- independent frame layouts (from docs/bed-protocols.md, not from footctl.codec) ----------
+# --- independent frame layouts (from docs/bed-protocols.md, not from footctl.device.codec) ---
 
 
 def _sum8(data: bytes) -> int:

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from footctl import codec
+from footctl.device import codec
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import IntRange, Profile, StatusField
 from footctl.errors import CodecError
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import IntRange, Profile, StatusField
 from footctl.state import Command, Report
 
 PROFILES = find_profiles()

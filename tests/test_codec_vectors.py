@@ -1,6 +1,6 @@
 """Byte-exact codec tests: the vector files in tests/vectors/ and small purpose-built profiles.
 
-The expected bytes are worked out independently of footctl.codec (by hand for the xor8
+The expected bytes are worked out independently of footctl.device.codec (by hand for the xor8
 and inverted-sum8 profiles, with the bitwise CRC below for the CRC ones), and every
 vector's checksum is re-checked here by an independent implementation.
 """
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from footctl import codec
+from footctl.device import codec
+from footctl.device.profile.loader import find_profiles, load_profile_text
+from footctl.device.profile.schema import Checksum, Profile
 from footctl.errors import CodecError
-from footctl.profile.loader import find_profiles, load_profile_text
-from footctl.profile.schema import Checksum, Profile
 from footctl.state import Command, Report
 from test_bed_profiles_vectors import BED_LAYOUTS
 
@@ -59,7 +59,7 @@ def crc16_modbus(data: bytes) -> int:
 
 
 def independent_checksum_ok(profile_id: str, frame: bytes) -> bool:
-    """Check a shipped-profile frame's checksum without footctl.codec."""
+    """Check a shipped-profile frame's checksum without footctl.device.codec."""
     if profile_id == "ems-v2":  # CRC BE over everything before it, then 0D 0A
         return crc16_ccitt_false(frame[:-4]) == int.from_bytes(frame[-4:-2], "big")
     if profile_id == "shiatsu-aa55":  # xor8 over everything before it
@@ -102,7 +102,7 @@ INDEPENDENT = {
 }
 
 # The adjustable-bed profiles (issue #14): each family's frame layout, written from
-# docs/bed-protocols.md without footctl.codec.
+# docs/bed-protocols.md without footctl.device.codec.
 INDEPENDENT.update(BED_LAYOUTS)
 
 

@@ -25,10 +25,10 @@ from footctl.control.api import (
     parse_request,
 )
 from footctl.control.owner import DeviceSpec, Owner
+from footctl.device.profile.schema import Profile
+from footctl.device.transport.ble import Radio
 from footctl.errors import UsageError
 from footctl.journal import Journal
-from footctl.profile.schema import Profile
-from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager

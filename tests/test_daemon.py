@@ -31,11 +31,11 @@ from footctl.control.owner import DeviceSpec, journal_key
 from footctl.control.server import ControlServer
 from footctl.control.sockets import peer_allowed, peer_uid
 from footctl.daemon import Daemon
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession, Target
 from footctl.journal import Journal
-from footctl.profile.schema import Profile
 from footctl.safety.markers import MarkerStore
 from footctl.sdnotify import notify, watchdog_period
-from footctl.session import DeviceSession, Target
 from program_rig import BASE_WALL, FakeClock, VirtualBench, check_device_followed, virtual_bench
 
 MIN = timedelta(minutes=1)

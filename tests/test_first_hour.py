@@ -344,8 +344,8 @@ async def test_reconnect_goes_when_the_device_advertises_not_on_a_timer(
 ) -> None:
     import asyncio
 
-    from footctl.session import DeviceSession
-    from footctl.transport.ble import Radio
+    from footctl.device.session import DeviceSession
+    from footctl.device.transport.ble import Radio
     from footctl.virtual import radio_for_world
     from footctl.virtual.link import VirtualWorld
     from footctl.virtual.peripheral import VirtualMassager

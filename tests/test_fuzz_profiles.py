@@ -8,10 +8,10 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from footctl import codec
+from footctl.device import codec
+from footctl.device.profile.loader import load_profile_text, shipped_dir
+from footctl.device.profile.schema import Profile
 from footctl.errors import FootctlError, ProfileError
-from footctl.profile.loader import load_profile_text, shipped_dir
-from footctl.profile.schema import Profile
 
 SHIPPED_TEXT = {p.stem: p.read_text() for p in sorted(shipped_dir().glob("*.toml"))}
 NUMBER = re.compile(r"(?<![\w.])(0x[0-9A-Fa-f]+|\d+)(?![\w.])")

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession, Target
+from footctl.device.transport.ble import Radio
 from footctl.errors import ExitCode, SafetyRefused, UsageError
-from footctl.profile.schema import Profile
 from footctl.safety.governor import Request, SafetyGovernor
 from footctl.safety.limits import Caps, Limits
-from footctl.session import DeviceSession, Target
-from footctl.transport.ble import Radio
 
 
 def governor(profile: Profile, caps: Caps | None = None) -> SafetyGovernor:

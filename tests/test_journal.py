@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import footctl.journal as journal_module
+from footctl.device.profile.loader import find_profiles
 from footctl.errors import UsageError
 from footctl.history import plot_history, render_history_table, summarize_nights
 from footctl.journal import (
@@ -19,7 +20,6 @@ from footctl.journal import (
     JournalError,
     SessionRecord,
 )
-from footctl.profile.loader import find_profiles
 from footctl.programs import effective_intensity, find_programs
 from footctl.programs.intent import resolve
 from footctl.schedule import within_night_limit

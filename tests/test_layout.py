@@ -20,10 +20,10 @@ SOURCES = ("tui", "mqtt", "client.py", "cli.py", "cli_authoring.py", "scheduler.
 
 # What a source must not import: the device layer and the governor itself.
 FORBIDDEN = (
-    "footctl.session",
-    "footctl.codec",
-    "footctl.planner",
-    "footctl.transport",
+    "footctl.device.session",
+    "footctl.device.codec",
+    "footctl.device.planner",
+    "footctl.device.transport",
     "footctl.virtual",
     "footctl.safety.governor",
     "footctl.safety.decide",
@@ -33,7 +33,10 @@ FORBIDDEN = (
 # Known exceptions, each with its reason. The TUI's device dialog scans advertisements
 # through the radios of the owner it started: listening drives no massager, but a scan
 # request in the control API would be the cleaner road (and work against a daemon too).
-ALLOWED = {"tui/launch.py: footctl.transport.ble", "tui/launch.py: footctl.transport.ble.scan"}
+ALLOWED = {
+    "tui/launch.py: footctl.device.transport.ble",
+    "tui/launch.py: footctl.device.transport.ble.scan",
+}
 
 # Where a session may be built, and why: the owner's one factory; crash recovery, which
 # only switches off what a dead run left on (no governor can be owed anything there);
@@ -95,6 +98,6 @@ def test_only_the_owner_builds_governed_sessions() -> None:
 
 def test_the_check_can_fail(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
-    sample.write_text("from footctl.session import DeviceSession\nDeviceSession(1)\n")
-    assert "footctl.session.DeviceSession" in _imports(sample)
+    sample.write_text("from footctl.device.session import DeviceSession\nDeviceSession(1)\n")
+    assert "footctl.device.session.DeviceSession" in _imports(sample)
     assert _calls(sample, "DeviceSession") == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from footctl.config import Config, load_config
+from footctl.device.profile.schema import Profile
 from footctl.errors import ConfigError
-from footctl.profile.schema import Profile
 from footctl.safety import limits as L
 from footctl.safety.limits import Caps, Limits
 

@@ -24,10 +24,10 @@ from footctl.control.api import (
     StopRequest,
 )
 from footctl.control.port import Controller, Stream
+from footctl.device.profile.schema import Profile
 from footctl.mqtt.bridge import MqttBridge
 from footctl.mqtt.check import check_broker
 from footctl.mqtt.flow import STATE_BURST, STATE_RATE_PER_S
-from footctl.profile.schema import Profile
 from ha_schema import check_component, expand_device_discovery
 from mqtt_broker import Broker, broker, make_test_ca, own_broker, running  # noqa: F401
 from mqtt_rig import Hub, Rig

@@ -17,10 +17,10 @@ from footctl.control.api import (
     Timers,
     device_caps,
 )
+from footctl.device.profile.schema import Profile
 from footctl.mqtt.discovery import discovery_config, heat_options, is_ours
 from footctl.mqtt.payloads import state_payload
 from footctl.mqtt.topics import Topics, topic_id
-from footctl.profile.schema import Profile
 from footctl.safety.limits import Caps, Limits
 from ha_schema import check_component, check_rendered, expand_device_discovery, render
 
@@ -128,7 +128,7 @@ def test_heat_options_stop_at_the_temperature_cap(profiles: dict[str, Profile]) 
 
 def test_templates_render_the_state() -> None:
     profile_id = "shiatsu-aa55"
-    from footctl.profile.loader import find_profiles
+    from footctl.device.profile.loader import find_profiles
 
     profile = find_profiles()[profile_id]
     _top, comps = expand_device_discovery(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from footctl import planner
-from footctl.profile.loader import find_profiles
+from footctl.device import planner
+from footctl.device.profile.loader import find_profiles
 from footctl.state import DeviceState
 
 PROFILES = find_profiles()

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from footctl import codec, planner
-from footctl.profile.checks import value_domain
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
+from footctl.device import codec, planner
+from footctl.device.profile.checks import value_domain
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
 from footctl.state import Command, DeviceState
 from footctl.virtual.model import MassagerModel
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from footctl.errors import ProfileError, ProfileProblem
-from footctl.profile.loader import (
+from footctl.device.profile.loader import (
     _locate,
     find_profiles,
     get_profile,
@@ -15,7 +14,8 @@ from footctl.profile.loader import (
     load_profile_text,
     shipped_dir,
 )
-from footctl.profile.schema import Profile
+from footctl.device.profile.schema import Profile
+from footctl.errors import ProfileError, ProfileProblem
 
 SHIPPED_FILES = sorted(shipped_dir().glob("*.toml"))
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from footctl import codec
+from footctl.device import codec
+from footctl.device.profile.lint import lint
+from footctl.device.profile.loader import find_profiles, load_profile_text
+from footctl.device.profile.roles import Role, carrier, role_of
+from footctl.device.profile.roundtrip import round_trip
+from footctl.device.profile.schema import Checksum, Profile
 from footctl.errors import CodecError, ProfileError
-from footctl.profile.lint import lint
-from footctl.profile.loader import find_profiles, load_profile_text
-from footctl.profile.roles import Role, carrier, role_of
-from footctl.profile.roundtrip import round_trip
-from footctl.profile.schema import Checksum, Profile
 from footctl.state import Command, Report
 
 PROFILES = find_profiles()
@@ -303,7 +303,7 @@ def test_version_2_load_errors(intensity: str, more: str, caps: str, needle: str
 
 
 def test_version_1_files_may_not_use_version_2_fields() -> None:
-    from footctl.profile.loader import shipped_dir
+    from footctl.device.profile.loader import shipped_dir
 
     text = (shipped_dir() / "shiatsu-aa55.toml").read_text(encoding="utf-8")
     with pytest.raises(ProfileError, match="need schema_version = 2"):
@@ -444,7 +444,7 @@ text = "LVL {value}\\n"
 
 
 def test_power_that_is_the_intensity_level() -> None:
-    from footctl import planner
+    from footctl.device import planner
     from footctl.state import DeviceState
 
     p = load_profile_text(LEVEL_POWERED)
@@ -519,7 +519,7 @@ STEP_POWERED = LEVEL_POWERED.replace(
 
 
 def test_no_on_key_only_steps_from_zero() -> None:
-    from footctl import planner
+    from footctl.device import planner
     from footctl.state import DeviceState
 
     p = load_profile_text(STEP_POWERED)
@@ -534,7 +534,7 @@ def test_no_on_key_only_steps_from_zero() -> None:
 
 
 def test_a_stop_on_a_stepped_level_device_that_is_off_presses_nothing() -> None:
-    from footctl import planner
+    from footctl.device import planner
     from footctl.state import DeviceState
 
     p = load_profile_text(STEP_POWERED)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from footctl.profile.loader import find_profiles
+from footctl.device.profile.loader import find_profiles
 from footctl.programs import find_programs, load_program_text
 from footctl.programs.intent import pick_mode, resolve
 from footctl.programs.model import percent_to_level

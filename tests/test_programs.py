@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
 from footctl.errors import ExitCode, UsageError
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
 from footctl.programs import (
     Program,
     ProgramError,

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
 from footctl.errors import SafetyRefused
 from footctl.journal import Journal
 from footctl.journal_hooks import JournalHooks
-from footctl.profile.schema import Profile
 from footctl.programs import expand, get_program, load_program_text
 from footctl.programs.model import Program
 from footctl.programs.runner import ProgramRunner, Progress, assess
 from footctl.safety.governor import SafetyGovernor
 from footctl.safety.limits import Caps, Limits
-from footctl.session import DeviceSession
 from program_rig import FakeClock, VirtualBench, check_device_followed, virtual_bench
 
 

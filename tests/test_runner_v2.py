@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from footctl.profile.schema import Profile
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
 from footctl.programs import expand, get_program
 from footctl.programs.runner import ProgramRunner
 from footctl.safety.governor import SafetyGovernor
 from footctl.safety.limits import Caps, Limits
-from footctl.session import DeviceSession
 from program_rig import SETTLE_S, DeviceLog, FakeClock, VirtualBench, virtual_bench
 
 Made = tuple[VirtualBench, DeviceSession, SafetyGovernor, FakeClock]

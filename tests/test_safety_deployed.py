@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from footctl.device.session import FRAMES_KEPT
 from footctl.errors import SafetyRefused, UsageError
 from footctl.journal import Journal
 from footctl.journal_hooks import JournalHooks
@@ -27,7 +28,6 @@ from footctl.safety.limits import FLOOR_COOLDOWN_S, FLOOR_RAMP_STEP_S, Caps, Lim
 from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import everything_off
 from footctl.schedule import may_start
-from footctl.session import FRAMES_KEPT
 from footctl.state import Command
 from footctl.virtual.model import FrameRecord
 from test_safety_regressions import ABSOLUTE, KEYS, PROFILES, Rig, make_rig, virtual_time

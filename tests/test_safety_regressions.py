@@ -24,15 +24,15 @@ from typing import Any
 
 import pytest
 
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession, Target
+from footctl.device.transport.ble import Radio
 from footctl.errors import ConfirmTimeout, SafetyRefused
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
 from footctl.safety.governor import Request, SafetyGovernor
 from footctl.safety.limits import Caps, Limits
 from footctl.safety.markers import MarkerStore
-from footctl.session import DeviceSession, Target
 from footctl.state import Command
-from footctl.transport.ble import Radio
 from footctl.virtual.model import FrameRecord, MassagerModel
 from safety_harness import (
     ADDRESS,

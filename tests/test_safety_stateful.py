@@ -66,11 +66,13 @@ from hypothesis.stateful import (
     rule,
 )
 
-from footctl import codec
 from footctl.config import CapsConfig
+from footctl.device import codec
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
+from footctl.device.session import CONFIRM_TIMEOUT_S, KEY_PRESS_WAIT_S, DeviceSession
+from footctl.device.transport.ble import Radio
 from footctl.errors import FootctlError, SafetyRefused, UsageError
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
 from footctl.safety import governor as governor_module
 from footctl.safety.dose import DOSE_WINDOW_S, HEAT_COOLDOWN_S
 from footctl.safety.governor import (
@@ -87,9 +89,7 @@ from footctl.safety.limits import (
     Limits,
 )
 from footctl.safety.markers import MarkerStore
-from footctl.session import CONFIRM_TIMEOUT_S, KEY_PRESS_WAIT_S, DeviceSession
 from footctl.state import Command, Report
-from footctl.transport.ble import Radio
 from footctl.virtual.model import FrameRecord, MassagerModel
 from safety_harness import (
     ADDRESS,
@@ -1234,7 +1234,7 @@ TestStatefulShiatsuKeys = ShiatsuKeys.TestCase
 # Every version-1 profile has its machine here. The version-2 profiles (issue #12) do not
 # yet: the machine's off-frame and key-press checks speak version-1 command names (see
 # safety_harness.is_off_frame); they are covered by tests/test_session_v2.py and
-# tests/test_planner.py until a machine that reads footctl.profile.roles is added.
+# tests/test_planner.py until a machine that reads footctl.device.profile.roles is added.
 V1_PROFILES = sorted(pid for pid, p in PROFILES.items() if p.schema_version == 1)
 assert sorted(SHIPPED) == V1_PROFILES, "a new version-1 profile needs its own state machine here"
 assert governor_module.WATCH_INTERVAL_S == E

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from footctl.device.profile.loader import load_profile_text
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession, Target
+from footctl.device.transport.ble import Radio
 from footctl.errors import SafetyRefused
-from footctl.profile.loader import load_profile_text
-from footctl.profile.schema import Profile
 from footctl.safety.governor import Request, SafetyGovernor
 from footctl.safety.limits import Caps, Limits
-from footctl.session import DeviceSession, Target
-from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from footctl.device.profile.loader import find_profiles
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession, Target
+from footctl.device.transport.ble import Radio
 from footctl.errors import ConfirmTimeout, SafetyRefused
-from footctl.profile.loader import find_profiles
-from footctl.profile.schema import Profile
-from footctl.session import DeviceSession, Target
-from footctl.transport.ble import Radio
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager

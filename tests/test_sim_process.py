@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from bleak import BleakClient, BleakScanner
 
-from footctl.codec import decode_status, encode
-from footctl.profile.schema import Profile
+from footctl.device.codec import decode_status, encode
+from footctl.device.profile.schema import Profile
 from footctl.state import Command
 from footctl.virtual import radio_for_link
 from footctl.virtual.peripheral import VirtualMassager

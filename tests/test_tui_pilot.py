@@ -14,9 +14,9 @@ import pytest
 from footctl.config import CapsConfig, Config
 from footctl.control.api import StopRequest
 from footctl.control.owner import DeviceSpec, Owner
+from footctl.device.profile.schema import Profile
+from footctl.device.transport.ble import Radio
 from footctl.journal import Journal
-from footctl.profile.schema import Profile
-from footctl.transport.ble import Radio
 from footctl.tui.app import FootctlTui
 from footctl.tui.dialogs import DevicePicker, JournalScreen, ProgramPicker
 from footctl.tui.launch import _scanner

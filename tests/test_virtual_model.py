@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from footctl.codec import decode_status, encode
-from footctl.profile.schema import CommandName, Profile
+from footctl.device.codec import decode_status, encode
+from footctl.device.profile.schema import CommandName, Profile
 from footctl.state import Command
 from footctl.virtual.model import AMBIENT_CELSIUS, MassagerModel
 

@@ -3,8 +3,8 @@ steps, chambers, sequences, waits after power-on and wake frames."""
 
 from __future__ import annotations
 
-from footctl import codec
-from footctl.profile.loader import find_profiles, load_profile_text, shipped_dir
+from footctl.device import codec
+from footctl.device.profile.loader import find_profiles, load_profile_text, shipped_dir
 from footctl.state import Command
 from footctl.virtual.model import MassagerModel
 

@@ -13,9 +13,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from footctl.codec import decode_status, encode, max_write_size
+from footctl.device.codec import decode_status, encode, max_write_size
+from footctl.device.profile.schema import Profile
 from footctl.errors import CodecError
-from footctl.profile.schema import Profile
 from footctl.state import Command, Report
 from footctl.virtual import VirtualRadio, VirtualWorld, radio_for_world
 from footctl.virtual.model import MassagerModel

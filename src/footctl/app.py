@@ -26,14 +26,14 @@ from footctl.config import Config, config_path, load_config
 from footctl.control.api import Request, parse_request
 from footctl.control.owner import DeviceSpec, Held, Owner
 from footctl.control.radios import open_radios
+from footctl.device.profile.loader import find_profiles, get_profile, load_profile
+from footctl.device.profile.schema import Profile
+from footctl.device.transport.ble import Radio, scan
 from footctl.devices import find_profile_by_scan, open_radio
 from footctl.errors import DeviceUnavailable, ExitCode, FootctlError, ProfileError
 from footctl.journal_hooks import open_journal
-from footctl.profile.loader import find_profiles, get_profile, load_profile
-from footctl.profile.schema import Profile
 from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import LoopWatchdog
-from footctl.transport.ble import Radio, scan
 
 if TYPE_CHECKING:
     from footctl.cli import Output
@@ -183,7 +183,7 @@ def _profile_check(files: list[Path], out: Output) -> int:
             for problem in exc.problems:
                 print(f"footctl: {problem}", file=sys.stderr)
             continue
-        from footctl.profile.lint import lint
+        from footctl.device.profile.lint import lint
 
         findings = lint(profile)  # errors (a profile that moves a bed...) fail the check
         for finding in findings:

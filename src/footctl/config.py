@@ -145,14 +145,14 @@ class Config(_Model):
         as it is known (``<defaults>`` without a file)."""
         if self._source is None:
             return "<defaults>"
-        from footctl.profile.loader import _lookup  # noqa: PLC0415 - lazily, like the loader
+        from footctl.device.profile.loader import _lookup  # noqa: PLC0415 - lazily, like the loader
 
         line = _lookup(self._lines, tuple(loc))
         return f"{self._source}:{line}" if line is not None else str(self._source)
 
     def problem(self, reason: str, *loc: str | int) -> ConfigError:
         """A config error about the key at ``loc``, naming the file, line and field."""
-        from footctl.profile.loader import _lookup  # noqa: PLC0415
+        from footctl.device.profile.loader import _lookup  # noqa: PLC0415
 
         field = _field_name(loc)
         return ConfigError(
@@ -214,7 +214,7 @@ _SCHEDULE_KINDS = ("weekly", "bedtime", "cron")
 
 def _config_problems(exc: ValidationError, path: Path, lines: dict[tuple[str | int, ...], int]
                      ) -> list[ProfileProblem]:
-    from footctl.profile.loader import _lookup  # noqa: PLC0415
+    from footctl.device.profile.loader import _lookup  # noqa: PLC0415
 
     problems: list[ProfileProblem] = []
     for err in exc.errors():
@@ -250,7 +250,7 @@ def load_config(path: Path) -> Config:
             f"{where}: not valid TOML: {exc}",
             problems=[ProfileProblem(path, "<toml>", str(exc), line)],
         ) from exc
-    from footctl.profile.loader import _key_lines  # noqa: PLC0415
+    from footctl.device.profile.loader import _key_lines  # noqa: PLC0415
 
     lines = _key_lines(text)
     try:

@@ -25,6 +25,7 @@ from footctl.config import Config
 from footctl.control.api import ErrorReply, Reply, Request, SchedulesRequest, ScheduleView
 from footctl.control.owner import DeviceSpec, Held, Owner, journal_key
 from footctl.control.server import ControlServer
+from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused
 from footctl.journal import Journal
 from footctl.programs.loader import get_program
@@ -40,7 +41,6 @@ from footctl.scheduler import (
     schedule_key,
     upcoming,
 )
-from footctl.transport.ble import Radio
 
 _LOG = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from footctl.config import Config
+from footctl.device.profile.loader import find_profiles, get_profile
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
+from footctl.device.transport.ble import Radio, scan
 from footctl.errors import DeviceUnavailable, FootctlError, UsageError
 from footctl.journal import Journal
 from footctl.journal_hooks import recover_journal
-from footctl.profile.loader import find_profiles, get_profile
-from footctl.profile.schema import Profile
 from footctl.safety.markers import Marker, MarkerStore
-from footctl.session import DeviceSession
-from footctl.transport.ble import Radio, scan
 
 _LOG = logging.getLogger(__name__)
 

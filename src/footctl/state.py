@@ -13,7 +13,7 @@ from typing import Any
 class Command:
     """One command as it goes on the wire. ``value`` is the wire value (heat and mode
     codes, not levels and names); ``None`` for commands without an argument. The name
-    is one of :data:`footctl.profile.schema.CommandName` in a version-1 profile, any
+    is one of :data:`footctl.device.profile.schema.CommandName` in a version-1 profile, any
     command the profile defines in version 2."""
 
     name: str

@@ -2,8 +2,8 @@
 
 ``explore`` and ``sniff`` reach any device through the same radio as every other command
 (a real adapter, ``--simulate`` or ``--link``), with raw GATT access from
-:mod:`footctl.transport.gatt_probe`; ``profile test`` runs
-:func:`footctl.profile.roundtrip.round_trip` on a file. The arguments are in
+:mod:`footctl.device.transport.gatt_probe`; ``profile test`` runs
+:func:`footctl.device.profile.roundtrip.round_trip` on a file. The arguments are in
 :mod:`footctl.cli_authoring`.
 """
 
@@ -20,9 +20,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from footctl import codec
 from footctl.commands.skeleton import is_standard, pick_endpoints, render_skeleton, short_uuid
 from footctl.config import Config
+from footctl.device import codec
+from footctl.device.profile.base import normalize_uuid, parse_hex
+from footctl.device.profile.loader import get_profile, load_profile
+from footctl.device.profile.roundtrip import CapabilityResult, RoundTrip, round_trip
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
+from footctl.device.transport.ble import Radio
+from footctl.device.transport.gatt_probe import (
+    CharacteristicInfo,
+    GattDump,
+    Probe,
+    find_device,
+)
 from footctl.devices import open_radio
 from footctl.errors import (
     CodecError,
@@ -31,20 +43,8 @@ from footctl.errors import (
     FootctlError,
     UsageError,
 )
-from footctl.profile.base import normalize_uuid, parse_hex
-from footctl.profile.loader import get_profile, load_profile
-from footctl.profile.roundtrip import CapabilityResult, RoundTrip, round_trip
-from footctl.profile.schema import Profile
 from footctl.safety.markers import MarkerStore
-from footctl.session import DeviceSession
 from footctl.state import Command, Report
-from footctl.transport.ble import Radio
-from footctl.transport.gatt_probe import (
-    CharacteristicInfo,
-    GattDump,
-    Probe,
-    find_device,
-)
 
 if TYPE_CHECKING:
     from footctl.cli import Output

@@ -31,8 +31,8 @@ from footctl.config import (
     runtime_dir,
     state_dir,
 )
+from footctl.device.profile.loader import PROFILE_DIR_ENV, get_profile, scan_profiles, shipped_dir
 from footctl.errors import ConfigError, ExitCode, FootctlError
-from footctl.profile.loader import PROFILE_DIR_ENV, get_profile, scan_profiles, shipped_dir
 from footctl.programs.loader import PROGRAM_DIR_ENV, default_user_dir, scan_programs
 from footctl.programs.loader import shipped_dir as shipped_programs
 from footctl.safety.limits import Limits

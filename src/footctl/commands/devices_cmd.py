@@ -8,10 +8,10 @@ import json
 from typing import TYPE_CHECKING
 
 from footctl.config import config_path, load_config
+from footctl.device.profile.loader import find_profiles, get_profile
+from footctl.device.transport.ble import Seen, scan
 from footctl.devices import open_radio
 from footctl.errors import ConfigError, DeviceUnavailable, ExitCode, UsageError
-from footctl.profile.loader import find_profiles, get_profile
-from footctl.transport.ble import Seen, scan
 
 if TYPE_CHECKING:
     from footctl.cli import Output

@@ -68,7 +68,7 @@ def _adapter() -> Check:
 
 def _missing_system_bus() -> str | None:
     """The D-Bus system bus socket BlueZ is reached through, if it is not there."""
-    from footctl.transport.ble import dbus_system_address  # noqa: PLC0415
+    from footctl.device.transport.ble import dbus_system_address  # noqa: PLC0415
 
     if not sys.platform.startswith("linux"):
         return None
@@ -78,7 +78,7 @@ def _missing_system_bus() -> str | None:
 
 
 async def _stack() -> Check:
-    from footctl.transport.ble import INSTALL_BLUEZ, USE_VIRTUAL, Radio, scan  # noqa: PLC0415
+    from footctl.device.transport.ble import INSTALL_BLUEZ, USE_VIRTUAL, Radio, scan  # noqa: PLC0415
 
     missing = _missing_system_bus()
     if missing is not None:

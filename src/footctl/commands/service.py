@@ -16,9 +16,9 @@ from footctl.control.owner import DeviceSpec
 from footctl.control.radios import open_radios
 from footctl.control.sockets import daemon_socket_path
 from footctl.daemon import Daemon
+from footctl.device.profile.loader import get_profile
 from footctl.errors import ExitCode, UsageError
 from footctl.journal import Journal
-from footctl.profile.loader import get_profile
 from footctl.programs.loader import default_user_dir
 from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import LoopWatchdog

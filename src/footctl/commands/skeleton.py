@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from footctl.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
+from footctl.device.transport.gatt_probe import CharacteristicInfo, GattDump, ServiceInfo
 
 __all__ = [
     "FILL_IN",

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from footctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from footctl.profile.schema import Profile as ProfileLike
+    from footctl.device.profile.schema import Profile as ProfileLike
     from footctl.safety.limits import Limits as LimitsLike
 
 API_VERSION = 1

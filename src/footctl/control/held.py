@@ -20,14 +20,14 @@ from footctl.control.api import (
     Source,
     Timers,
 )
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
+from footctl.device.transport.ble import Radio
 from footctl.journal_hooks import JournalHooks
-from footctl.profile.schema import Profile
 from footctl.programs.runner import ProgramRunner, RunResult
 from footctl.safety.governor import SafetyGovernor
 from footctl.safety.limits import Limits
 from footctl.safety.markers import MarkerStore
-from footctl.session import DeviceSession
-from footctl.transport.ble import Radio
 
 if TYPE_CHECKING:
     from footctl.journal import Journal

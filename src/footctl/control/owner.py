@@ -64,13 +64,13 @@ from footctl.control.held import (
     view_of,
 )
 from footctl.control.hub import StateHub, Subscription
+from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
 from footctl.journal_hooks import JournalHooks, recover_journal
 from footctl.programs.runner import ProgramRunner, Progress, RunResult
 from footctl.safety.decide import Request as GovRequest
 from footctl.safety.markers import MarkerStore
 from footctl.schedule import local_zone, may_start
-from footctl.transport.ble import Radio
 
 if TYPE_CHECKING:
     from footctl.control.server import ControlServer

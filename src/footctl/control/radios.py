@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 from footctl.config import Config
 from footctl.control.owner import DeviceSpec
+from footctl.device.profile.loader import find_profiles, get_profile
+from footctl.device.transport.ble import Radio, Seen, scan
 from footctl.errors import DeviceUnavailable, UsageError
-from footctl.profile.loader import find_profiles, get_profile
-from footctl.transport.ble import Radio, Seen, scan
 
 _LOG = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from footctl.profile.schema import Mode, Profile
+from footctl.device.profile.schema import Mode, Profile
 from footctl.programs.model import Program, Ramp, Step, percent_to_level
 
 __all__ = ["Adaptation", "Resolution", "pick_mode", "resolve"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import platformdirs
 from pydantic import ValidationError
 
+from footctl.device.profile.loader import _locate as _locate_key
 from footctl.errors import UsageError
-from footctl.profile.loader import _locate as _locate_key
 from footctl.programs.model import Program, ProgramError, ProgramProblem
 
 _LOG = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from footctl.device.profile.schema import Profile
 from footctl.errors import FootctlError, SafetyRefused
-from footctl.profile.schema import Profile
 from footctl.programs.check import check_against_limits
 from footctl.programs.intent import resolve
 from footctl.programs.model import Program

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from footctl.device.profile.schema import Profile
+from footctl.device.session import Target
 from footctl.errors import SafetyRefused, UsageError
-from footctl.profile.schema import Profile
 from footctl.safety.dose import HEAT_COOLDOWN_S
 from footctl.safety.limits import Limits
-from footctl.session import Target
 
 SOURCES = ("cli", "tui", "mqtt", "schedule", "program", "daemon", "governor")
 

@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from footctl.device.session import DeviceSession, Target
 from footctl.errors import FootctlError, SafetyRefused
 from footctl.safety.decide import Decision, Request, decide
 from footctl.safety.dose import HeatDose, level_weight
 from footctl.safety.limits import Limits, cooldown_left_s
 from footctl.safety.markers import MarkerStore
-from footctl.session import DeviceSession, Target
 from footctl.state import DeviceState
 
 _LOG = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from footctl.profile.schema import Profile
+from footctl.device.profile.schema import Profile
 from footctl.safety.dose import HEAT_COOLDOWN_S, heat_weights
 
 MINUTE = 60.0

@@ -78,7 +78,7 @@ class Catalog:
         return self._programs
 
     def _caps_from_files(self, profile_id: str) -> DeviceCaps | None:
-        from footctl.profile.loader import get_profile  # noqa: PLC0415 - pydantic models
+        from footctl.device.profile.loader import get_profile  # noqa: PLC0415 - pydantic models
 
         try:
             caps = get_profile(profile_id, list(self.profile_dirs)).capabilities

@@ -93,8 +93,8 @@ def _scanner(owner: Owner, config: Config) -> Scanner:
     from footctl.tui.dialogs import Scanned  # noqa: PLC0415 - Textual, once the app runs
 
     async def scan_all() -> list[Scanned]:
-        from footctl.profile.loader import find_profiles  # noqa: PLC0415
-        from footctl.transport.ble import scan  # noqa: PLC0415
+        from footctl.device.profile.loader import find_profiles  # noqa: PLC0415
+        from footctl.device.transport.ble import scan  # noqa: PLC0415
 
         profiles = find_profiles(list(config.profile_dirs))
         radios = {id(h.radio): h.radio for h in owner.held}

@@ -33,11 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from footctl.codec import decode_command, encode_status
+from footctl.device.codec import decode_command, encode_status
+from footctl.device.profile.checks import value_domain
+from footctl.device.profile.roles import QUERY, STOP, Role, cycle_order, role_of, start_value
+from footctl.device.profile.schema import Profile
 from footctl.errors import CodecError
-from footctl.profile.checks import value_domain
-from footctl.profile.roles import QUERY, STOP, Role, cycle_order, role_of, start_value
-from footctl.profile.schema import Profile
 from footctl.state import Command, Report
 
 

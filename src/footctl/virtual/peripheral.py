@@ -33,8 +33,8 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from footctl.codec import max_write_size
-from footctl.profile.schema import Profile
+from footctl.device.codec import max_write_size
+from footctl.device.profile.schema import Profile
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.model import FrameRecord, MassagerModel
 

@@ -71,7 +71,7 @@ class VirtualRadio:
 
     @property
     def virtual(self) -> bool:
-        """Always True (mirrors ``footctl.transport.ble.Radio.virtual``)."""
+        """Always True (mirrors ``footctl.device.transport.ble.Radio.virtual``)."""
         return True
 
     async def close(self) -> None:

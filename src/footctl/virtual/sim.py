@@ -43,9 +43,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from footctl.device.profile.loader import get_profile, load_profile
+from footctl.device.profile.schema import Profile
 from footctl.errors import FootctlError
-from footctl.profile.loader import get_profile, load_profile
-from footctl.profile.schema import Profile
 from footctl.virtual.link import VirtualWorld, serve_controller_tcp
 from footctl.virtual.peripheral import VirtualMassager
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from footctl.device.profile.schema import Profile, validate_profile
 from footctl.errors import ProfileError, ProfileProblem, UsageError
-from footctl.profile.schema import Profile, validate_profile
 
 _LOG = logging.getLogger(__name__)
 
@@ -22,10 +22,10 @@ PROFILE_DIR_ENV = "FOOTCTL_PROFILE_DIR"
 def shipped_dir() -> Path:
     """The directory of the profiles shipped with footctl (source tree or installed wheel)."""
     here = Path(__file__).resolve()
-    installed = here.parent.parent / "_device_profiles"
+    installed = here.parents[2] / "_device_profiles"  # footctl/_device_profiles in a wheel
     if installed.is_dir():
         return installed
-    return here.parents[3] / "device_profiles"
+    return here.parents[4] / "device_profiles"  # the source tree: <repo>/device_profiles
 
 
 KeyPath = tuple[str | int, ...]

@@ -29,9 +29,9 @@ from bleak.exc import (
 )
 from bleak_retry_connector import BleakClientWithServiceCache
 
+from footctl.device.profile.match import match_profile
+from footctl.device.profile.schema import Profile
 from footctl.errors import DeviceUnavailable, TransportError
-from footctl.profile.match import match_profile
-from footctl.profile.schema import Profile
 
 _LOG = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The pure byte codec: frames, commands and status reports as the profile describes them.
 
 A frame is ``header | [length] | [direction] | code | body | [checksum] | trailer``
-(see :class:`footctl.profile.schema.Framing`). Everything here is a pure function of
+(see :class:`footctl.device.profile.schema.Framing`). Everything here is a pure function of
 the profile and the bytes; nothing does I/O. Every failure is a :class:`CodecError`,
 whatever bytes come in.
 """
@@ -13,8 +13,7 @@ from functools import lru_cache
 
 from crc import Calculator, Configuration
 
-from footctl.errors import CodecError
-from footctl.profile.schema import (
+from footctl.device.profile.schema import (
     ArgFormat,
     BodyItem,
     ByteOrder,
@@ -24,7 +23,8 @@ from footctl.profile.schema import (
     StatusField,
     StatusFieldName,
 )
-from footctl.profile.settings import TextTemplate, Wait
+from footctl.device.profile.settings import TextTemplate, Wait
+from footctl.errors import CodecError
 from footctl.state import Command, Report
 
 __all__ = [

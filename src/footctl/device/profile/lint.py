@@ -11,11 +11,11 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from footctl import codec
+from footctl.device import codec
+from footctl.device.profile.checks import value_domain
+from footctl.device.profile.roles import cycle_order, wire_from_setting_value
+from footctl.device.profile.schema import CommandTemplate, Profile
 from footctl.errors import CodecError
-from footctl.profile.checks import value_domain
-from footctl.profile.roles import cycle_order, wire_from_setting_value
-from footctl.profile.schema import CommandTemplate, Profile
 from footctl.state import Command
 
 __all__ = ["LEGACY_ADV_MAX", "LintFinding", "advert_size", "lint"]

@@ -38,7 +38,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from footctl.profile.base import Model, Uuid
+from footctl.device.profile.base import Model, Uuid
 
 # A repeated ("held") command is never sent more often than this: the cheapest BLE
 # chips drop writes closer together than ~20 ms.

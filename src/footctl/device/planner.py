@@ -21,15 +21,15 @@ import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from footctl.profile.checks import value_domain
-from footctl.profile.roles import (
+from footctl.device.profile.checks import value_domain
+from footctl.device.profile.roles import (
     STOP,
     cycle_order,
     role_of,
     start_value,
     wire_from_setting_value,
 )
-from footctl.profile.schema import Profile
+from footctl.device.profile.schema import Profile
 from footctl.state import Command, DeviceState
 
 __all__ = ["MAX_PRESSES", "Plan", "PlanStep", "backstop_timer", "believe", "plan", "plan_off"]

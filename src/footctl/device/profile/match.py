@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from footctl.profile.schema import Profile, normalize_uuid
+from footctl.device.profile.schema import Profile, normalize_uuid
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The load-time rules of a version-2 profile: what makes it unusable, not merely odd
-(odd things are for :mod:`footctl.profile.lint`)."""
+(odd things are for :mod:`footctl.device.profile.lint`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from footctl.profile.settings import SETTING_NAMES, Send, Setting
+from footctl.device.profile.settings import SETTING_NAMES, Send, Setting
 
 if TYPE_CHECKING:
-    from footctl.profile.schema import Profile
+    from footctl.device.profile.schema import Profile
 
 # Settings a version-2 profile must have: footctl cannot start or stop a massager or
 # ramp it without them.
@@ -165,7 +165,7 @@ def _check_settings(profile: Profile) -> None:
 def _check_frames(profile: Profile) -> None:
     """No two commands may put the same fixed frame on the wire."""
     # The codec builds the frames, and it imports the schema that calls this.
-    from footctl import codec  # noqa: PLC0415
+    from footctl.device import codec  # noqa: PLC0415
     from footctl.errors import CodecError  # noqa: PLC0415
     from footctl.state import Command  # noqa: PLC0415
 

@@ -14,10 +14,10 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from footctl import codec, planner
+from footctl.device import codec, planner
+from footctl.device.profile.checks import value_domain
+from footctl.device.profile.schema import Profile
 from footctl.errors import CodecError
-from footctl.profile.checks import value_domain
-from footctl.profile.schema import Profile
 from footctl.state import Command, DeviceState, Report
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class _Tally:
 
 
 def _frames(profile: Profile) -> CapabilityResult:
-    from footctl.profile.lint import _sample_values  # noqa: PLC0415 - one value list
+    from footctl.device.profile.lint import _sample_values  # noqa: PLC0415 - one value list
 
     tally = _Tally("commands")
     limit = codec.max_write_size(profile)

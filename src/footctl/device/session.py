@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from footctl import codec, planner
+from footctl.device import codec, planner
+from footctl.device.profile.schema import CommandName, Profile
+from footctl.device.transport.ble import ADVERT_WATCH_S, BleLink, Link, Radio, Seen, Watchable, scan
 from footctl.errors import (
     CodecError,
     ConfirmTimeout,
@@ -27,10 +29,8 @@ from footctl.errors import (
     SafetyRefused,
     TransportError,
 )
-from footctl.profile.schema import CommandName, Profile
 from footctl.safety.limits import CEILING_SESSION_S
 from footctl.state import Command, DeviceState, Report
-from footctl.transport.ble import ADVERT_WATCH_S, BleLink, Link, Radio, Seen, Watchable, scan
 
 _LOG = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Raw GATT access for the authoring tools (``explore``, ``sniff``): any characteristic
 of any device, with no profile.
 
-The same :class:`~footctl.transport.ble.Radio` as every other command, so it works on
+The same :class:`~footctl.device.transport.ble.Radio` as every other command, so it works on
 a real adapter and on the virtual link. bleak errors become footctl errors here.
 """
 
@@ -21,8 +21,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache
 
-from footctl.errors import DeviceUnavailable, TransportError
-from footctl.transport.ble import (
+from footctl.device.transport.ble import (
     CONNECT_TIMEOUT_S,
     VIRTUAL_ATTEMPT_TIMEOUT_S,
     WRITE_TIMEOUT_S,
@@ -31,6 +30,7 @@ from footctl.transport.ble import (
     disconnect_quietly,
     scan,
 )
+from footctl.errors import DeviceUnavailable, TransportError
 
 _LOG = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Frame layout: header, length field, direction byte, checksum and trailer.
 
-Part of the profile schema (:mod:`footctl.profile.schema` re-exports every name).
+Part of the profile schema (:mod:`footctl.device.profile.schema` re-exports every name).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated, Literal, cast
 
 from pydantic import Field, model_validator
 
-from footctl.profile.base import Byte, ByteOrder, HexBytes, Model
+from footctl.device.profile.base import Byte, ByteOrder, HexBytes, Model
 
 __all__ = [
     "Checksum", "ChecksumOp", "ChecksumPreset", "Direction", "Framing", "LengthField",

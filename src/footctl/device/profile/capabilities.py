@@ -1,7 +1,7 @@
 """What a massager can do: intensity range, heat levels, modes and their families,
 zones or air chambers, timers.
 
-Part of the profile schema (:mod:`footctl.profile.schema` re-exports every name).
+Part of the profile schema (:mod:`footctl.device.profile.schema` re-exports every name).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from footctl.profile.base import Byte, Model
-from footctl.profile.settings import KNOWN_FAMILIES, Chamber, Nodes
+from footctl.device.profile.base import Byte, Model
+from footctl.device.profile.settings import KNOWN_FAMILIES, Chamber, Nodes
 
 __all__ = ["Capabilities", "Family", "HeatLevel", "IntRange", "Mode"]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from footctl.profile.base import (
+from footctl.device.profile.base import (
     Byte,
     ByteOrder,
     HexBytes,
@@ -20,9 +20,9 @@ from footctl.profile.base import (
     normalize_uuid,
     parse_hex,
 )
-from footctl.profile.capabilities import Capabilities, Family, HeatLevel, IntRange, Mode
-from footctl.profile.checks import check_v2
-from footctl.profile.framing import (
+from footctl.device.profile.capabilities import Capabilities, Family, HeatLevel, IntRange, Mode
+from footctl.device.profile.checks import check_v2
+from footctl.device.profile.framing import (
     Checksum,
     ChecksumOp,
     ChecksumPreset,
@@ -30,7 +30,7 @@ from footctl.profile.framing import (
     Framing,
     LengthField,
 )
-from footctl.profile.settings import (
+from footctl.device.profile.settings import (
     CommandId,
     Connection,
     Endpoint,

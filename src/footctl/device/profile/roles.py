@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from footctl.profile.checks import parse_value, value_domain
-from footctl.profile.schema import Profile
-from footctl.profile.settings import Send, Setting, SettingName
+from footctl.device.profile.checks import parse_value, value_domain
+from footctl.device.profile.schema import Profile
+from footctl.device.profile.settings import Send, Setting, SettingName
 from footctl.state import Command
 
 Action = Literal["set", "toggle", "cycle", "up", "down", "bit", "reset"]

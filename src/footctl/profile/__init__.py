@@ -1,6 +1,0 @@
-"""Device profiles: schema, loading and the shipped set."""
-
-from footctl.profile.loader import find_profiles, load_profile, load_profile_text, shipped_dir
-from footctl.profile.schema import Profile
-
-__all__ = ["Profile", "find_profiles", "load_profile", "load_profile_text", "shipped_dir"]
