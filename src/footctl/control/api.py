@@ -159,6 +159,47 @@ class DescribeRequest(_Request):
     device: Name | None = None
 
 
+# --- scan: what an owner's radios hear --------------------------------------------------
+
+# How long a scan listens. A massager advertises every 20 ms to about 1 s, so half a
+# second hears those close by; past a minute a person at a prompt has given up, and a
+# client waits the whole time plus SCAN_MARGIN_S.
+MIN_SCAN_S = 0.5
+MAX_SCAN_S = 60.0
+DEFAULT_SCAN_S = 5.0  # the CLI's `scan --timeout` default
+# Besides the listening itself, a scan reply costs reading the profiles and starting
+# and stopping each radio's scanner: far less than this, which a client adds to
+# ``seconds`` before it gives up on the owner.
+SCAN_MARGIN_S = 10.0
+
+
+class ScanRequest(_Request):
+    """Listen for ``seconds`` on every radio the owner holds massagers on (virtual
+    and real); answered with :attr:`Reply.seen`. Listening drives no massager.
+    ``profile``: only what that profile recognises (a profile id)."""
+
+    kind: Literal["scan"] = "scan"
+    seconds: Annotated[float, Field(ge=MIN_SCAN_S, le=MAX_SCAN_S)] = DEFAULT_SCAN_S
+    profile: Name | None = None
+
+
+class ScanResult(_Model):
+    """One device a scan heard: which shipped profile recognises it (or why none
+    does, in ``reason``), the radio that heard it, and whether the owner that
+    scanned already holds it (``device_id`` then names it)."""
+
+    address: str
+    name: str | None = None
+    rssi: int
+    service_uuids: tuple[str, ...] = ()
+    manufacturer_ids: tuple[int, ...] = ()
+    profile: str | None = None
+    reason: str = ""
+    radio: str = "bluetooth"
+    held: bool = False
+    device_id: str | None = None
+
+
 Request = Annotated[
     PingRequest
     | StatusRequest
@@ -168,7 +209,8 @@ Request = Annotated[
     | LeaseRequest
     | WatchRequest
     | SchedulesRequest
-    | DescribeRequest,
+    | DescribeRequest
+    | ScanRequest,
     Field(discriminator="kind"),
 ]
 
@@ -353,6 +395,7 @@ class Reply(_Model):
     notes: tuple[str, ...] = ()
     started: str | None = None
     schedules: tuple[ScheduleView, ...] = ()
+    seen: tuple[ScanResult, ...] = ()  # a ScanRequest's answer
     owner_pid: int = 0
     daemon: bool = False
 

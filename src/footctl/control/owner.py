@@ -48,6 +48,8 @@ from footctl.control.api import (
     Reply,
     Request,
     RunRequest,
+    ScanRequest,
+    ScanResult,
     SetRequest,
     StatusRequest,
     StopRequest,
@@ -504,10 +506,52 @@ class Owner:
             caps = tuple(device_caps(h.device_id, h.spec.profile, h.governor.limits, names)
                          for h in targets)
             return self._reply(targets).model_copy(update={"caps": caps})
+        if isinstance(request, ScanRequest):
+            seen, scan_notes = await self.scan(request)
+            return self._reply(self.held, scan_notes).model_copy(update={"seen": seen})
         if isinstance(request, WatchRequest):
             raise UsageError("watch is a stream: use subscribe() (or the socket)")
         raise UsageError(f"{request.kind} is not served by this owner",
                          advice="schedules are the daemon's")
+
+    async def scan(self, request: ScanRequest) -> tuple[tuple[ScanResult, ...], tuple[str, ...]]:
+        """Listen on every radio this owner holds massagers on, all at once, for
+        ``request.seconds``: what each heard, strongest first, the profile that
+        recognises it (:func:`footctl.device.profile.match.match_profile`) and whether
+        it is held here; and a note per radio that could not scan (all failing is
+        the first one's error). No massager is driven."""
+        from footctl.device.profile.loader import find_profiles, get_profile  # noqa: PLC0415
+        from footctl.device.transport.ble import scan  # noqa: PLC0415
+
+        dirs = list(self.config.profile_dirs)
+        if request.profile is None:
+            profiles = find_profiles(dirs)
+        else:  # only what this one recognises; an unknown id is exit 2
+            profiles = {request.profile: get_profile(request.profile, dirs)}
+        radios = list({h.radio: None for h in self.held})
+        heard = await asyncio.gather(
+            *(scan(r, profiles, request.seconds) for r in radios), return_exceptions=True
+        )
+        failed = [e for e in heard if isinstance(e, BaseException)]
+        for exc in failed:  # a radio's FootctlError is a note; anything else a bug
+            if len(failed) == len(heard) or not isinstance(exc, FootctlError):
+                raise exc
+        held = {h.address.upper(): h.device_id for h in self.held if h.address}
+        results = [
+            ScanResult(
+                address=s.address, name=s.name, rssi=s.rssi,
+                service_uuids=tuple(s.service_uuids), manufacturer_ids=tuple(s.manufacturer_ids),
+                profile=s.profile.id if s.profile else None, reason=s.reason, radio=radio.label,
+                held=s.address.upper() in held, device_id=held.get(s.address.upper()),
+            )
+            for radio, seen in zip(radios, heard, strict=True)
+            if not isinstance(seen, BaseException)
+            for s in seen
+            if request.profile is None or s.profile is not None
+        ]
+        notes = tuple(f"{r.label}: not scanned: {e}" for r, e in zip(radios, heard, strict=True)
+                      if isinstance(e, BaseException))
+        return tuple(sorted(results, key=lambda r: -r.rssi)), notes
 
     def _reply(self, held: Sequence[Held], notes: tuple[str, ...] = ()) -> Reply:
         return Reply(devices=tuple(self.publish(h) for h in held), notes=notes,
