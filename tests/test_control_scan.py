@@ -173,5 +173,5 @@ async def test_a_profile_filter_keeps_what_that_profile_recognises(
     owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]], held=1)
     reply = ok(await owner.request(ScanRequest(seconds=1.0, profile="ems-v2")))
     assert [(s.address, s.profile) for s in reply.seen] == [(rig.massagers[1].address, "ems-v2")]
-    reply = await owner.request(ScanRequest(seconds=1.0, profile="no-such-profile"))
-    assert isinstance(reply, ErrorReply) and reply.exit_code == 2
+    unknown = await owner.request(ScanRequest(seconds=1.0, profile="no-such-profile"))
+    assert isinstance(unknown, ErrorReply) and unknown.exit_code == 2

@@ -430,6 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = try_owners(args, Printer(args.json))
         if code is not None:
             return code
+    if args.command == "scan":  # a running owner holds the radio: it listens for us
+        from footctl.client import Printer, try_scan
+
+        code = try_scan(args, Printer(args.json))
+        if code is not None:
+            return code
     import logging
 
     logging.basicConfig(

@@ -301,6 +301,82 @@ def _stop_chosen(
     return code if not errors else int(errors[0].get("exit_code") or OTHER)
 
 
+# --- scan through the owners (they hold the radios) -----------------------------------
+
+# Besides its listening time, an owner answers a scan within this (as
+# footctl.control.api.SCAN_MARGIN_S; a test checks they agree) ...
+SCAN_MARGIN_S = 10.0
+# ... and it refuses to listen longer than this (footctl.control.api.MAX_SCAN_S).
+SCAN_MAX_S = 60.0
+
+
+def try_scan(args: Any, printer: Printer) -> int | None:
+    """``footctl scan`` through the running owners, which hold the radios (with
+    ``--link``, those holding a massager on that link); None if there is none (the
+    caller then scans itself). Every owner listens at once; what several heard is
+    listed once, held first."""
+    if args.simulate:
+        return None  # a virtual world of our own: nobody else hears it
+    owners = live_owners()
+    if args.link is not None:
+        owners = [o for o in owners
+                  if any(v.get("radio") == f"link {args.link}" for v in o.devices)]
+    if not owners:
+        return None
+    seconds = args.timeout
+    request: dict[str, Any] = {"kind": "scan", "seconds": seconds}
+    if args.profile:
+        request["profile"] = args.profile
+    # NaN or a length the owner refuses: it answers at once, with the reason.
+    wait = SCAN_MARGIN_S + (seconds if 0 < seconds <= SCAN_MAX_S else 0.0)
+    via = _via(owners[0]) if len(owners) == 1 else f"{len(owners)} owners"
+    if not printer.as_json and sys.stderr.isatty():
+        print(f"scanning through the {via} for {seconds:g} s (it holds the radio)...",
+              file=sys.stderr, flush=True)
+    import concurrent.futures  # noqa: PLC0415
+
+    def one(owner: OwnerInfo) -> dict[str, Any]:
+        try:
+            return call(owner.path, request, wait)
+        except (OSError, ValueError, ClientError) as exc:
+            return {"ok": False, "error": "unreachable", "exit_code": UNREACHABLE,
+                    "message": f"{owner.path}: no scan answer: {exc}"}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(owners))) as pool:
+        replies = list(pool.map(one, owners))
+    answered = [r for r in replies if r.get("ok")]
+    errors = [r for r in replies if not r.get("ok")]
+    if not answered:
+        return printer.error(errors[0])
+    for err in errors:
+        print(f"footctl: {err.get('message')}", file=sys.stderr, flush=True)
+    best: dict[str, dict[str, Any]] = {}
+    for row in (row for r in answered for row in r.get("seen", [])):
+        key = str(row.get("address", "")).upper()
+        old = best.get(key)
+        if old is None or (bool(row.get("held")), row.get("rssi", -999)) > (
+            bool(old.get("held")), old.get("rssi", -999)
+        ):
+            best[key] = row
+    rows = sorted(best.values(), key=lambda r: -int(r.get("rssi") or -999))
+    notes = [n for r in answered for n in r.get("notes", [])]
+    out = {"ok": True, "devices": rows, "notes": notes, "via": via}
+    emit(wire.dumps(out, sort_keys=True) if printer.as_json else scan_text(rows, notes, via))
+    return OK
+
+
+def scan_text(rows: list[dict[str, Any]], notes: list[str], via: str) -> str:
+    """A scan's rows for people: address, RSSI, name, profile (or why none), held."""
+    lines = [
+        f"{r.get('address')}  {r.get('rssi'):>4} dBm  {r.get('name') or '(no name)':<12} "
+        + (str(r["profile"]) if r.get("profile") else f"no profile: {r.get('reason')}")
+        + (f"  (held: {r.get('device_id')})" if r.get("held") else "")
+        for r in rows
+    ] or ["no devices seen"]
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines) + f"\n(via {via})"
+
+
 def watch_many(targets: list[tuple[str, str | None]]) -> int:
     """Print one JSON line per change of each target (an owner's socket and one of
     its massagers, or None for all it holds) until interrupted."""
