@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from footctl.commands.held_elsewhere import find_unheld, refuse_if_held
 from footctl.commands.skeleton import is_standard, pick_endpoints, render_skeleton, short_uuid
 from footctl.config import Config
 from footctl.device import codec
@@ -33,7 +34,6 @@ from footctl.device.transport.gatt_probe import (
     CharacteristicInfo,
     GattDump,
     Probe,
-    find_device,
 )
 from footctl.devices import open_radio
 from footctl.errors import (
@@ -157,8 +157,9 @@ async def explore(args: argparse.Namespace, config: Config, out: Output) -> int:
     output = Path(args.output) if args.output else None
     if output is not None and output.exists():
         raise UsageError(f"{output} exists", advice="give a new file name; it is never overwritten")
+    owners = await refuse_if_held(args)
     async with open_radio(args, config) as radio:
-        seen = await find_device(radio, args.target, args.scan_timeout, progress)
+        seen = await find_unheld(radio, args, progress, owners)
         progress(f"connecting to {seen.address}...")
         async with Probe(radio, seen) as probe:
             progress("discovering services" + ("" if args.no_read else " and reading values"))
@@ -390,6 +391,7 @@ async def sniff(args: argparse.Namespace, config: Config, out: Output) -> int:
     progress = _progress(args, out)
     profile = _decoder(args, config)
     frames = _frames(args.frames)
+    owners = await refuse_if_held(args)
     log = _open_log(args.log) if args.log else None
     printer = _Printer(out, log, profile)
     reason = "interrupted"
@@ -398,7 +400,7 @@ async def sniff(args: argparse.Namespace, config: Config, out: Output) -> int:
     markers = MarkerStore() if profile is not None and not args.simulate else None
     try:
         async with open_radio(args, config) as radio:
-            seen = await find_device(radio, args.target, args.scan_timeout, progress)
+            seen = await find_unheld(radio, args, progress, owners)
             lost = asyncio.Event()
             progress(f"connecting to {seen.address}...")
             try:
