@@ -15,7 +15,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "footctl"
 
 # Command sources: they reach a massager only through footctl.control (in-process Owner,
-# or the socket).
+# or the socket), with no exception: even the TUI's scan is a control-API request.
 SOURCES = ("tui", "mqtt", "client.py", "cli.py", "cli_authoring.py", "scheduler.py")
 
 # What a source must not import: the device layer and the governor itself.
@@ -29,14 +29,6 @@ FORBIDDEN = (
     "footctl.safety.decide",
     "footctl.safety.core",
 )
-
-# Known exceptions, each with its reason. The TUI's device dialog scans advertisements
-# through the radios of the owner it started: listening drives no massager, but a scan
-# request in the control API would be the cleaner road (and work against a daemon too).
-ALLOWED = {
-    "tui/launch.py: footctl.device.transport.ble",
-    "tui/launch.py: footctl.device.transport.ble.scan",
-}
 
 # Where a session may be built, and why: the owner's one factory; crash recovery, which
 # only switches off what a dead run left on (no governor can be owed anything there);
@@ -83,7 +75,7 @@ def test_sources_speak_only_the_control_api(entry: str) -> None:
         for path in files
         for name in _imports(path)
         if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
-    } - ALLOWED
+    }
     assert not bad, f"command sources importing the device layer or the governor: {bad}"
 
 

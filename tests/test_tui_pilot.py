@@ -18,8 +18,7 @@ from footctl.device.profile.schema import Profile
 from footctl.device.transport.ble import Radio
 from footctl.journal import Journal
 from footctl.tui.app import FootctlTui
-from footctl.tui.dialogs import DevicePicker, JournalScreen, ProgramPicker
-from footctl.tui.launch import _scanner
+from footctl.tui.dialogs import DevicePicker, JournalScreen, ProgramPicker, scan_via
 from footctl.virtual import radio_for_world
 from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager
@@ -268,7 +267,7 @@ async def test_r_in_the_devices_dialog_scans_for_what_else_is_in_range(
 ) -> None:
     owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]], held=1)
     stranger = rig.massagers[1].address
-    app = FootctlTui(owner, owns_devices=True, scanner=_scanner(owner, FAST))
+    app = FootctlTui(owner, owns_devices=True, scanner=scan_via(owner))
     async with app.run_test(size=(80, 24)) as pilot:
         await started(app, pilot)
         await pilot.press("d", "r")

@@ -18,7 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from footctl.control.api import DeviceView
+from footctl.control.api import DeviceView, ErrorReply, ScanRequest
+from footctl.control.port import Controller
 from footctl.errors import FootctlError
 from footctl.tui import render
 from footctl.tui.catalog import ProgramInfo
@@ -91,23 +92,45 @@ class ProgramPicker(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+# How long `r` in the devices dialog listens for advertisements: a massager
+# advertises every 20 ms to about 1 s, so this hears those in range a few times over.
+SCAN_S = 3.0
+
+
 @dataclass(frozen=True)
 class Scanned:
-    """A massager seen on the radio: which profile it matches, or why none does."""
+    """A massager seen on the radio: which profile it matches, or why none does, and
+    whether the owner that scanned holds it."""
 
     address: str
     name: str | None
     rssi: int
     profile: str | None
     reason: str
+    held: bool = False
 
 
 Scanner = Callable[[], Awaitable[list[Scanned]]]
 
 
+def scan_via(controller: Controller, seconds: float = SCAN_S) -> Scanner:
+    """A scan through the control API (:class:`ScanRequest`): the owner listens on
+    its radios, in this process or over the daemon's socket alike."""
+
+    async def scan() -> list[Scanned]:
+        reply = await controller.request(ScanRequest(source="tui", seconds=seconds))
+        if isinstance(reply, ErrorReply):
+            raise FootctlError(reply.message, advice=reply.advice)
+        return [Scanned(s.address, s.name, s.rssi, s.profile, s.reason, s.held)
+                for s in reply.seen]
+
+    return scan
+
+
 class DevicePicker(ModalScreen[str | None]):
     """The massagers the owner holds, with link and RSSI; Enter makes one the target
-    of the keys. ``r`` scans the owner's radio and lists what else is in range."""
+    of the keys. ``r`` asks the owner to scan its radios (:func:`scan_via`) and lists
+    what else is in range."""
 
     BINDINGS = [_STOP, Binding("r", "scan", "scan"), Binding("d,q", "close", "close")]
 
@@ -143,7 +166,7 @@ class DevicePicker(ModalScreen[str | None]):
         yield Footer(compact=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Scan only where this process holds the radio (not as a daemon's client)."""
+        """Scan only when given a scanner (the owner's, through the control API)."""
         del parameters
         return self.scanner is not None if action == "scan" else True
 
@@ -161,7 +184,7 @@ class DevicePicker(ModalScreen[str | None]):
             line.update(render.esc(f"scan failed: {exc}"))
             return
         held = {v.address.upper() for v in self.views}
-        others = [s for s in seen if s.address.upper() not in held]
+        others = [s for s in seen if not s.held and s.address.upper() not in held]
         rows = [
             f"in range: {s.address:<17} {s.rssi:>4} dBm {render.esc((s.name or '-')[:12]):<12} "
             + (render.esc(s.profile) if s.profile else render.esc(f"no profile ({s.reason})"))

@@ -24,12 +24,10 @@ from footctl.errors import ExitCode
 if TYPE_CHECKING:
     from footctl.cli import Output
     from footctl.control.owner import Held, Owner
-    from footctl.tui.dialogs import Scanner
+    from footctl.tui.app import FootctlTui
 
 _LOG = logging.getLogger(__name__)
 
-# How long `r` in the devices dialog listens for advertisements.
-SCAN_S = 3.0
 # Logs go here while the TUI has the terminal (a line on stderr would tear the screen).
 LOG_FILE = "tui.log"
 
@@ -38,14 +36,12 @@ async def run_tui(args: argparse.Namespace, config: Config, out: Output) -> int:
     """Run the TUI until the user quits; 0, or the error's exit code."""
     del out  # the screen is the output
     from footctl.tui.app import FootctlTui  # noqa: PLC0415 - Textual only for this command
+    from footctl.tui.dialogs import scan_via  # noqa: PLC0415
 
     _log_to_file()
     daemon = None if (args.simulate or args.link) else await _daemon_socket()
     if daemon is not None:
-        from footctl.tui.remote import SocketController  # noqa: PLC0415
-
-        app = FootctlTui(SocketController(daemon), owns_devices=False, via=f"daemon {daemon}")
-        await app.run_async()
+        await daemon_app(daemon).run_async()
         return ExitCode.OK
 
     from footctl.app import open_owner  # noqa: PLC0415 - bleak, Bumble: only as the owner
@@ -71,7 +67,7 @@ async def run_tui(args: argparse.Namespace, config: Config, out: Output) -> int:
             owner,
             owns_devices=True,
             via="this process (the owner)",
-            scanner=_scanner(owner, config),
+            scanner=scan_via(owner),
         )
         await app.run_async()
     return ExitCode.OK
@@ -86,27 +82,15 @@ async def _connect(owner: Owner, held: Held) -> None:
         _LOG.warning("%s: not connected: %s", held.name, exc)
 
 
-def _scanner(owner: Owner, config: Config) -> Scanner:
-    """Scan each radio the owner holds massagers on (the virtual world for
-    ``--simulate``, the adapter for real ones)."""
+def daemon_app(path: Path | str) -> FootctlTui:
+    """The TUI as a client of the daemon serving ``path``: its keys, its state
+    stream and its scans (``r``) all go over the socket."""
+    from footctl.tui.app import FootctlTui  # noqa: PLC0415 - Textual only for this command
+    from footctl.tui.dialogs import scan_via  # noqa: PLC0415
+    from footctl.tui.remote import SocketController  # noqa: PLC0415
 
-    from footctl.tui.dialogs import Scanned  # noqa: PLC0415 - Textual, once the app runs
-
-    async def scan_all() -> list[Scanned]:
-        from footctl.device.profile.loader import find_profiles  # noqa: PLC0415
-        from footctl.device.transport.ble import scan  # noqa: PLC0415
-
-        profiles = find_profiles(list(config.profile_dirs))
-        radios = {id(h.radio): h.radio for h in owner.held}
-        seen = []
-        for radio in radios.values():
-            seen += await scan(radio, profiles, SCAN_S)
-        return [
-            Scanned(s.address, s.name, s.rssi, s.profile.id if s.profile else None, s.reason)
-            for s in seen
-        ]
-
-    return scan_all
+    remote = SocketController(path)
+    return FootctlTui(remote, owns_devices=False, via=f"daemon {path}", scanner=scan_via(remote))
 
 
 async def _daemon_socket() -> Path | None:
