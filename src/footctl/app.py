@@ -203,18 +203,24 @@ def _profile_check(files: list[Path], out: Output) -> int:
 
 
 async def _scan(args: argparse.Namespace, config: Config, out: Output) -> int:
-    profiles = find_profiles(list(config.profile_dirs))
+    """Scan here (no owner holds the radio): the same rows as an owner's answer."""
+    dirs = list(config.profile_dirs)
+    # --profile: only what that profile recognises, as a ScanRequest's filter does
+    profiles = {args.profile: get_profile(args.profile, dirs)} if args.profile else (
+        find_profiles(dirs))
     async with open_radio(args, config) as radio:
         if not out.as_json and sys.stderr.isatty():
             print(f"scanning {radio.label} for {args.timeout:g} s...", file=sys.stderr)
-        seen = await scan(radio, profiles, args.timeout)
-    rows = [s.to_dict() for s in seen]
+        seen = [s for s in await scan(radio, profiles, args.timeout)
+                if not args.profile or s.profile is not None]
+    rows = [{**s.to_dict(), "radio": radio.label, "held": False, "device_id": None}
+            for s in seen]
     lines = [
         f"{s.address}  {s.rssi:>4} dBm  {s.name or '(no name)':<12} "
         + (s.profile.id if s.profile else f"no profile: {s.reason}")
         for s in seen
     ] or ["no devices seen"]
-    out.result({"ok": True, "devices": rows}, "\n".join(lines))
+    out.result({"ok": True, "devices": rows, "via": "direct"}, "\n".join(lines))
     return ExitCode.OK
 
 
