@@ -1,34 +1,33 @@
 """The scan request of the control API (issue #8): refused at the edge when malformed,
-answered by an in-process Owner from every radio it holds, and by the daemon over its
-socket to ``footctl scan --json`` (the thin client, no BLE stack in that process)."""
+answered by an in-process Owner from every radio it holds (the daemon over its socket:
+tests/test_scan_e2e.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from footctl.config import Config
+import test_control_owner
 from footctl.control.api import (
     MAX_SCAN_S,
     MIN_SCAN_S,
     ErrorReply,
-    Reply,
     ScanRequest,
     parse_request,
 )
-from footctl.control.owner import DeviceSpec, Owner
+from footctl.control.owner import Owner
 from footctl.device.profile.schema import Profile
-from footctl.device.transport.ble import Radio
 from footctl.errors import UsageError
-from footctl.virtual import radio_for_world
-from footctl.virtual.link import VirtualWorld
 from footctl.virtual.peripheral import VirtualMassager
+from test_control_owner import Rig, ok
+
+# Virtual massagers and an Owner holding them: test_control_owner's rig.
+rig = test_control_owner.rig
 
 # --- the model, at the edge ----------------------------------------------------------
 
@@ -96,55 +95,21 @@ def test_seconds_pass_only_within_the_range(seconds: float) -> None:
 # --- an owner answers from its radios --------------------------------------------------
 
 
-class Rig:
-    """Virtual massagers on one link; an Owner holding the first ``held`` of them."""
-
-    def __init__(self) -> None:
-        self.world = VirtualWorld()
-        self.massagers: list[VirtualMassager] = []
-        self.owner: Owner | None = None
-        self.closers: list[Any] = []
-
-    async def build(self, profiles: list[Profile], held: int, *, connect: bool = True) -> Owner:
-        specs = []
-        for i, profile in enumerate(profiles):
-            m = await VirtualMassager.create(self.world, profile)
-            self.massagers.append(m)
-            specs.append(DeviceSpec(profile, m.address, f"m{i}", simulated=True))
-        vradio = await radio_for_world(self.world)
-        self.closers.append(vradio.close)
-        radio = Radio("virtual", vradio.scanner_backend, vradio.client_backend)
-        self.owner = Owner(Config(), [(s, radio) for s in specs[:held]], scan_timeout=5.0)
-        await self.owner.open(connect=connect)
-        return self.owner
-
-    async def close(self) -> None:
-        if self.owner is not None:
-            await self.owner.close()
-        for close in self.closers:
-            await close()
-        for m in self.massagers:
-            await m.close()
-        await self.world.close()
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    r = Rig()
-    yield r
-    await r.close()
-
-
-def ok(reply: Reply | ErrorReply) -> Reply:
-    assert isinstance(reply, Reply), reply
-    return reply
+async def held_and_strangers(rig: Rig, held: Profile, *others: Profile,
+                             connect: bool = True) -> Owner:
+    """An owner holding a massager of ``held``; massagers of ``others`` on the same
+    virtual link that nobody holds (closed with the rig)."""
+    owner = await rig.build([held], connect=connect)
+    for profile in others:
+        rig.massagers.append(await VirtualMassager.create(rig.world, profile))
+    return owner
 
 
 async def test_an_owner_answers_a_scan_with_what_its_radio_hears(
     rig: Rig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build(
-        [profiles["shiatsu-aa55"], profiles["ems-v2"], profiles["keys-table"]], held=1,
+    owner = await held_and_strangers(
+        rig, profiles["shiatsu-aa55"], profiles["ems-v2"], profiles["keys-table"],
         connect=False,  # the held one keeps advertising, so the scan hears it too
     )
     reply = ok(await owner.request(ScanRequest(source="tui", seconds=1.0)))
@@ -166,7 +131,7 @@ async def test_an_owner_answers_a_scan_with_what_its_radio_hears(
 async def test_a_profile_filter_keeps_what_that_profile_recognises(
     rig: Rig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]], held=1)
+    owner = await held_and_strangers(rig, profiles["shiatsu-aa55"], profiles["ems-v2"])
     reply = ok(await owner.request(ScanRequest(seconds=1.0, profile="ems-v2")))
     assert [(s.address, s.profile) for s in reply.seen] == [(rig.massagers[1].address, "ems-v2")]
     unknown = await owner.request(ScanRequest(seconds=1.0, profile="no-such-profile"))
