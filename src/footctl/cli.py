@@ -3,7 +3,8 @@
 Only the standard library is imported at module level so ``--help`` stays fast. A
 device command first asks the running owners (the daemon, or another footctl
 holding the massager) through :mod:`footctl.client`, which is standard library
-only too; only when none holds the massager does this process become its owner
+only too (``scan`` too: an owner holds the radio, so it listens for us); only when
+none holds the massager does this process become its owner
 (:mod:`footctl.app`, with bleak, Bumble and pydantic). Exit codes: 0 ok, 2
 usage/bad input, 3 device not found/unreachable, 4 refused by safety, 1 other.
 """
