@@ -23,6 +23,7 @@ here with :func:`parse_request`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -379,6 +380,41 @@ class StateEvent(_Model):
     event: Literal["state"] = "state"
     seq: int
     device: DeviceView
+
+
+# --- session events -----------------------------------------------------------------------
+
+SessionPhase = Literal["started", "progress", "ended"]
+
+
+class SessionEvent(_Model):
+    """A governed session on one massager started, moved on (its heat so far, every
+    few seconds while it runs, and each program step), or ended (with the governor's
+    reason). Unlike views these are never coalesced or dropped: the journal writes one
+    row per session from them (see :meth:`footctl.control.hub.StateHub.sessions`).
+
+    ``source`` is the source of the request that switched the massager on (a program
+    run is ``program``, or ``schedule`` when a schedule started it, whoever asked for
+    the run); ``journal_device`` is what the journal calls the massager (its address
+    in capitals, else its profile id); ``number`` counts this owner's sessions on the
+    massager; ``at`` is the wall-clock time of this phase."""
+
+    v: Literal[1] = 1
+    event: Literal["session"] = "session"
+    phase: SessionPhase
+    device_id: str
+    number: int
+    journal_device: str
+    profile: str
+    source: Source
+    simulated: bool = False
+    program: str | None = None
+    steps_run: int = 0
+    peak_heat: int = 0
+    heat_s: float = 0.0
+    at: datetime
+    reason: str | None = None
+    owner_pid: int = 0
 
 
 def error_reply(exc: Exception, device: str | None = None) -> ErrorReply:

@@ -58,7 +58,9 @@ from footctl.control.api import (
 from footctl.control.held import (
     DeviceSpec,
     Held,
+    SessionEnds,
     build_governed,
+    cooldown_left,
     journal_key,
     view_key,
     view_of,
@@ -66,7 +68,7 @@ from footctl.control.held import (
 from footctl.control.hub import StateHub, Subscription
 from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
-from footctl.journal_hooks import JournalHooks, recover_journal
+from footctl.journal_hooks import JournalRecorder, recover_journal
 from footctl.programs.runner import ProgramRunner, Progress, RunResult
 from footctl.safety.decide import Request as GovRequest
 from footctl.safety.markers import MarkerStore
@@ -124,7 +126,7 @@ class Owner:
         program_dir: os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], datetime] | None = None,
         scan_timeout: float = 10.0,
         on_progress: Callable[[str], None] | None = None,
         reply_budget_s: float | None = REPLY_BUDGET_S,
@@ -136,7 +138,6 @@ class Owner:
             )
         self.config = config
         self.journal = journal
-        self.hooks = JournalHooks(journal) if journal is not None else None
         self.markers = markers
         self.program_dir = program_dir
         self.hub = StateHub()
@@ -145,24 +146,32 @@ class Owner:
         self.reply_budget_s = reply_budget_s
         self._clock = clock
         self._sleep = sleep
-        self._wall = wall
+        self._wall = wall or (journal.now if journal is not None else _utc_now)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._servers: list[ControlServer] = []
         self._dirty: set[Held] = set()
         self.pid = os.getpid()
+        # --- session events: the journal listens to the hub -------------------------
+        self.recorder = JournalRecorder(journal) if journal is not None else None
+        if self.recorder is not None:
+            self.recorder.listen(self.hub)
+        self._ends = SessionEnds(journal, self.settle_journal)
+        # ----------------------------------------------------------------------------
         self.held: list[Held] = []
         names: set[str] = set()
         for spec, radio in devices:
             session, governor = build_governed(
-                spec, radio, config, journal=journal, hooks=self.hooks, markers=markers,
-                clock=clock, sleep=sleep, scan_timeout=scan_timeout, on_progress=on_progress,
+                spec, radio, config, last_session_end=self._ends if journal else None,
+                markers=markers, clock=clock, sleep=sleep, scan_timeout=scan_timeout,
+                on_progress=on_progress,
             )
             name = spec.name or spec.profile.id
             if name.lower() in names:
                 name = f"{name}-{len(self.held) + 1}"
             names.add(name.lower())
-            held = Held(spec, radio, session, governor, name)
+            held = Held(spec, radio, session, governor, name, emit=self.hub.emit,
+                        wall=self._wall, pid=self.pid, ends=self._ends)
             held.unsubscribe.append(session.register_callback(self._publisher(held)))
             held.unsubscribe.append(session.register_link_callback(self._linker(held)))
             self.held.append(held)
@@ -258,6 +267,13 @@ class Owner:
         for held in self.held:
             self.spawn(held.governor.watch(), f"footctl[{held.name}].watch")
         self.spawn(self._tick(), "footctl.owner.tick")
+        if self.recorder is not None:
+            self.spawn(self.recorder.run(), "footctl.journal")
+
+    def settle_journal(self) -> None:
+        """Write every session event published so far (before reading the journal)."""
+        if self.recorder is not None:
+            self.recorder.settle()
 
     async def _recover(self) -> None:
         from footctl.devices import recover_after_crash  # noqa: PLC0415 - avoids a cycle
@@ -310,6 +326,9 @@ class Owner:
             if held.connect_task is not None:
                 held.connect_task.cancel()
         await asyncio.gather(*(self._close_one(h) for h in self.held), return_exceptions=True)
+        for held in self.held:
+            held.sessions.close()
+        self.settle_journal()  # the ends of the sessions just closed
 
     async def _close_one(self, held: Held) -> None:
         if held.task is not None:
@@ -340,7 +359,7 @@ class Owner:
             await asyncio.sleep(TICK_S)
             for held in self.held:
                 if held.governor.desired.running or held.session.state.running or (
-                    held.program_running
+                    held.program_running or cooldown_left(held) is not None
                 ):
                     self.publish(held)
 
@@ -596,6 +615,7 @@ class Owner:
                                 advice="'footctl stop' ends it")
         if self.journal is None:
             return
+        self.settle_journal()
         tz = zone if isinstance(zone, tzinfo) else local_zone()
         check_start_limits(self.journal, self.config, journal_key(held), now, tz)
 
@@ -622,11 +642,8 @@ class Owner:
             nights = self.journal.completed_nights(
                 program.name, journal_key(held), zone=zone if isinstance(zone, tzinfo) else None
             )
-        hooks = self.hooks
-
         def on_progress(p: Progress) -> None:
-            if hooks is not None:
-                hooks.follow(gov, p)
+            held.sessions.follow(p)
             self.publish(held)
 
         runner = ProgramRunner(
@@ -652,8 +669,7 @@ class Owner:
         except FootctlError as exc:
             _LOG.error("%s: program %s failed: %s", held.name, runner.program.name, exc)
         finally:
-            if self.hooks is not None:
-                self.hooks.forget(held.governor)
+            held.sessions.forget()
             held.last_result = runner.result
             held.task = None
             self.publish(held)
@@ -688,6 +704,10 @@ def check_start_limits(
     )
     if not check.allowed:
         raise SafetyRefused(check.reason or "refused", check.message)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _as_path(value: os.PathLike[str] | None) -> Path | None:
