@@ -22,13 +22,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from footctl.config import Config
-from footctl.control.api import ErrorReply, Reply, Request, SchedulesRequest, ScheduleView
+from footctl.control.api import (
+    ErrorReply,
+    Reply,
+    Request,
+    SchedulesRequest,
+    ScheduleView,
+    parse_request,
+)
 from footctl.control.owner import DeviceSpec, Held, Owner, journal_key
 from footctl.control.server import ControlServer
 from footctl.device.transport.ble import Radio
-from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused
+from footctl.errors import ExitCode, FootctlError
 from footctl.journal import Journal
-from footctl.programs.loader import get_program
 from footctl.programs.runner import ProgramRunner
 from footctl.safety.markers import MarkerStore
 from footctl.schedule import local_zone
@@ -166,7 +172,7 @@ class Daemon:
                 note = f"missed start: {late:.0f} min late (grace {grace:g} min)"
                 self._not_run(item, key, "skipped", missed, note)
             if item.decision.action == "start":
-                runner = await self._scheduled_start(item, held, key, now)
+                runner = await self._scheduled_start(item, held, key)
                 if runner is not None:
                     started.append(runner)
         return started
@@ -186,24 +192,29 @@ class Daemon:
             _LOG.exception("journal write failed")
 
     async def _scheduled_start(
-        self, item: Due, held: Held | None, key: str, now: datetime
+        self, item: Due, held: Held | None, key: str
     ) -> ProgramRunner | None:
+        """Ask the owner to run the schedule's program, as any source does (a
+        ``run`` request with source ``schedule``: unattended, the schedule's zone);
+        a refusal or an unreachable massager is journaled from the error reply."""
         at = item.decision.scheduled
         if held is None:
             self._not_run(item, key, "refused", at, f"no massager named {item.schedule.device!r}")
             return None
         try:
-            program = get_program(item.schedule.program, self.program_dir)
-            return await self.owner.start_program(
-                held, program, unattended=True, source="schedule", now=now,
-                zone=item.schedule.zone(),
-            )
-        except DeviceUnavailable as exc:
-            self._not_run(item, key, "skipped", at, f"massager unreachable: {exc}")
-        except SafetyRefused as exc:
-            self._not_run(item, key, "refused", at, f"{exc.reason}: {exc}")
+            request = parse_request({
+                "kind": "run", "source": "schedule", "device": held.device_id,
+                "program": item.schedule.program,
+                **({"tz": item.schedule.tz} if item.schedule.tz else {}),
+            })
         except FootctlError as exc:
             self._not_run(item, key, "refused", at, str(exc))
+            return None
+        reply = await self.owner.request(request)
+        if isinstance(reply, Reply):
+            return held.runner
+        reason, note = not_run_of(reply)
+        self._not_run(item, key, reason, at, note)
         return None
 
     def schedules(self) -> tuple[ScheduleView, ...]:
@@ -221,3 +232,13 @@ class Daemon:
                 last_checked=last.isoformat() if last else None,
             ))
         return tuple(rows)
+
+
+def not_run_of(reply: ErrorReply) -> tuple[str, str]:
+    """How the journal records a scheduled start the owner answered with ``reply``:
+    ``skipped`` if the massager could not be reached, else ``refused``; and the note
+    (the governor's reason first, as ``cooldown: ...``)."""
+    message = reply.message + (f" ({reply.advice})" if reply.advice else "")
+    if reply.exit_code == ExitCode.UNREACHABLE:
+        return "skipped", f"massager unreachable: {message}"
+    return "refused", f"{reply.reason}: {message}" if reply.reason else message

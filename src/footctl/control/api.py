@@ -23,10 +23,11 @@ here with :func:`parse_request`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from footctl.errors import UsageError
 
@@ -120,12 +121,32 @@ class SetRequest(_Request):
             raise ValueError("set needs at least one of intensity, heat, mode, zone")
 
 
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"no time zone {name!r} (an IANA name such as Europe/Berlin)") from exc
+    return name
+
+
+ZoneName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN), AfterValidator(_known_zone)]
+
+
 class RunRequest(_Request):
-    """Start a program now (``source="program"`` unless a schedule started it)."""
+    """Start a program now (``source="program"`` unless a schedule started it).
+
+    ``tz``, the time zone of the schedule that starts it, says where a night runs
+    from noon to noon (for the night's start limit and a progression's nights);
+    None: the owner's local zone."""
 
     kind: Literal["run"] = "run"
     device: Name | None = None
     program: ProgramRef
+    tz: ZoneName | None = None
+
+    def zone(self) -> tzinfo | None:
+        """``tz`` as a zone (None: the owner's local zone)."""
+        return None if self.tz is None else ZoneInfo(self.tz)
 
 
 class LeaseRequest(_Request):

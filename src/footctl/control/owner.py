@@ -511,7 +511,7 @@ class Owner:
             scheduled = request.source == "schedule"
             runner = await self.start_program(
                 held, program, unattended=scheduled,
-                source="schedule" if scheduled else "program",
+                source="schedule" if scheduled else "program", zone=request.zone(),
             )
             reply = self._reply([held], tuple(runner.notes))
             return reply.model_copy(update={"started": runner.program.name})
