@@ -15,11 +15,13 @@ not happen is journaled as ``refused``, with the reason).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from footctl.config import Config
 from footctl.control.api import (
@@ -33,7 +35,7 @@ from footctl.control.api import (
 from footctl.control.owner import DeviceSpec, Held, Owner, journal_key
 from footctl.control.server import ControlServer
 from footctl.device.transport.ble import Radio
-from footctl.errors import ExitCode, FootctlError
+from footctl.errors import ExitCode, FootctlError, UsageError
 from footctl.journal import Journal
 from footctl.programs.runner import ProgramRunner
 from footctl.safety.markers import MarkerStore
@@ -62,35 +64,57 @@ def _utc_now() -> datetime:
 
 
 class Daemon:
-    """The long-running owner of the massagers, the scheduler and the socket."""
+    """The long-running owner of the massagers, the scheduler and the socket: an open
+    :class:`Owner` (made by :meth:`open_in`, as every owner is) with a journal."""
 
     def __init__(
         self,
-        config: Config,
-        devices: Sequence[tuple[DeviceSpec, Radio]],
-        journal: Journal,
+        owner: Owner,
         *,
         socket_path: Path | str,
         state_path: Path | None = None,
-        markers: MarkerStore | None = None,
-        program_dir: Path | None = None,
+        own_uid: int | None = None,
+    ) -> None:
+        if owner.journal is None:
+            raise UsageError("the daemon needs the journal (cooldown, nights, skipped starts)")
+        self.owner = owner
+        self.config = owner.config
+        self.journal: Journal = owner.journal
+        self._wall = owner.wall
+        self.program_dir = None if owner.program_dir is None else Path(owner.program_dir)
+        self.scheduler = Scheduler(list(self.config.schedules), state_path)
+        self.server = ControlServer(socket_path, self.request, self.owner.subscribe,
+                                    own_uid=own_uid)
+
+    @classmethod
+    async def open_in(
+        cls,
+        stack: contextlib.AsyncExitStack,
+        config: Config,
+        devices: Sequence[tuple[DeviceSpec, Radio]],
+        *,
+        socket_path: Path | str,
+        state_path: Path | None = None,
+        own_uid: int | None = None,
+        journal: Journal | Literal["user"] = "user",
+        markers: MarkerStore | Literal["auto"] | None = "auto",
+        program_dir: Path | Literal["user"] | None = "user",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall: Callable[[], datetime] = _utc_now,
-        own_uid: int | None = None,
         scan_timeout: float = 10.0,
-    ) -> None:
-        self.config = config
-        self.journal = journal
-        self._wall = wall
-        self.owner = Owner(
-            config, devices, journal=journal, markers=markers, program_dir=program_dir,
-            clock=clock, sleep=sleep, wall=wall, scan_timeout=scan_timeout,
+    ) -> Daemon:
+        """The daemon over an owner made the one way (:meth:`Owner.open_in`, the
+        journal required): crash recovery and the links first. Serve and schedule
+        with :meth:`start`; ``stack`` closes it."""
+        owner = await Owner.open_in(
+            stack, config, devices, journal=journal, require_journal=True, markers=markers,
+            program_dir=program_dir, clock=clock, sleep=sleep, wall=wall,
+            scan_timeout=scan_timeout,
         )
-        self.program_dir = program_dir
-        self.scheduler = Scheduler(list(config.schedules), state_path)
-        self.server = ControlServer(socket_path, self.request, self.owner.subscribe,
-                                    own_uid=own_uid)
+        daemon = cls(owner, socket_path=socket_path, state_path=state_path, own_uid=own_uid)
+        stack.push_async_callback(daemon.close)
+        return daemon
 
     @property
     def devices(self) -> list[Held]:
@@ -105,8 +129,8 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self, *, scheduler_loop: bool = True) -> None:
-        """Recover after a crash, connect, then serve and schedule."""
-        await self.owner.open()
+        """Check the schedules, then serve and schedule (the owner is open: crash
+        recovery and the links came first)."""
         self.audit()
         await self.server.start()
         if scheduler_loop:

@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from footctl.config import Config
 from footctl.control.api import (
@@ -111,9 +111,9 @@ STOP_TIMEOUT_S = 6.0
 class Owner:
     """Holds any number of massagers; implements :class:`footctl.control.port.Controller`.
 
-    Build with :meth:`start` (radios, journal and markers opened for you), or directly
-    with already-open radios (tests, the daemon) and then :meth:`open` /
-    :meth:`close`.
+    Made by :meth:`open_in` (the user's journal and markers, crash recovery, the
+    links), or :meth:`start` (radios opened too); tests build it directly with their
+    own parts, then :meth:`open` / :meth:`close`.
     """
 
     def __init__(
@@ -146,7 +146,8 @@ class Owner:
         self.reply_budget_s = reply_budget_s
         self._clock = clock
         self._sleep = sleep
-        self._wall = wall or (journal.now if journal is not None else _utc_now)
+        # The wall clock of session events and program starts (the journal's, if any).
+        self.wall = wall or (journal.now if journal is not None else _utc_now)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._servers: list[ControlServer] = []
@@ -171,7 +172,7 @@ class Owner:
                 name = f"{name}-{len(self.held) + 1}"
             names.add(name.lower())
             held = Held(spec, radio, session, governor, name, emit=self.hub.emit,
-                        wall=self._wall, pid=self.pid, ends=self._ends)
+                        wall=self.wall, pid=self.pid, ends=self._ends)
             held.unsubscribe.append(session.register_callback(self._publisher(held)))
             held.unsubscribe.append(session.register_link_callback(self._linker(held)))
             self.held.append(held)
@@ -209,6 +210,55 @@ class Owner:
     # --- building -------------------------------------------------------------------
 
     @classmethod
+    async def open_in(
+        cls,
+        stack: contextlib.AsyncExitStack,
+        config: Config,
+        devices: Sequence[tuple[DeviceSpec, Radio]],
+        *,
+        journal: Journal | Literal["user"] | None = "user",
+        require_journal: bool = False,
+        markers: MarkerStore | Literal["auto"] | None = "auto",
+        program_dir: os.PathLike[str] | Literal["user"] | None = "user",
+        connect: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall: Callable[[], datetime] | None = None,
+        scan_timeout: float = 10.0,
+        on_progress: Callable[[str], None] | None = None,
+        reply_budget_s: float | None = REPLY_BUDGET_S,
+    ) -> Owner:
+        """The one way an owner is made, whatever starts it (a one-shot command, the
+        TUI, the daemon, :meth:`start`): the user's journal (``"user"``; if it cannot
+        be opened a warning, or :class:`~footctl.journal.JournalError` with
+        ``require_journal``), crash markers when a real massager is held
+        (``"auto"``), the user's program directory; then crash recovery and, with
+        ``connect``, the links (:meth:`open`). ``stack`` closes it: everything off,
+        then the journal it opened. (Tests build ``Owner(...)`` with their own parts.)"""
+        if journal == "user":
+            from footctl.config import journal_path  # noqa: PLC0415
+            from footctl.journal import Journal as JournalFile  # noqa: PLC0415
+            from footctl.journal_hooks import open_journal  # noqa: PLC0415
+
+            journal = JournalFile(journal_path()) if require_journal else open_journal()
+            if journal is not None:
+                stack.callback(journal.close)
+        if markers == "auto":
+            markers = MarkerStore() if any(not spec.simulated for spec, _ in devices) else None
+        if program_dir == "user":
+            from footctl.programs.loader import default_user_dir  # noqa: PLC0415
+
+            program_dir = default_user_dir()
+        owner = cls(
+            config, devices, journal=journal, markers=markers, program_dir=program_dir,
+            clock=clock, sleep=sleep, wall=wall, scan_timeout=scan_timeout,
+            on_progress=on_progress, reply_budget_s=reply_budget_s,
+        )
+        stack.push_async_callback(owner.close)
+        await owner.open(connect=connect)
+        return owner
+
+    @classmethod
     @contextlib.asynccontextmanager
     async def start(
         cls,
@@ -222,12 +272,11 @@ class Owner:
         connect: bool = True,
         scan_timeout: float = 10.0,
     ) -> AsyncIterator[Owner]:
-        """An open owner for ``simulate`` (profile ids, ``"id*N"`` for N of one;
-        virtual massagers in this process), massagers on a ``footctl sim`` ``link``
-        (with ``link_profile``, else those the config names), and the config's
-        ``[[devices]]`` (``simulate = true`` ones are virtual too). Crash recovery
-        runs first; each massager is connected (``connect``). On exit: everything
-        off, then disconnect."""
+        """An open owner (:meth:`open_in`) for ``simulate`` (profile ids, ``"id*N"``
+        for N of one; virtual massagers in this process), massagers on a ``footctl
+        sim`` ``link`` (with ``link_profile``, else those the config names), and the
+        config's ``[[devices]]`` (``simulate = true`` ones are virtual too); with
+        ``journal``, the user's. On exit: everything off, then disconnect."""
         from footctl.control.radios import open_radios  # noqa: PLC0415 - Bumble when used
 
         config = config or Config()
@@ -236,21 +285,10 @@ class Owner:
                 stack, config, simulate=simulate, link=link, link_profile=link_profile,
                 use_config_devices=use_config_devices,
             )
-            jour = None
-            if journal:
-                from footctl.journal_hooks import open_journal  # noqa: PLC0415
-
-                jour = open_journal()
-                if jour is not None:
-                    stack.callback(jour.close)
-            real = any(not spec.simulated for spec, _ in devices)
-            owner = cls(
-                config, devices, journal=jour, markers=MarkerStore() if real else None,
-                scan_timeout=scan_timeout,
+            yield await cls.open_in(
+                stack, config, devices, journal="user" if journal else None,
+                connect=connect, scan_timeout=scan_timeout,
             )
-            stack.push_async_callback(owner.close)
-            await owner.open(connect=connect)
-            yield owner
 
     async def open(self, *, connect: bool = True) -> None:
         """Crash recovery, then connect each massager and start its safety watch."""
@@ -632,7 +670,7 @@ class Owner:
         """Check, connect and start ``program`` in the background; its runner.
         Refusals (busy, cooldown, night limit, caps) raise before anything moves."""
         epoch = held.stop_epoch
-        now = now or self._wall()
+        now = now or self.wall()
         self.start_check(held, now, zone)
         gov = held.governor
         nights = 0
