@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -108,3 +109,42 @@ async def test_the_daemon_will_not_run_without_its_journal(
     assert owner.journal is None
     with pytest.raises(JournalError, match="cannot open the journal"):
         await _daemon(stack)
+
+
+# --- timers in the view ----------------------------------------------------------------------
+
+
+async def test_the_view_counts_down_the_lease_and_the_cooldown(
+    tmp_path: Path, profiles: dict[str, object]
+) -> None:
+    """Before: ``lease_left_s`` and ``cooldown_left_s`` were always None."""
+    from footctl.control.api import LeaseRequest
+    from footctl.render import view_text
+    from test_control_owner import Rig
+
+    rig = Rig()
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        owner = await rig.build([profiles["shiatsu-aa55"]], journal=journal)
+        idle = owner.snapshot()[0].timers
+        assert (idle.lease_left_s, idle.cooldown_left_s) == (None, None)  # nothing ran yet
+        assert isinstance(await owner.request(SetRequest(source="mqtt", intensity=1)), Reply)
+        assert isinstance(await owner.request(LeaseRequest(source="mqtt", seconds=90)), Reply)
+        await owner.request(LeaseRequest(source="tui", seconds=30))  # the soonest counts
+        running = owner.snapshot()[0]
+        assert running.timers.lease_left_s is not None
+        assert 25 <= running.timers.lease_left_s <= 30
+        assert running.timers.cooldown_left_s is None  # a session runs: no cooldown yet
+        assert "lease 0:" in view_text(running.model_dump())
+        assert isinstance(await owner.request(StopRequest(source="mqtt")), Reply)
+        after = owner.snapshot()[0]
+        cooldown = owner.held[0].governor.limits.cooldown_s
+        assert after.timers.lease_left_s is None  # the session's end lets every lease go
+        assert after.timers.cooldown_left_s is not None
+        assert cooldown - 5 <= after.timers.cooldown_left_s <= cooldown
+        assert re.search(r"cooldown (29:5\d|30:00) left", view_text(after.model_dump()))
+        refused = await owner.request(SetRequest(device="m0", intensity=1))
+        assert not refused.ok and refused.reason == "cooldown"  # what the view said
+    finally:
+        await rig.close()
+        journal.close()
