@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -438,13 +439,23 @@ def view_key(held: Held) -> tuple[object, ...]:
     )
 
 
+# The cooldown runs for half an hour while nothing else changes: counted in whole
+# minutes (rounded up) in the view, a watcher or the MQTT broker gets a view a minute
+# then, not one a second.
+COOLDOWN_VIEW_STEP_S = 60.0
+
+
 def timers_of(held: Held) -> tuple[float | None, float | None, float | None, float | None]:
     """Seconds left (whole) on the session cap, the heat dose, the soonest remote
-    lease, and the cooldown before a new session may start (None: not running)."""
+    lease, and the cooldown before a new session may start (in whole minutes,
+    rounded up); None: not running."""
     gov = held.governor
     t = gov.timers()
+    cooldown = cooldown_left(held)
+    if cooldown is not None:
+        cooldown = math.ceil(cooldown / COOLDOWN_VIEW_STEP_S) * COOLDOWN_VIEW_STEP_S
     return (_round(t.session_left_s), _round(t.heat_left_s), _round(gov.lease_left_s()),
-            _round(cooldown_left(held)))
+            cooldown)
 
 
 def cooldown_left(held: Held) -> float | None:

@@ -93,7 +93,8 @@ CONNECT_TIMEOUT_S = 30.0
 REPLY_BUDGET_S = 8.0
 
 # Safety timers are published rounded to whole seconds, once a second while a
-# massager runs: often enough for a countdown, rare enough to cost nothing.
+# massager runs (and while its cooldown runs, which the view counts in minutes):
+# often enough for a countdown, rare enough to cost nothing.
 TICK_S = 1.0
 
 # Changes a massager reports are published this long after the first of them, all at
