@@ -120,12 +120,9 @@ async def test_the_view_counts_down_the_lease_and_the_cooldown(
     """Before: ``lease_left_s`` and ``cooldown_left_s`` were always None."""
     from footctl.control.api import LeaseRequest
     from footctl.render import view_text
-    from test_control_owner import Rig
+    from test_journal_sources import journaled_owner
 
-    rig = Rig()
-    journal = Journal(tmp_path / "j.sqlite3")
-    try:
-        owner = await rig.build([profiles["shiatsu-aa55"]], journal=journal)
+    async with journaled_owner(tmp_path, profiles["shiatsu-aa55"]) as (owner, _rig, _journal):
         idle = owner.snapshot()[0].timers
         assert (idle.lease_left_s, idle.cooldown_left_s) == (None, None)  # nothing ran yet
         assert isinstance(await owner.request(SetRequest(source="mqtt", intensity=1)), Reply)
@@ -145,6 +142,3 @@ async def test_the_view_counts_down_the_lease_and_the_cooldown(
         assert re.search(r"cooldown (29:5\d|30:00) left", view_text(after.model_dump()))
         refused = await owner.request(SetRequest(device="m0", intensity=1))
         assert not refused.ok and refused.reason == "cooldown"  # what the view said
-    finally:
-        await rig.close()
-        journal.close()

@@ -8,6 +8,7 @@ the daemon reached by the thin CLI client, and the TUI's socket client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ import pytest
 
 from footctl.control.api import SetRequest, StopRequest
 from footctl.control.hub import StateHub
+from footctl.control.owner import Owner
 from footctl.history import render_history_table
 from footctl.journal import PROGRAM_SOURCES, Journal
+from test_control_owner import Rig
 
 CLI_TIMEOUT_S = 60.0
 # Zero cooldown and a fast ramp, so one test may run several sessions in a row.
@@ -134,16 +137,27 @@ async def test_session_events_are_never_coalesced_while_views_are() -> None:
     assert await stream.get() == []
 
 
-async def test_owner_sessions_reach_the_journal_through_the_hub(
-    tmp_path: Path, profiles: dict[str, Any]
-) -> None:
-    from test_control_owner import Rig
-
+@contextlib.asynccontextmanager
+async def journaled_owner(
+    tmp_path: Path, profile: Any, config: Any = None
+) -> AsyncIterator[tuple[Owner, Rig, Journal]]:
+    """An owner of one virtual massager with a journal of its own."""
     rig = Rig()
     journal = Journal(tmp_path / "j.sqlite3")
     try:
-        owner = await rig.build([profiles["shiatsu-aa55"]], journal=journal,
-                                config=_zero_cooldown())
+        owner = await rig.build([profile], journal=journal, config=config)
+        yield owner, rig, journal
+    finally:
+        await rig.close()
+        journal.close()
+
+
+async def test_owner_sessions_reach_the_journal_through_the_hub(
+    tmp_path: Path, profiles: dict[str, Any]
+) -> None:
+    async with journaled_owner(tmp_path, profiles["shiatsu-aa55"], _zero_cooldown()) as (
+        owner, _rig, journal,
+    ):
         events = owner.hub.sessions()
         for source in ("mqtt", "tui", "cli"):
             reply = await owner.request(SetRequest(source=source, intensity=1, heat=1))
@@ -161,20 +175,12 @@ async def test_owner_sessions_reach_the_journal_through_the_hub(
         assert [(r.source, r.peak_heat, r.end_reason) for r in rows] == [
             ("mqtt", 1, "stopped"), ("tui", 1, "stopped"), ("cli", 1, "stopped"),
         ]
-    finally:
-        await rig.close()
-        journal.close()
 
 
 async def test_a_journal_that_cannot_be_written_never_stops_the_massager(
     tmp_path: Path, profiles: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from test_control_owner import Rig
-
-    rig = Rig()
-    journal = Journal(tmp_path / "j.sqlite3")
-    try:
-        owner = await rig.build([profiles["shiatsu-aa55"]], journal=journal)
+    async with journaled_owner(tmp_path, profiles["shiatsu-aa55"]) as (owner, rig, journal):
 
         def broken(*_a: object, **_k: object) -> int:
             raise sqlite3.OperationalError("disk I/O error")
@@ -190,9 +196,6 @@ async def test_a_journal_that_cannot_be_written_never_stops_the_massager(
             owner.settle_journal()
         assert not rig.massagers[0].model.running
         assert "journal write failed" in caplog.text
-    finally:
-        await rig.close()
-        journal.close()
 
 
 def _zero_cooldown() -> Any:

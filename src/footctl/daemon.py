@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Unpack
 
 from footctl.config import Config
 from footctl.control.api import (
@@ -32,7 +31,7 @@ from footctl.control.api import (
     ScheduleView,
     parse_request,
 )
-from footctl.control.owner import DeviceSpec, Held, Owner, journal_key
+from footctl.control.owner import DeviceSpec, Held, Owner, Tuning, journal_key
 from footctl.control.server import ControlServer
 from footctl.device.transport.ble import Radio
 from footctl.errors import ExitCode, FootctlError, UsageError
@@ -57,10 +56,6 @@ _LOG = logging.getLogger(__name__)
 # sleep, the next look comes within this time too (asyncio's monotonic clock does
 # not count the time asleep).
 SCHEDULER_TICK_S = 15.0
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Daemon:
@@ -99,18 +94,14 @@ class Daemon:
         journal: Journal | Literal["user"] = "user",
         markers: MarkerStore | Literal["auto"] | None = "auto",
         program_dir: Path | Literal["user"] | None = "user",
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        wall: Callable[[], datetime] = _utc_now,
-        scan_timeout: float = 10.0,
+        **tuning: Unpack[Tuning],
     ) -> Daemon:
         """The daemon over an owner made the one way (:meth:`Owner.open_in`, the
         journal required): crash recovery and the links first. Serve and schedule
         with :meth:`start`; ``stack`` closes it."""
         owner = await Owner.open_in(
             stack, config, devices, journal=journal, require_journal=True, markers=markers,
-            program_dir=program_dir, clock=clock, sleep=sleep, wall=wall,
-            scan_timeout=scan_timeout,
+            program_dir=program_dir, **tuning,
         )
         daemon = cls(owner, socket_path=socket_path, state_path=state_path, own_uid=own_uid)
         stack.push_async_callback(daemon.close)

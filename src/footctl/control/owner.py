@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from footctl.config import Config
 from footctl.control.api import (
@@ -107,6 +107,19 @@ PUBLISH_DELAY_S = 0.01
 STOP_TIMEOUT_S = 6.0
 
 
+
+
+class Tuning(TypedDict, total=False):
+    """How an owner runs, as :class:`Owner` takes it (the clocks tests inject, the scan
+    time, progress lines, the reply budget): :meth:`Owner.open_in` and
+    :meth:`footctl.daemon.Daemon.open_in` pass it through as it is."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    wall: Callable[[], datetime] | None
+    scan_timeout: float
+    on_progress: Callable[[str], None] | None
+    reply_budget_s: float | None
 
 
 class Owner:
@@ -222,12 +235,7 @@ class Owner:
         markers: MarkerStore | Literal["auto"] | None = "auto",
         program_dir: os.PathLike[str] | Literal["user"] | None = "user",
         connect: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        wall: Callable[[], datetime] | None = None,
-        scan_timeout: float = 10.0,
-        on_progress: Callable[[str], None] | None = None,
-        reply_budget_s: float | None = REPLY_BUDGET_S,
+        **tuning: Unpack[Tuning],
     ) -> Owner:
         """The one way an owner is made, whatever starts it (a one-shot command, the
         TUI, the daemon, :meth:`start`): the user's journal (``"user"``; if it cannot
@@ -235,7 +243,8 @@ class Owner:
         ``require_journal``), crash markers when a real massager is held
         (``"auto"``), the user's program directory; then crash recovery and, with
         ``connect``, the links (:meth:`open`). ``stack`` closes it: everything off,
-        then the journal it opened. (Tests build ``Owner(...)`` with their own parts.)"""
+        then the journal it opened; ``tuning`` goes to :class:`Owner` as it is. (Tests
+        build ``Owner(...)`` with their own parts.)"""
         if journal == "user":
             from footctl.config import journal_path  # noqa: PLC0415
             from footctl.journal import Journal as JournalFile  # noqa: PLC0415
@@ -250,11 +259,8 @@ class Owner:
             from footctl.programs.loader import default_user_dir  # noqa: PLC0415
 
             program_dir = default_user_dir()
-        owner = cls(
-            config, devices, journal=journal, markers=markers, program_dir=program_dir,
-            clock=clock, sleep=sleep, wall=wall, scan_timeout=scan_timeout,
-            on_progress=on_progress, reply_budget_s=reply_budget_s,
-        )
+        owner = cls(config, devices, journal=journal, markers=markers, program_dir=program_dir,
+                    **tuning)
         stack.push_async_callback(owner.close)
         await owner.open(connect=connect)
         return owner
@@ -767,4 +773,4 @@ def _consume(task: asyncio.Future[Any]) -> None:
         _LOG.info("%s: %s", name, task.exception())
 
 
-__all__ = ["DeviceSpec", "Held", "Owner", "build_governed", "journal_key"]
+__all__ = ["DeviceSpec", "Held", "Owner", "Tuning", "build_governed", "journal_key"]
