@@ -6,7 +6,9 @@ Every command source (the CLI through the socket, the TUI, the MQTT bridge, the
 scheduler, a program) hands the owner a validated :mod:`footctl.control.api`
 request; the owner answers with a :class:`~footctl.control.api.Reply` or an
 :class:`~footctl.control.api.ErrorReply` and publishes every change of every
-massager to its :class:`~footctl.control.hub.StateHub`.
+massager to its :class:`~footctl.control.hub.StateHub`, and every session's start,
+progress and end (:class:`~footctl.control.api.SessionEvent`, never dropped): the
+journal writes its rows from those (:class:`~footctl.journal_hooks.JournalRecorder`).
 
 Per massager, requests are serialized; a stop is not: it preempts a pending
 connect or apply, a request queued behind it never runs, and what it could not
