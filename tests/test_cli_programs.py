@@ -318,7 +318,7 @@ def test_device_commands_and_run_go_through_the_daemon(env: dict[str, str]) -> N
             daemon.kill()
     sessions = one_json(footctl(env, "--json", "history", "--include-simulated"))["sessions"]
     assert [(s["source"], s["end_reason"]) for s in sessions] == [
-        ("manual", "stopped"), ("program", "completed"),
+        ("cli", "stopped"), ("program", "completed"),
     ]
     # with the daemon gone, the CLI goes direct again
     assert one_json(footctl(env, "--simulate", "shiatsu-aa55", "--json", "status"))["via"] == (

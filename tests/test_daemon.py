@@ -9,6 +9,7 @@ at a chosen instant and a whole program runs in moments.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -135,11 +136,11 @@ async def make_rig(tmp_path: Path, sock_dir: Path) -> AsyncIterator[MakeRig]:
             await clock.sleep(seconds)
             await gate.wait()
 
-        daemon = Daemon(
-            config, [(DeviceSpec(profile), bench.radio)], journal,
-            socket_path=sock_dir / "daemon.sock", state_path=tmp_path / "scheduler.json",
-            markers=markers, program_dir=programs, clock=clock, sleep=sleep,
-            wall=clock.wall, scan_timeout=5.0,
+        daemon = await Daemon.open_in(
+            contextlib.AsyncExitStack(), config, [(DeviceSpec(profile), bench.radio)],
+            journal=journal, socket_path=sock_dir / "daemon.sock",
+            state_path=tmp_path / "scheduler.json", markers=markers, program_dir=programs,
+            clock=clock, sleep=sleep, wall=clock.wall, scan_timeout=5.0,
         )
         await daemon.start(scheduler_loop=False)
         rig = DRig(daemon, bench, clock, journal, gate)

@@ -281,7 +281,7 @@ def test_virtual_massager_sessions_stay_out_of_history_and_rating() -> None:
     assert plain["sessions"] == [] and plain["nights"] == []
     shown = one_json(footctl("--json", "history", "--include-simulated"))
     [row] = shown["sessions"]
-    assert row["simulated"] is True and row["source"] == "manual"
+    assert row["simulated"] is True and row["source"] == "cli"
     rated = footctl("rate", "4")
     assert rated.returncode == 2, rated.stdout
     assert "no session" in rated.stderr

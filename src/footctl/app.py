@@ -31,8 +31,6 @@ from footctl.device.profile.schema import Profile
 from footctl.device.transport.ble import Radio, scan
 from footctl.devices import find_profile_by_scan, open_radio
 from footctl.errors import DeviceUnavailable, ExitCode, FootctlError, ProfileError
-from footctl.journal_hooks import open_journal
-from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
@@ -244,12 +242,10 @@ async def open_owner(
     *,
     connect: bool = False,
 ) -> Owner:
-    """This process as the owner of the massagers the command names: ``--simulate``
-    ones, those on ``--link``, ``--device`` with ``--profile``, the configured ones,
-    or the first known one a Bluetooth scan finds. Closed (everything off) by
-    ``stack``."""
-    from footctl.programs.loader import default_user_dir
-
+    """This process as the owner (:meth:`Owner.open_in`) of the massagers the
+    command names: ``--simulate`` ones, those on ``--link``, ``--device`` with
+    ``--profile``, the configured ones, or the first known one a Bluetooth scan
+    finds. Closed (everything off) by ``stack``."""
     dirs = list(config.profile_dirs)
     extra: list[DeviceSpec] = []
     if not args.simulate and not args.link and args.profile:
@@ -275,18 +271,11 @@ async def open_owner(
                 advice="add it to [[devices]], or use --simulate/--link for a virtual one",
             ) from exc
         devices = [(DeviceSpec(profile, address), radio)]
-    journal = open_journal()
-    if journal is not None:
-        stack.callback(journal.close)
-    real = any(not spec.simulated for spec, _ in devices)
-    owner = Owner(
-        config, devices, journal=journal, markers=MarkerStore() if real else None,
-        program_dir=default_user_dir(), scan_timeout=args.scan_timeout, on_progress=progress,
+    return await Owner.open_in(
+        stack, config, devices, connect=connect, scan_timeout=args.scan_timeout,
+        on_progress=progress,
         reply_budget_s=None,  # a one-shot command reports the confirmed state
     )
-    stack.push_async_callback(owner.close)
-    await owner.open(connect=connect)
-    return owner
 
 
 def request_for(args: argparse.Namespace) -> Request:

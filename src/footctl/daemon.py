@@ -15,20 +15,27 @@ not happen is journaled as ``refused``, with the reason).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Literal, Unpack
 
 from footctl.config import Config
-from footctl.control.api import ErrorReply, Reply, Request, SchedulesRequest, ScheduleView
-from footctl.control.owner import DeviceSpec, Held, Owner, journal_key
+from footctl.control.api import (
+    ErrorReply,
+    Reply,
+    Request,
+    SchedulesRequest,
+    ScheduleView,
+    parse_request,
+)
+from footctl.control.owner import DeviceSpec, Held, Owner, Tuning, journal_key
 from footctl.control.server import ControlServer
 from footctl.device.transport.ble import Radio
-from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused
+from footctl.errors import ExitCode, FootctlError, UsageError
 from footctl.journal import Journal
-from footctl.programs.loader import get_program
 from footctl.programs.runner import ProgramRunner
 from footctl.safety.markers import MarkerStore
 from footctl.schedule import local_zone
@@ -51,40 +58,54 @@ _LOG = logging.getLogger(__name__)
 SCHEDULER_TICK_S = 15.0
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Daemon:
-    """The long-running owner of the massagers, the scheduler and the socket."""
+    """The long-running owner of the massagers, the scheduler and the socket: an open
+    :class:`Owner` (made by :meth:`open_in`, as every owner is) with a journal."""
 
     def __init__(
         self,
-        config: Config,
-        devices: Sequence[tuple[DeviceSpec, Radio]],
-        journal: Journal,
+        owner: Owner,
         *,
         socket_path: Path | str,
         state_path: Path | None = None,
-        markers: MarkerStore | None = None,
-        program_dir: Path | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        wall: Callable[[], datetime] = _utc_now,
         own_uid: int | None = None,
-        scan_timeout: float = 10.0,
     ) -> None:
-        self.config = config
-        self.journal = journal
-        self._wall = wall
-        self.owner = Owner(
-            config, devices, journal=journal, markers=markers, program_dir=program_dir,
-            clock=clock, sleep=sleep, wall=wall, scan_timeout=scan_timeout,
-        )
-        self.program_dir = program_dir
-        self.scheduler = Scheduler(list(config.schedules), state_path)
+        if owner.journal is None:
+            raise UsageError("the daemon needs the journal (cooldown, nights, skipped starts)")
+        self.owner = owner
+        self.config = owner.config
+        self.journal: Journal = owner.journal
+        self._wall = owner.wall
+        self.program_dir = None if owner.program_dir is None else Path(owner.program_dir)
+        self.scheduler = Scheduler(list(self.config.schedules), state_path)
         self.server = ControlServer(socket_path, self.request, self.owner.subscribe,
                                     own_uid=own_uid)
+
+    @classmethod
+    async def open_in(
+        cls,
+        stack: contextlib.AsyncExitStack,
+        config: Config,
+        devices: Sequence[tuple[DeviceSpec, Radio]],
+        *,
+        socket_path: Path | str,
+        state_path: Path | None = None,
+        own_uid: int | None = None,
+        journal: Journal | Literal["user"] = "user",
+        markers: MarkerStore | Literal["auto"] | None = "auto",
+        program_dir: Path | Literal["user"] | None = "user",
+        **tuning: Unpack[Tuning],
+    ) -> Daemon:
+        """The daemon over an owner made the one way (:meth:`Owner.open_in`, the
+        journal required): crash recovery and the links first. Serve and schedule
+        with :meth:`start`; ``stack`` closes it."""
+        owner = await Owner.open_in(
+            stack, config, devices, journal=journal, require_journal=True, markers=markers,
+            program_dir=program_dir, **tuning,
+        )
+        daemon = cls(owner, socket_path=socket_path, state_path=state_path, own_uid=own_uid)
+        stack.push_async_callback(daemon.close)
+        return daemon
 
     @property
     def devices(self) -> list[Held]:
@@ -99,8 +120,8 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self, *, scheduler_loop: bool = True) -> None:
-        """Recover after a crash, connect, then serve and schedule."""
-        await self.owner.open()
+        """Check the schedules, then serve and schedule (the owner is open: crash
+        recovery and the links came first)."""
         self.audit()
         await self.server.start()
         if scheduler_loop:
@@ -166,7 +187,7 @@ class Daemon:
                 note = f"missed start: {late:.0f} min late (grace {grace:g} min)"
                 self._not_run(item, key, "skipped", missed, note)
             if item.decision.action == "start":
-                runner = await self._scheduled_start(item, held, key, now)
+                runner = await self._scheduled_start(item, held, key)
                 if runner is not None:
                     started.append(runner)
         return started
@@ -186,24 +207,29 @@ class Daemon:
             _LOG.exception("journal write failed")
 
     async def _scheduled_start(
-        self, item: Due, held: Held | None, key: str, now: datetime
+        self, item: Due, held: Held | None, key: str
     ) -> ProgramRunner | None:
+        """Ask the owner to run the schedule's program, as any source does (a
+        ``run`` request with source ``schedule``: unattended, the schedule's zone);
+        a refusal or an unreachable massager is journaled from the error reply."""
         at = item.decision.scheduled
         if held is None:
             self._not_run(item, key, "refused", at, f"no massager named {item.schedule.device!r}")
             return None
         try:
-            program = get_program(item.schedule.program, self.program_dir)
-            return await self.owner.start_program(
-                held, program, unattended=True, source="schedule", now=now,
-                zone=item.schedule.zone(),
-            )
-        except DeviceUnavailable as exc:
-            self._not_run(item, key, "skipped", at, f"massager unreachable: {exc}")
-        except SafetyRefused as exc:
-            self._not_run(item, key, "refused", at, f"{exc.reason}: {exc}")
+            request = parse_request({
+                "kind": "run", "source": "schedule", "device": held.device_id,
+                "program": item.schedule.program,
+                **({"tz": item.schedule.tz} if item.schedule.tz else {}),
+            })
         except FootctlError as exc:
             self._not_run(item, key, "refused", at, str(exc))
+            return None
+        reply = await self.owner.request(request)
+        if isinstance(reply, Reply):
+            return held.runner
+        reason, note = not_run_of(reply)
+        self._not_run(item, key, reason, at, note)
         return None
 
     def schedules(self) -> tuple[ScheduleView, ...]:
@@ -221,3 +247,13 @@ class Daemon:
                 last_checked=last.isoformat() if last else None,
             ))
         return tuple(rows)
+
+
+def not_run_of(reply: ErrorReply) -> tuple[str, str]:
+    """How the journal records a scheduled start the owner answered with ``reply``:
+    ``skipped`` if the massager could not be reached, else ``refused``; and the note
+    (the governor's reason first, as ``cooldown: ...``)."""
+    message = reply.message + (f" ({reply.advice})" if reply.advice else "")
+    if reply.exit_code == ExitCode.UNREACHABLE:
+        return "skipped", f"massager unreachable: {message}"
+    return "refused", f"{reply.reason}: {message}" if reply.reason else message

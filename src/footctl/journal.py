@@ -22,7 +22,10 @@ from typing import Any, Literal, get_args
 from footctl.errors import FootctlError, UsageError
 from footctl.schedule import local_zone, night_bounds, night_of
 
-Source = Literal["manual", "schedule", "mqtt", "program"]
+# Who asked for the session: the control API's sources (footctl.control.api.SOURCES).
+# "manual" is what rows written before schema 4 say for the CLI and the TUI alike: such
+# rows stay as they are, and read (and are shown) as "manual".
+Source = Literal["cli", "tui", "mqtt", "schedule", "program", "manual"]
 EndReason = Literal[
     "completed",
     "stopped",
@@ -34,13 +37,16 @@ EndReason = Literal[
     "refused",
 ]
 SOURCES: tuple[str, ...] = get_args(Source)
+# The sources schema 1 to 3 allowed (migration 1 is frozen with them).
+_V1_SOURCES = ("manual", "schedule", "mqtt", "program")
 END_REASONS: tuple[str, ...] = get_args(EndReason)
 # Rows with these reasons record a start that never happened; they are not sessions
 # the user felt, so they are not counted, rated or plotted.
 NOT_RUN: tuple[str, ...] = ("skipped", "refused")
 # Sessions a program started (by hand with `footctl run`, or by a schedule): these
-# count toward max_sessions_per_night. Manual and MQTT sessions have their own
-# budget (the cooldown), so two quick tests by hand do not refuse the bedtime program.
+# count toward max_sessions_per_night. Sessions by hand (cli, tui, old "manual" rows) and
+# MQTT ones have their own budget (the cooldown), so two quick tests by hand do not
+# refuse the bedtime program.
 PROGRAM_SOURCES: tuple[Source, ...] = ("program", "schedule")
 
 # Sleep rating scale: 1 (bad night) to 5 (great night).
@@ -54,8 +60,20 @@ BUSY_TIMEOUT_MS = 5000
 # not "last night", and rating it is almost surely a mistake.
 RATE_WINDOW = timedelta(hours=24)
 
+# Frozen for migration 4 (a later change to the sources or reasons is a new migration).
+_V4_SOURCES = ("cli", "tui", "mqtt", "schedule", "program", "manual")
+_V1_END_REASONS = (
+    "completed", "stopped", "cap", "link_lost", "cap_expired_while_away",
+    "recovered_after_crash", "skipped", "refused",
+)
+_V3_COLUMNS = (
+    "id, started_at, ended_at, device, profile_id, source, program, steps_run, "
+    "peak_heat, heat_s, end_reason, rating, note, pid, ended_by, simulated"
+)
+
 # Each migration is a list of statements, applied in one transaction; never edit a
-# released one, add the next.
+# released one, add the next. The schema version is kept in the ``schema_version``
+# table, and mirrored in ``PRAGMA user_version`` for tools that look there.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         1,
@@ -66,13 +84,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 ended_at TEXT,
                 device TEXT NOT NULL,
                 profile_id TEXT,
-                source TEXT NOT NULL CHECK (source IN ({", ".join(map(repr, SOURCES))})),
+                source TEXT NOT NULL CHECK (source IN ({", ".join(map(repr, _V1_SOURCES))})),
                 program TEXT,
                 steps_run INTEGER NOT NULL DEFAULT 0,
                 peak_heat INTEGER NOT NULL DEFAULT 0,
                 heat_s REAL NOT NULL DEFAULT 0,
                 end_reason TEXT CHECK (end_reason IS NULL
-                    OR end_reason IN ({", ".join(map(repr, END_REASONS))})),
+                    OR end_reason IN ({", ".join(map(repr, _V1_END_REASONS))})),
                 rating INTEGER CHECK (rating IS NULL
                     OR rating BETWEEN {RATING_MIN} AND {RATING_MAX}),
                 note TEXT
@@ -100,13 +118,44 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE sessions ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    (
+        4,
+        (
+            # Each row names the source of its request (cli, tui, ...; issue 8) where
+            # schema 1 had one "manual" for the CLI and the TUI. SQLite cannot change a
+            # CHECK in place: the table is rebuilt with every row (ids included), and
+            # the old "manual" rows are kept as they are.
+            f"""CREATE TABLE sessions_v4 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                started_at TEXT NOT NULL,
+                ended_at TEXT,
+                device TEXT NOT NULL,
+                profile_id TEXT,
+                source TEXT NOT NULL CHECK (source IN ({", ".join(map(repr, _V4_SOURCES))})),
+                program TEXT,
+                steps_run INTEGER NOT NULL DEFAULT 0,
+                peak_heat INTEGER NOT NULL DEFAULT 0,
+                heat_s REAL NOT NULL DEFAULT 0,
+                end_reason TEXT CHECK (end_reason IS NULL
+                    OR end_reason IN ({", ".join(map(repr, _V1_END_REASONS))})),
+                rating INTEGER CHECK (rating IS NULL
+                    OR rating BETWEEN {RATING_MIN} AND {RATING_MAX}),
+                note TEXT,
+                pid INTEGER,
+                ended_by TEXT,
+                simulated INTEGER NOT NULL DEFAULT 0
+            )""",
+            f"INSERT INTO sessions_v4 ({_V3_COLUMNS}) SELECT {_V3_COLUMNS} FROM sessions",
+            "DROP TABLE sessions",
+            "ALTER TABLE sessions_v4 RENAME TO sessions",
+            "CREATE INDEX sessions_started ON sessions (started_at)",
+            "CREATE INDEX sessions_program ON sessions (program, end_reason)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_COLUMNS = (
-    "id, started_at, ended_at, device, profile_id, source, program, steps_run, "
-    "peak_heat, heat_s, end_reason, rating, note, pid, ended_by, simulated"
-)
+_COLUMNS = _V3_COLUMNS  # (schema 4 has the same columns)
 # Rows of real massagers only (the default of every view of the user's nights).
 _REAL = "simulated = 0"
 
@@ -243,6 +292,7 @@ class Journal:
                     for statement in statements:
                         db.execute(statement)
                     db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            db.execute(f"PRAGMA user_version = {max(current, SCHEMA_VERSION)}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

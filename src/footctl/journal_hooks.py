@@ -1,10 +1,18 @@
-"""The journal listening to the governor: one row per governed session.
+"""The journal listening to the hub: one row per governed session.
 
-:class:`JournalHooks` is a ``SessionHooks``: every session a governor starts (by
-hand, from a program, a schedule, MQTT) gets a row at its start and its end (how it
-ended, peak heat, minutes of heat). A program run adds its name and the steps it ran
-through :meth:`JournalHooks.follow`. Nothing here may raise into the governor: a
-journal that cannot be written is logged, and the massager is still driven safely.
+The owner tells its :class:`~footctl.control.hub.StateHub` of every session each of
+its governors runs (:class:`~footctl.control.api.SessionEvent`: started, progress,
+ended; see :class:`footctl.control.held.SessionPublisher`), whatever its source (the
+CLI, the TUI, MQTT, a program, a schedule). :class:`JournalRecorder` is a hub
+subscriber with a lossless stream of those events, and writes the rows: a session's
+start (its source, program), its peak heat and seconds of heat as it runs, its end
+(how it ended, the totals).
+
+Nothing here may slow or break the device path: publishing an event appends it to
+the recorder's queue, a background task writes it, and a write that fails is logged
+(the massager is still driven safely). Whoever reads the journal in the owner
+(the cooldown, a program's start limits) calls :meth:`JournalRecorder.settle` first,
+so every event published before the read is written.
 """
 
 from __future__ import annotations
@@ -14,15 +22,17 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from footctl.config import journal_path
 from footctl.errors import FootctlError
-from footctl.journal import EndReason, Journal, SessionRecord, Source
+from footctl.journal import EndReason, Journal, SessionRecord
 
 if TYPE_CHECKING:
+    from footctl.control.api import SessionEvent
+    from footctl.control.held import SessionPublisher
+    from footctl.control.hub import SessionStream, StateHub
     from footctl.programs.runner import Progress
     from footctl.safety.governor import SafetyGovernor
 
@@ -33,10 +43,6 @@ _LOG = logging.getLogger(__name__)
 # at most this many seconds of heat go unrecorded. A row update takes well under a
 # millisecond.
 FLUSH_S = 2.0
-
-# Governor sources with a journal source of their own; the rest (cli, tui, daemon
-# clients) are the user's hand: "manual".
-_SOURCES: dict[str, Source] = {"program": "program", "schedule": "schedule", "mqtt": "mqtt"}
 
 # The governor's reasons, grouped into the journal's coarse end reasons. The exact
 # reason is kept beside it (``ended_by``).
@@ -58,20 +64,9 @@ _REASONS: dict[str, EndReason] = {
 }
 
 
-def journal_source(source: str) -> Source:
-    """The journal's source for a governor request source."""
-    return _SOURCES.get(source, "manual")
-
-
 def journal_reason(reason: str) -> EndReason:
     """The journal's end reason for a governor end reason (unknown ones: stopped)."""
     return _REASONS.get(reason, "stopped")
-
-
-def device_key(governor: SafetyGovernor) -> str:
-    """What the journal calls this governor's device: its address in capitals (as
-    scanners report it, whatever the config's spelling), else its profile."""
-    return governor.session.state.address.upper() or governor.profile.id
 
 
 def open_journal() -> Journal | None:
@@ -84,139 +79,104 @@ def open_journal() -> Journal | None:
         return None
 
 
-@dataclass
-class _Open:
-    row: int | None = None
-    program: str | None = None
-    steps_run: int = 0
-    flusher: asyncio.Task[None] | None = None
-    # When the row's session started, on the wall clock (for people) and on the
-    # monotonic clock (for its length: a wall clock moved by NTP or by hand in between
-    # made durations wrong, even negative).
-    started_wall: datetime | None = None
-    started_mono: float | None = None
+class JournalRecorder:
+    """Writes the journal's rows from session events (see the module's docstring)."""
 
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        # (owner pid, massager, session number) -> its row; None: its start was not written
+        self._rows: dict[tuple[int, str, int], int | None] = {}
+        self._stream: SessionStream | None = None
 
-def heat_seconds_so_far(governor: SafetyGovernor) -> float:
-    """Seconds of heat in the governor's session up to now, the heat that is on now
-    included (``governor.heat_seconds`` counts only heat already switched off)."""
-    return governor.session_heat_seconds()
+    def listen(self, hub: StateHub) -> Callable[[], None]:
+        """Subscribe to ``hub``'s session events (losslessly, from now on); they are
+        written by :meth:`run` or :meth:`settle`. Returns the unsubscribe function."""
+        self._stream = hub.sessions()
+        return self._stream.close
+
+    async def run(self) -> None:
+        """Write the events as they come, until cancelled (a task of the owner)."""
+        stream = self._stream
+        if stream is None:
+            raise RuntimeError("listen() first")
+        while not stream.closed:
+            for event in await stream.get():
+                self.record(event)
+
+    def settle(self) -> None:
+        """Write every event published so far, now."""
+        if self._stream is not None:
+            for event in self._stream.take():
+                self.record(event)
+
+    def record(self, event: SessionEvent) -> None:
+        """Write one event to its session's row; a failure is logged, never raised."""
+        key = (event.owner_pid, event.device_id, event.number)
+        try:
+            if event.phase == "started":
+                self._rows[key] = None
+                row = self.journal.start_session(
+                    event.journal_device, source=event.source, profile_id=event.profile,
+                    program=event.program, at=event.at, pid=event.owner_pid or None,
+                    simulated=event.simulated,
+                )
+                self._rows[key] = row
+                if event.steps_run:
+                    self.journal.update_session(row, steps_run=event.steps_run)
+                return
+            row_or_none = self._rows.get(key)
+            if row_or_none is None:
+                return  # its start was not written: nothing to add to
+            if event.phase == "progress":
+                self.journal.update_session(
+                    row_or_none, steps_run=event.steps_run or None, peak_heat=event.peak_heat,
+                    heat_s=event.heat_s,
+                )
+                return
+            del self._rows[key]
+            reason = event.reason or "stopped"
+            self.journal.end_session(
+                row_or_none, journal_reason(reason), at=event.at,
+                steps_run=event.steps_run or None, peak_heat=event.peak_heat,
+                heat_s=event.heat_s, ended_by=reason,
+            )
+        except Exception:
+            _LOG.exception("journal write failed (%s of session %d on %s)",
+                           event.phase, event.number, event.device_id)
 
 
 class JournalHooks:
-    """Records every session of the governors it is added to."""
+    """A governor outside an owner (a test rig, a bench) journaled the way an owner
+    does it: a :class:`~footctl.control.held.SessionPublisher` per governor, its
+    events written at once by a :class:`JournalRecorder`."""
 
     def __init__(
-        self,
-        journal: Journal,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        self, journal: Journal, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     ) -> None:
         self.journal = journal
-        self._pid = os.getpid()
-        self._open: dict[int, _Open] = {}
+        self.recorder = JournalRecorder(journal)
         self._sleep = sleep
+        self._pid = os.getpid()
+        self._publishers: dict[int, SessionPublisher] = {}
 
     def attach(self, governor: SafetyGovernor) -> None:
-        """Listen to ``governor``'s sessions."""
-        governor.add_hooks(self)
+        """Journal ``governor``'s sessions."""
+        from footctl.control.held import SessionPublisher, device_key  # noqa: PLC0415
+
+        publisher = SessionPublisher(
+            governor, device_key(governor), self.recorder.record, wall=self.journal.now,
+            pid=self._pid, sleep=self._sleep,
+        )
+        self._publishers[id(governor)] = publisher
+        governor.add_hooks(publisher)
 
     def follow(self, governor: SafetyGovernor, progress: Progress) -> None:
-        """A program runs on ``governor``: note its name, and the steps as they come
-        (the runner reports before its first request, so the row has the name)."""
-        entry = self._open.setdefault(id(governor), _Open())
-        entry.program = progress.program
-        if progress.step is not None and progress.step > entry.steps_run:
-            entry.steps_run = progress.step
-            if entry.row is not None:
-                self._safely(self.journal.update_session, entry.row, steps_run=progress.step)
+        """A program runs on ``governor``: its name and steps go into its rows."""
+        self._publishers[id(governor)].follow(progress)
 
     def forget(self, governor: SafetyGovernor) -> None:
-        """The program on ``governor`` is over: later sessions there are not its own."""
-        entry = self._open.get(id(governor))
-        if entry is not None:
-            entry.program = None
-            entry.steps_run = 0
-            if entry.row is None:
-                self._open.pop(id(governor), None)
-
-    def session_started(self, governor: SafetyGovernor, source: str) -> None:
-        """Open a row."""
-        entry = self._open.setdefault(id(governor), _Open())
-        entry.started_wall = self.journal.now()
-        entry.started_mono = governor.monotonic()
-        entry.row = self._safely(
-            self.journal.start_session,
-            device_key(governor),
-            source=journal_source(source),
-            profile_id=governor.profile.id,
-            program=entry.program,
-            at=entry.started_wall,
-            pid=self._pid,
-            simulated=governor.session.radio.virtual,
-        )
-        if entry.row is not None and entry.steps_run:
-            self._safely(self.journal.update_session, entry.row, steps_run=entry.steps_run)
-        if entry.row is not None:
-            self._start_flushing(governor, entry, entry.row)
-
-    def _start_flushing(self, governor: SafetyGovernor, entry: _Open, row: int) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous test): the end writes the totals
-            return
-        if entry.flusher is not None:
-            entry.flusher.cancel()
-        entry.flusher = loop.create_task(
-            self._flush_while_running(governor, row),
-            name=f"footctl[{device_key(governor)}].journal",
-        )
-
-    async def _flush_while_running(self, governor: SafetyGovernor, row: int) -> None:
-        """Keep the row's peak heat and heat seconds current until the session ends."""
-        while True:
-            await self._sleep(FLUSH_S)
-            self._safely(
-                self.journal.update_session,
-                row,
-                peak_heat=governor.peak_heat,
-                heat_s=heat_seconds_so_far(governor),
-            )
-
-    def session_ended(self, governor: SafetyGovernor, reason: str) -> None:
-        """Close the row with how it ended, the peak heat and the seconds of heat."""
-        entry = self._open.get(id(governor))
-        if entry is None or entry.row is None:
-            return
-        row, entry.row = entry.row, None
-        if entry.flusher is not None:
-            entry.flusher.cancel()
-            entry.flusher = None
-        if entry.program is None:
-            self._open.pop(id(governor), None)
-        at = None
-        if entry.started_wall is not None and entry.started_mono is not None:
-            # The end is the start plus the length measured on the monotonic clock.
-            elapsed = max(0.0, governor.monotonic() - entry.started_mono)
-            at = entry.started_wall + timedelta(seconds=elapsed)
-        self._safely(
-            self.journal.end_session,
-            row,
-            journal_reason(reason),
-            at=at,
-            steps_run=entry.steps_run or None,
-            peak_heat=governor.peak_heat,
-            heat_s=governor.heat_seconds,
-            ended_by=reason,
-        )
-
-    def _safely(self, fn: Callable[..., object], *args: object, **kwargs: object) -> int | None:
-        try:
-            result = fn(*args, **kwargs)
-        except Exception:
-            _LOG.exception("journal write failed")
-            return None
-        return result if isinstance(result, int) else None
+        """The program on ``governor`` is over."""
+        self._publishers[id(governor)].forget()
 
 
 def pid_alive(pid: int) -> bool:

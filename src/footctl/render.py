@@ -45,10 +45,9 @@ def view_text(view: dict[str, Any]) -> str:
         body += " [assumed: not confirmed by a status report]"
     timers = view.get("timers") or {}
     caps = []
-    if timers.get("session_left_s") is not None:
-        caps.append(f"session {mmss(timers['session_left_s'])} left")
-    if timers.get("heat_left_s") is not None:
-        caps.append(f"heat {mmss(timers['heat_left_s'])} left")
+    for what in ("session", "heat", "lease", "cooldown"):
+        if timers.get(f"{what}_left_s") is not None:
+            caps.append(f"{what} {mmss(timers[f'{what}_left_s'])} left")
     line = f"{who}: {body}" + (f" - {', '.join(caps)}" if caps else "")
     if view.get("fault"):
         line += f" - fault: {view['fault']}"

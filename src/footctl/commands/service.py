@@ -11,16 +11,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from footctl.config import Config, journal_path, state_dir
+from footctl.config import Config, state_dir
 from footctl.control.owner import DeviceSpec
 from footctl.control.radios import open_radios
 from footctl.control.sockets import daemon_socket_path
 from footctl.daemon import Daemon
 from footctl.device.profile.loader import get_profile
 from footctl.errors import ExitCode, UsageError
-from footctl.journal import Journal
-from footctl.programs.loader import default_user_dir
-from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import LoopWatchdog
 from footctl.sdnotify import notify, watchdog_period
 
@@ -119,17 +116,9 @@ async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
                 "the daemon has no massager to hold",
                 advice="add [[devices]] to the config file, or pass --simulate PROFILE_ID",
             )
-        journal = stack.enter_context(Journal(journal_path()))
-        real = any(not spec.simulated for spec, _ in devices)
-        d = Daemon(
-            config,
-            devices,
-            journal,
-            socket_path=daemon_socket_path(),
-            state_path=state_dir() / "scheduler.json",
-            markers=MarkerStore() if real else None,
-            program_dir=default_user_dir(),
-            scan_timeout=args.scan_timeout,
+        d = await Daemon.open_in(
+            stack, config, devices, socket_path=daemon_socket_path(),
+            state_path=state_dir() / "scheduler.json", scan_timeout=args.scan_timeout,
         )
         dog = LoopWatchdog(config.caps.heartbeat_seconds)
         try:

@@ -23,9 +23,11 @@ here with :func:`parse_request`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from footctl.errors import UsageError
 
@@ -119,12 +121,32 @@ class SetRequest(_Request):
             raise ValueError("set needs at least one of intensity, heat, mode, zone")
 
 
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"no time zone {name!r} (an IANA name such as Europe/Berlin)") from exc
+    return name
+
+
+ZoneName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN), AfterValidator(_known_zone)]
+
+
 class RunRequest(_Request):
-    """Start a program now (``source="program"`` unless a schedule started it)."""
+    """Start a program now (``source="program"`` unless a schedule started it).
+
+    ``tz``, the time zone of the schedule that starts it, says where a night runs
+    from noon to noon (for the night's start limit and a progression's nights);
+    None: the owner's local zone."""
 
     kind: Literal["run"] = "run"
     device: Name | None = None
     program: ProgramRef
+    tz: ZoneName | None = None
+
+    def zone(self) -> tzinfo | None:
+        """``tz`` as a zone (None: the owner's local zone)."""
+        return None if self.tz is None else ZoneInfo(self.tz)
 
 
 class LeaseRequest(_Request):
@@ -422,6 +444,41 @@ class StateEvent(_Model):
     event: Literal["state"] = "state"
     seq: int
     device: DeviceView
+
+
+# --- session events -----------------------------------------------------------------------
+
+SessionPhase = Literal["started", "progress", "ended"]
+
+
+class SessionEvent(_Model):
+    """A governed session on one massager started, moved on (its heat so far, every
+    few seconds while it runs, and each program step), or ended (with the governor's
+    reason). Unlike views these are never coalesced or dropped: the journal writes one
+    row per session from them (see :meth:`footctl.control.hub.StateHub.sessions`).
+
+    ``source`` is the source of the request that switched the massager on (a program
+    run is ``program``, or ``schedule`` when a schedule started it, whoever asked for
+    the run); ``journal_device`` is what the journal calls the massager (its address
+    in capitals, else its profile id); ``number`` counts this owner's sessions on the
+    massager; ``at`` is the wall-clock time of this phase."""
+
+    v: Literal[1] = 1
+    event: Literal["session"] = "session"
+    phase: SessionPhase
+    device_id: str
+    number: int
+    journal_device: str
+    profile: str
+    source: Source
+    simulated: bool = False
+    program: str | None = None
+    steps_run: int = 0
+    peak_heat: int = 0
+    heat_s: float = 0.0
+    at: datetime
+    reason: str | None = None
+    owner_pid: int = 0
 
 
 def error_reply(exc: Exception, device: str | None = None) -> ErrorReply:

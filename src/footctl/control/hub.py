@@ -7,14 +7,19 @@ view per massager: a subscriber that falls behind skips intermediate states and 
 the latest, so a slow terminal or a stalled broker cannot slow the device path.
 Within one massager, views arrive in ``seq`` order (never an older one after a
 newer one).
+
+Session events (a session started, moved on, ended) are another matter: the journal
+writes its rows from them, so :meth:`StateHub.sessions` streams every one, in order,
+never coalesced. Emitting one costs an append per listener; it never waits either.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-from footctl.control.api import DeviceView
+from footctl.control.api import DeviceView, SessionEvent
 
 
 class Subscription:
@@ -66,13 +71,54 @@ class Subscription:
         self.close()
 
 
+class SessionStream:
+    """Every :class:`SessionEvent` since it was opened, in order, none dropped (the
+    journal's subscription). Call it (or :meth:`close`) to unsubscribe."""
+
+    def __init__(self, hub: StateHub) -> None:
+        self._hub = hub
+        self._pending: deque[SessionEvent] = deque()
+        self._ready = asyncio.Event()
+        self.closed = False
+
+    def _offer(self, event: SessionEvent) -> None:
+        self._pending.append(event)
+        self._ready.set()
+
+    def take(self) -> list[SessionEvent]:
+        """The events pending now, oldest first (without waiting)."""
+        events = list(self._pending)
+        self._pending.clear()
+        return events
+
+    async def get(self) -> list[SessionEvent]:
+        """Wait for at least one event; every event since the last call, oldest first.
+        After :meth:`close` returns what is left, then ``[]``."""
+        while not self._pending and not self.closed:
+            self._ready.clear()
+            await self._ready.wait()
+        return self.take()
+
+    def close(self) -> None:
+        """Unsubscribe; a waiting :meth:`get` returns."""
+        if not self.closed:
+            self.closed = True
+            self._hub._session_streams.discard(self)
+            self._ready.set()
+
+    def __call__(self) -> None:
+        self.close()
+
+
 class StateHub:
-    """Latest :class:`DeviceView` per massager, with coalesced subscriptions."""
+    """Latest :class:`DeviceView` per massager, with coalesced subscriptions, and
+    the session events, with lossless ones."""
 
     def __init__(self) -> None:
         self._latest: dict[str, DeviceView] = {}
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[DeviceView], None]] = []
+        self._session_streams: set[SessionStream] = set()
 
     def publish(self, view: DeviceView) -> DeviceView | None:
         """Record ``view`` as the massager's latest if anything but ``seq`` changed;
@@ -123,3 +169,14 @@ class StateHub:
                 self._listeners.remove(listener)
 
         return unsubscribe
+
+    def emit(self, event: SessionEvent) -> None:
+        """Hand a session event to every :meth:`sessions` stream (never waits)."""
+        for stream in list(self._session_streams):
+            stream._offer(event)
+
+    def sessions(self) -> SessionStream:
+        """A lossless stream of the session events emitted from now on."""
+        stream = SessionStream(self)
+        self._session_streams.add(stream)
+        return stream

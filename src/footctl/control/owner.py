@@ -6,7 +6,9 @@ Every command source (the CLI through the socket, the TUI, the MQTT bridge, the
 scheduler, a program) hands the owner a validated :mod:`footctl.control.api`
 request; the owner answers with a :class:`~footctl.control.api.Reply` or an
 :class:`~footctl.control.api.ErrorReply` and publishes every change of every
-massager to its :class:`~footctl.control.hub.StateHub`.
+massager to its :class:`~footctl.control.hub.StateHub`, and every session's start,
+progress and end (:class:`~footctl.control.api.SessionEvent`, never dropped): the
+journal writes its rows from those (:class:`~footctl.journal_hooks.JournalRecorder`).
 
 Per massager, requests are serialized; a stop is not: it preempts a pending
 connect or apply, a request queued behind it never runs, and what it could not
@@ -36,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from footctl.config import Config
 from footctl.control.api import (
@@ -60,7 +62,9 @@ from footctl.control.api import (
 from footctl.control.held import (
     DeviceSpec,
     Held,
+    SessionEnds,
     build_governed,
+    cooldown_left,
     journal_key,
     view_key,
     view_of,
@@ -68,7 +72,7 @@ from footctl.control.held import (
 from footctl.control.hub import StateHub, Subscription
 from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
-from footctl.journal_hooks import JournalHooks, recover_journal
+from footctl.journal_hooks import JournalRecorder, recover_journal
 from footctl.programs.runner import ProgramRunner, Progress, RunResult
 from footctl.safety.decide import Request as GovRequest
 from footctl.safety.markers import MarkerStore
@@ -93,7 +97,8 @@ CONNECT_TIMEOUT_S = 30.0
 REPLY_BUDGET_S = 8.0
 
 # Safety timers are published rounded to whole seconds, once a second while a
-# massager runs: often enough for a countdown, rare enough to cost nothing.
+# massager runs (and while its cooldown runs, which the view counts in minutes):
+# often enough for a countdown, rare enough to cost nothing.
 TICK_S = 1.0
 
 # Changes a massager reports are published this long after the first of them, all at
@@ -108,12 +113,25 @@ STOP_TIMEOUT_S = 6.0
 
 
 
+class Tuning(TypedDict, total=False):
+    """How an owner runs, as :class:`Owner` takes it (the clocks tests inject, the scan
+    time, progress lines, the reply budget): :meth:`Owner.open_in` and
+    :meth:`footctl.daemon.Daemon.open_in` pass it through as it is."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    wall: Callable[[], datetime] | None
+    scan_timeout: float
+    on_progress: Callable[[str], None] | None
+    reply_budget_s: float | None
+
+
 class Owner:
     """Holds any number of massagers; implements :class:`footctl.control.port.Controller`.
 
-    Build with :meth:`start` (radios, journal and markers opened for you), or directly
-    with already-open radios (tests, the daemon) and then :meth:`open` /
-    :meth:`close`.
+    Made by :meth:`open_in` (the user's journal and markers, crash recovery, the
+    links), or :meth:`start` (radios opened too); tests build it directly with their
+    own parts, then :meth:`open` / :meth:`close`.
     """
 
     def __init__(
@@ -126,7 +144,7 @@ class Owner:
         program_dir: os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], datetime] | None = None,
         scan_timeout: float = 10.0,
         on_progress: Callable[[str], None] | None = None,
         reply_budget_s: float | None = REPLY_BUDGET_S,
@@ -138,7 +156,6 @@ class Owner:
             )
         self.config = config
         self.journal = journal
-        self.hooks = JournalHooks(journal) if journal is not None else None
         self.markers = markers
         self.program_dir = program_dir
         self.hub = StateHub()
@@ -147,24 +164,33 @@ class Owner:
         self.reply_budget_s = reply_budget_s
         self._clock = clock
         self._sleep = sleep
-        self._wall = wall
+        # The wall clock of session events and program starts (the journal's, if any).
+        self.wall = wall or (journal.now if journal is not None else _utc_now)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._servers: list[ControlServer] = []
         self._dirty: set[Held] = set()
         self.pid = os.getpid()
+        # --- session events: the journal listens to the hub -------------------------
+        self.recorder = JournalRecorder(journal) if journal is not None else None
+        if self.recorder is not None:
+            self.recorder.listen(self.hub)
+        self._ends = SessionEnds(journal, self.settle_journal)
+        # ----------------------------------------------------------------------------
         self.held: list[Held] = []
         names: set[str] = set()
         for spec, radio in devices:
             session, governor = build_governed(
-                spec, radio, config, journal=journal, hooks=self.hooks, markers=markers,
-                clock=clock, sleep=sleep, scan_timeout=scan_timeout, on_progress=on_progress,
+                spec, radio, config, last_session_end=self._ends if journal else None,
+                markers=markers, clock=clock, sleep=sleep, scan_timeout=scan_timeout,
+                on_progress=on_progress,
             )
             name = spec.name or spec.profile.id
             if name.lower() in names:
                 name = f"{name}-{len(self.held) + 1}"
             names.add(name.lower())
-            held = Held(spec, radio, session, governor, name)
+            held = Held(spec, radio, session, governor, name, emit=self.hub.emit,
+                        wall=self.wall, pid=self.pid, ends=self._ends)
             held.unsubscribe.append(session.register_callback(self._publisher(held)))
             held.unsubscribe.append(session.register_link_callback(self._linker(held)))
             self.held.append(held)
@@ -202,6 +228,48 @@ class Owner:
     # --- building -------------------------------------------------------------------
 
     @classmethod
+    async def open_in(
+        cls,
+        stack: contextlib.AsyncExitStack,
+        config: Config,
+        devices: Sequence[tuple[DeviceSpec, Radio]],
+        *,
+        journal: Journal | Literal["user"] | None = "user",
+        require_journal: bool = False,
+        markers: MarkerStore | Literal["auto"] | None = "auto",
+        program_dir: os.PathLike[str] | Literal["user"] | None = "user",
+        connect: bool = True,
+        **tuning: Unpack[Tuning],
+    ) -> Owner:
+        """The one way an owner is made, whatever starts it (a one-shot command, the
+        TUI, the daemon, :meth:`start`): the user's journal (``"user"``; if it cannot
+        be opened a warning, or :class:`~footctl.journal.JournalError` with
+        ``require_journal``), crash markers when a real massager is held
+        (``"auto"``), the user's program directory; then crash recovery and, with
+        ``connect``, the links (:meth:`open`). ``stack`` closes it: everything off,
+        then the journal it opened; ``tuning`` goes to :class:`Owner` as it is. (Tests
+        build ``Owner(...)`` with their own parts.)"""
+        if journal == "user":
+            from footctl.config import journal_path  # noqa: PLC0415
+            from footctl.journal import Journal as JournalFile  # noqa: PLC0415
+            from footctl.journal_hooks import open_journal  # noqa: PLC0415
+
+            journal = JournalFile(journal_path()) if require_journal else open_journal()
+            if journal is not None:
+                stack.callback(journal.close)
+        if markers == "auto":
+            markers = MarkerStore() if any(not spec.simulated for spec, _ in devices) else None
+        if program_dir == "user":
+            from footctl.programs.loader import default_user_dir  # noqa: PLC0415
+
+            program_dir = default_user_dir()
+        owner = cls(config, devices, journal=journal, markers=markers, program_dir=program_dir,
+                    **tuning)
+        stack.push_async_callback(owner.close)
+        await owner.open(connect=connect)
+        return owner
+
+    @classmethod
     @contextlib.asynccontextmanager
     async def start(
         cls,
@@ -215,12 +283,11 @@ class Owner:
         connect: bool = True,
         scan_timeout: float = 10.0,
     ) -> AsyncIterator[Owner]:
-        """An open owner for ``simulate`` (profile ids, ``"id*N"`` for N of one;
-        virtual massagers in this process), massagers on a ``footctl sim`` ``link``
-        (with ``link_profile``, else those the config names), and the config's
-        ``[[devices]]`` (``simulate = true`` ones are virtual too). Crash recovery
-        runs first; each massager is connected (``connect``). On exit: everything
-        off, then disconnect."""
+        """An open owner (:meth:`open_in`) for ``simulate`` (profile ids, ``"id*N"``
+        for N of one; virtual massagers in this process), massagers on a ``footctl
+        sim`` ``link`` (with ``link_profile``, else those the config names), and the
+        config's ``[[devices]]`` (``simulate = true`` ones are virtual too); with
+        ``journal``, the user's. On exit: everything off, then disconnect."""
         from footctl.control.radios import open_radios  # noqa: PLC0415 - Bumble when used
 
         config = config or Config()
@@ -229,21 +296,10 @@ class Owner:
                 stack, config, simulate=simulate, link=link, link_profile=link_profile,
                 use_config_devices=use_config_devices,
             )
-            jour = None
-            if journal:
-                from footctl.journal_hooks import open_journal  # noqa: PLC0415
-
-                jour = open_journal()
-                if jour is not None:
-                    stack.callback(jour.close)
-            real = any(not spec.simulated for spec, _ in devices)
-            owner = cls(
-                config, devices, journal=jour, markers=MarkerStore() if real else None,
-                scan_timeout=scan_timeout,
+            yield await cls.open_in(
+                stack, config, devices, journal="user" if journal else None,
+                connect=connect, scan_timeout=scan_timeout,
             )
-            stack.push_async_callback(owner.close)
-            await owner.open(connect=connect)
-            yield owner
 
     async def open(self, *, connect: bool = True) -> None:
         """Crash recovery, then connect each massager and start its safety watch."""
@@ -260,6 +316,13 @@ class Owner:
         for held in self.held:
             self.spawn(held.governor.watch(), f"footctl[{held.name}].watch")
         self.spawn(self._tick(), "footctl.owner.tick")
+        if self.recorder is not None:
+            self.spawn(self.recorder.run(), "footctl.journal")
+
+    def settle_journal(self) -> None:
+        """Write every session event published so far (before reading the journal)."""
+        if self.recorder is not None:
+            self.recorder.settle()
 
     async def _recover(self) -> None:
         from footctl.devices import recover_after_crash  # noqa: PLC0415 - avoids a cycle
@@ -312,6 +375,9 @@ class Owner:
             if held.connect_task is not None:
                 held.connect_task.cancel()
         await asyncio.gather(*(self._close_one(h) for h in self.held), return_exceptions=True)
+        for held in self.held:
+            held.sessions.close()
+        self.settle_journal()  # the ends of the sessions just closed
 
     async def _close_one(self, held: Held) -> None:
         if held.task is not None:
@@ -342,7 +408,7 @@ class Owner:
             await asyncio.sleep(TICK_S)
             for held in self.held:
                 if held.governor.desired.running or held.session.state.running or (
-                    held.program_running
+                    held.program_running or cooldown_left(held) is not None
                 ):
                     self.publish(held)
 
@@ -494,7 +560,7 @@ class Owner:
             scheduled = request.source == "schedule"
             runner = await self.start_program(
                 held, program, unattended=scheduled,
-                source="schedule" if scheduled else "program",
+                source="schedule" if scheduled else "program", zone=request.zone(),
             )
             reply = self._reply([held], tuple(runner.notes))
             return reply.model_copy(update={"started": runner.program.name})
@@ -640,6 +706,7 @@ class Owner:
                                 advice="'footctl stop' ends it")
         if self.journal is None:
             return
+        self.settle_journal()
         tz = zone if isinstance(zone, tzinfo) else local_zone()
         check_start_limits(self.journal, self.config, journal_key(held), now, tz)
 
@@ -656,7 +723,7 @@ class Owner:
         """Check, connect and start ``program`` in the background; its runner.
         Refusals (busy, cooldown, night limit, caps) raise before anything moves."""
         epoch = held.stop_epoch
-        now = now or self._wall()
+        now = now or self.wall()
         self.start_check(held, now, zone)
         gov = held.governor
         nights = 0
@@ -666,11 +733,8 @@ class Owner:
             nights = self.journal.completed_nights(
                 program.name, journal_key(held), zone=zone if isinstance(zone, tzinfo) else None
             )
-        hooks = self.hooks
-
         def on_progress(p: Progress) -> None:
-            if hooks is not None:
-                hooks.follow(gov, p)
+            held.sessions.follow(p)
             self.publish(held)
 
         runner = ProgramRunner(
@@ -696,8 +760,7 @@ class Owner:
         except FootctlError as exc:
             _LOG.error("%s: program %s failed: %s", held.name, runner.program.name, exc)
         finally:
-            if self.hooks is not None:
-                self.hooks.forget(held.governor)
+            held.sessions.forget()
             held.last_result = runner.result
             held.task = None
             self.publish(held)
@@ -734,6 +797,10 @@ def check_start_limits(
         raise SafetyRefused(check.reason or "refused", check.message)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _as_path(value: os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
 
@@ -752,4 +819,4 @@ def _consume(task: asyncio.Future[Any]) -> None:
         _LOG.info("%s: %s", name, task.exception())
 
 
-__all__ = ["DeviceSpec", "Held", "Owner", "build_governed", "journal_key"]
+__all__ = ["DeviceSpec", "Held", "Owner", "Tuning", "build_governed", "journal_key"]

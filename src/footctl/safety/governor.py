@@ -222,6 +222,14 @@ class SafetyGovernor:
         """A source no longer holds the session."""
         self._leases.pop(source, None)
 
+    def lease_left_s(self) -> float | None:
+        """Seconds before the soonest remote lease runs out (the controller's own
+        heartbeat aside); None while no source holds one."""
+        now = self._clock()
+        left = [renewed + seconds - now for source, (renewed, seconds) in self._leases.items()
+                if source != CONTROLLER]
+        return max(0.0, min(left)) if left else None
+
     def _missed_lease(self) -> str | None:
         now = self._clock()
         for source, (renewed, seconds) in self._leases.items():
