@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 from footctl.device.profile.loader import find_profiles
 from footctl.device.profile.schema import Profile
+from footctl.virtual import VirtualRadio, radio_for_world
+from footctl.virtual.link import VirtualWorld
 
 # "ci" runs more examples than the default quick local run; scripts/test selects it.
 # CI runs a fixed set of examples (derandomized: a red CI is reproducible, never a
@@ -42,3 +45,19 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOOTCTL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("FOOTCTL_PROGRAM_DIR", str(tmp_path / "programs"))
     monkeypatch.delenv("FOOTCTL_LINK", raising=False)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[VirtualWorld]:
+    """A fresh virtual link, closed after the test."""
+    w = VirtualWorld()
+    yield w
+    await w.close()
+
+
+@pytest.fixture
+async def radio(world: VirtualWorld) -> AsyncIterator[VirtualRadio]:
+    """A bleak-facing central on ``world``."""
+    r = await radio_for_world(world)
+    yield r
+    await r.close()
