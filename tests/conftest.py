@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, settings
 
 from footctl.device.profile.loader import find_profiles
 from footctl.device.profile.schema import Profile
+from footctl.safety.limits import Caps
 from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
+from virtual_rig import Bench, BenchFactory, open_bench
 
 # "ci" runs more examples than the default quick local run; scripts/test selects it.
 # CI runs a fixed set of examples (derandomized: a red CI is reproducible, never a
@@ -61,3 +63,18 @@ async def radio(world: VirtualWorld) -> AsyncIterator[VirtualRadio]:
     r = await radio_for_world(world)
     yield r
     await r.close()
+
+
+@pytest.fixture
+async def bench_factory() -> AsyncIterator[BenchFactory]:
+    """``await bench_factory(profile, caps)``: a connected Bench, closed after the test."""
+    made: list[Bench] = []
+
+    async def make(profile: Profile, caps: Caps, *, session_on_clock: bool = False) -> Bench:
+        bench = await open_bench(profile, caps, session_on_clock=session_on_clock)
+        made.append(bench)
+        return bench
+
+    yield make
+    for bench in made:
+        await bench.close()

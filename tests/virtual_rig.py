@@ -3,13 +3,16 @@
 - ``add_echo``: a tiny peripheral (service fff0) whose writes on fff1 come back as
   notifications on fff4, with a read-only characteristic fff2; for the link and the
   bleak backend, below any massager.
+- ``Bench``: one virtual massager behind the bleak backend, a real DeviceSession and a
+  real SafetyGovernor, the governor and the massager's model on one fake clock.
 
-The ``world`` and ``radio`` fixtures live in conftest.py.
+The ``world``, ``radio`` and ``bench_factory`` fixtures live in conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bumble import att
@@ -17,7 +20,16 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
+from footctl.device.profile.schema import Profile
+from footctl.device.session import DeviceSession
+from footctl.device.transport.ble import Radio
+from footctl.safety.governor import SafetyGovernor
+from footctl.safety.limits import Caps, Limits
+from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
+from footctl.virtual.model import FrameRecord, MassagerModel
+from footctl.virtual.peripheral import VirtualMassager
+from safety_harness import FakeClock
 
 # --------------------------------------------------------------------- the echo peripheral
 
@@ -87,3 +99,58 @@ async def add_echo(world: VirtualWorld, name: str = ECHO_NAME) -> Echo:
         advertising_interval_max=20,
     )
     return echo
+
+
+# --------------------------------------------------------------------- massager + governor
+
+# Where the fake clock starts: any value well past zero, so "seconds ago" never goes negative.
+CLOCK_START_S = 5000.0
+
+
+@dataclass
+class Bench:
+    """A virtual massager behind a real DeviceSession and SafetyGovernor."""
+
+    world: VirtualWorld
+    massager: VirtualMassager
+    vradio: VirtualRadio
+    session: DeviceSession
+    governor: SafetyGovernor
+    clock: FakeClock
+
+    @property
+    def model(self) -> MassagerModel:
+        return self.massager.model
+
+    def acted(self) -> list[FrameRecord]:
+        """Frames the device acted on, queries left out."""
+        return [f for f in self.massager.frames if f.outcome == "applied" and f.command != "query"]
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.vradio.close()
+        await self.massager.close()
+        await self.world.close()
+
+
+BenchFactory = Callable[..., Awaitable[Bench]]
+
+
+async def open_bench(profile: Profile, caps: Caps, *, session_on_clock: bool = False) -> Bench:
+    """A connected Bench of ``profile`` under ``caps``.
+
+    ``session_on_clock``: the session's own waits (inside key sequences) run on the fake
+    clock too, so the device's frame times show them exactly.
+    """
+    clock = FakeClock(CLOCK_START_S)
+    world = VirtualWorld()
+    model = MassagerModel(profile, now=clock)
+    massager = await VirtualMassager.create(world, profile, model=model)
+    vradio = await radio_for_world(world)
+    radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
+    sleep = clock.sleep if session_on_clock else asyncio.sleep
+    session = DeviceSession(profile, radio, scan_timeout=5.0, sleep=sleep)
+    limits = Limits.compute(profile, caps)
+    governor = SafetyGovernor(session, limits, clock=clock, sleep=clock.sleep)
+    await session.connect()
+    return Bench(world, massager, vradio, session, governor, clock)
