@@ -14,6 +14,7 @@ from footctl.device.profile.schema import Profile
 from footctl.safety.limits import Caps
 from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
+from owner_rig import OwnerRig
 from virtual_rig import Bench, BenchFactory, open_bench
 
 # "ci" runs more examples than the default quick local run; scripts/test selects it.
@@ -78,3 +79,11 @@ async def bench_factory() -> AsyncIterator[BenchFactory]:
     yield make
     for bench in made:
         await bench.close()
+
+
+@pytest.fixture
+async def owner_rig() -> AsyncIterator[OwnerRig]:
+    """Virtual massagers and an in-process Owner (``await owner_rig.build(...)``)."""
+    r = OwnerRig()
+    yield r
+    await r.close()
