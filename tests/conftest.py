@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from cli_rig import sim_process
 from footctl.device.profile.loader import find_profiles
 from footctl.device.profile.schema import Profile
 from footctl.safety.limits import Caps
 from footctl.virtual import VirtualRadio, radio_for_world
 from footctl.virtual.link import VirtualWorld
+from footctl.virtual.sim import SimControl
 from owner_rig import OwnerRig
 from virtual_rig import Bench, BenchFactory, open_bench
 
@@ -87,3 +89,10 @@ async def owner_rig() -> AsyncIterator[OwnerRig]:
     r = OwnerRig()
     yield r
     await r.close()
+
+
+@pytest.fixture
+def sim_aa55(tmp_path: Path) -> Iterator[tuple[str, SimControl]]:
+    """A ``footctl sim shiatsu-aa55`` process: (link address, control client)."""
+    with sim_process(tmp_path / "sim.err", "shiatsu-aa55") as running:
+        yield running
