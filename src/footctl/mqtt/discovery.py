@@ -19,9 +19,10 @@ from footctl import __version__
 from footctl.control.api import DeviceCaps, DeviceView
 from footctl.mqtt.topics import Topics, topic_id
 
+# The origin (``o``) names footctl and its version; Home Assistant's origin schema
+# also takes an optional support URL, which footctl leaves out: the project publishes
+# none (pyproject.toml has no [project.urls]), and a made-up one would send users nowhere.
 ORIGIN_NAME = "footctl"
-# Where a Home Assistant user is sent from the device page ("support URL").
-SUPPORT_URL = "https://github.com/footctl/footctl/issues"
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 # The value templates read the state JSON (payloads.state_payload). A null renders
@@ -129,7 +130,7 @@ def discovery_config(
         device["cns"] = [["bluetooth", view.address.lower()]]
     return {
         "dev": device,
-        "o": {"name": ORIGIN_NAME, "sw": version, "url": SUPPORT_URL},
+        "o": {"name": ORIGIN_NAME, "sw": version},
         "avty": [{"t": topics.bridge_state}, {"t": topics.availability(tid)}],
         "avty_mode": "all",
         "stat_t": topics.state(tid),
