@@ -40,6 +40,17 @@ def heat_options(caps: DeviceCaps) -> list[str]:
     return ["off", *(str(h.level) for h in caps.heat_levels)]
 
 
+def _select(
+    name: str, icon: str, command_topic: str, options: list[str], value_template: str
+) -> dict[str, Any]:
+    """A Home Assistant ``select`` component (abbreviated keys): the mode, heat and
+    program pickers."""
+    return {
+        "p": "select", "name": name, "ic": icon,
+        "cmd_t": command_topic, "ops": options, "val_tpl": value_template,
+    }
+
+
 def discovery_config(
     view: DeviceView, caps: DeviceCaps, topics: Topics, *, version: str = __version__
 ) -> dict[str, Any]:
@@ -86,16 +97,14 @@ def discovery_config(
             "min": caps.intensity_min, "max": caps.intensity_max, "step": 1, "mode": "slider",
         }
     if caps.modes:
-        cmps["mode"] = {
-            "p": "select", "name": "Mode", "ic": "mdi:format-list-bulleted",
-            "cmd_t": cmd("mode"), "ops": list(caps.modes),
-            "val_tpl": "{{ value_json.mode }}",
-        }
+        cmps["mode"] = _select(
+            "Mode", "mdi:format-list-bulleted", cmd("mode"), list(caps.modes),
+            "{{ value_json.mode }}",
+        )
     if caps.heat_levels:
-        cmps["heat"] = {
-            "p": "select", "name": "Heat", "ic": "mdi:heat-wave",
-            "cmd_t": cmd("heat"), "ops": heat_options(caps), "val_tpl": HEAT_OPTION,
-        }
+        cmps["heat"] = _select(
+            "Heat", "mdi:heat-wave", cmd("heat"), heat_options(caps), HEAT_OPTION
+        )
         cmps["heating"] = {
             "p": "binary_sensor", "name": "Heating", "dev_cla": "heat",
             "val_tpl": ON_OFF_HEATING,
@@ -107,11 +116,10 @@ def discovery_config(
             "min": caps.zone_min, "max": caps.zone_max, "step": 1, "mode": "box",
         }
     if caps.programs:
-        cmps["program"] = {
-            "p": "select", "name": "Program", "ic": "mdi:playlist-play",
-            "cmd_t": cmd("selected_program"), "ops": list(caps.programs),
-            "val_tpl": "{{ value_json.selected_program }}",
-        }
+        cmps["program"] = _select(
+            "Program", "mdi:playlist-play", cmd("selected_program"), list(caps.programs),
+            "{{ value_json.selected_program }}",
+        )
         cmps["start_program"] = {
             "p": "button", "name": "Start program", "ic": "mdi:play-circle",
             "cmd_t": cmd("start"), "pl_prs": "PRESS",
