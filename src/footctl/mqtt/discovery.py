@@ -51,6 +51,23 @@ def _select(
     }
 
 
+def _number(
+    name: str,
+    icon: str,
+    command_topic: str,
+    value_template: str,
+    bounds: tuple[int, int],
+    mode: str,
+) -> dict[str, Any]:
+    """A Home Assistant ``number`` component (abbreviated keys) in whole steps from
+    ``bounds[0]`` to ``bounds[1]``: the intensity and zone controls."""
+    return {
+        "p": "number", "name": name, "ic": icon,
+        "cmd_t": command_topic, "val_tpl": value_template,
+        "min": bounds[0], "max": bounds[1], "step": 1, "mode": mode,
+    }
+
+
 def discovery_config(
     view: DeviceView, caps: DeviceCaps, topics: Topics, *, version: str = __version__
 ) -> dict[str, Any]:
@@ -91,11 +108,10 @@ def discovery_config(
     if caps.intensity_max > caps.intensity_min:
         # A massager with one level (or capped to one) has nothing to set: HA's number
         # needs min < max, so it gets no intensity control at all.
-        cmps["intensity"] = {
-            "p": "number", "name": "Intensity", "ic": "mdi:gauge",
-            "cmd_t": cmd("intensity"), "val_tpl": "{{ value_json.intensity }}",
-            "min": caps.intensity_min, "max": caps.intensity_max, "step": 1, "mode": "slider",
-        }
+        cmps["intensity"] = _number(
+            "Intensity", "mdi:gauge", cmd("intensity"), "{{ value_json.intensity }}",
+            (caps.intensity_min, caps.intensity_max), "slider",
+        )
     if caps.modes:
         cmps["mode"] = _select(
             "Mode", "mdi:format-list-bulleted", cmd("mode"), list(caps.modes),
@@ -110,11 +126,10 @@ def discovery_config(
             "val_tpl": ON_OFF_HEATING,
         }
     if caps.zone_min is not None and caps.zone_max is not None and caps.zone_max > caps.zone_min:
-        cmps["zone"] = {
-            "p": "number", "name": "Zone", "ic": "mdi:target",
-            "cmd_t": cmd("zone"), "val_tpl": "{{ value_json.zone }}",
-            "min": caps.zone_min, "max": caps.zone_max, "step": 1, "mode": "box",
-        }
+        cmps["zone"] = _number(
+            "Zone", "mdi:target", cmd("zone"), "{{ value_json.zone }}",
+            (caps.zone_min, caps.zone_max), "box",
+        )
     if caps.programs:
         cmps["program"] = _select(
             "Program", "mdi:playlist-play", cmd("selected_program"), list(caps.programs),
