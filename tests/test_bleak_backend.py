@@ -12,11 +12,11 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakError
+from bleak.exc import BleakError, BleakGATTProtocolError
 from bumble import hci
 
 from footctl.virtual import VirtualRadio, VirtualWorld
-from virtual_rig import CCCD, NOTIFY, READ_ONLY, SERVICE, WRITE, Echo, add_echo
+from virtual_rig import CCCD, NOTIFY, READ_ONLY, REJECTED, SERVICE, WRITE, Echo, add_echo
 from virtual_rig import ECHO_NAME as NAME
 
 
@@ -149,6 +149,73 @@ async def test_write_reaches_peripheral_and_notification_comes_back(
     await client.write_gatt_char(WRITE, b"quiet", response=True)
     await asyncio.sleep(0.02)
     assert got.empty()
+    await client.disconnect()
+
+
+async def test_att_error_becomes_gatt_protocol_error(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    with pytest.raises(BleakGATTProtocolError) as caught:
+        await client.write_gatt_char(WRITE, REJECTED, response=True)
+    assert caught.value.code == 0x03
+    assert client.is_connected
+    await client.disconnect()
+
+
+async def test_pairing_is_not_supported(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    with pytest.raises(NotImplementedError):
+        await client.pair()
+    await client.disconnect()
+
+
+# --------------------------------------------------------------------- link loss
+
+
+async def test_drop_fires_disconnected_callback_and_write_raises_bleak_error(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    lost = asyncio.Event()
+    client = await connected(radio, await find(radio), lost)
+    await world.drop(echo.device)
+    await asyncio.wait_for(lost.wait(), 0.5)
+    assert not client.is_connected
+    with pytest.raises(BleakError):
+        await client.write_gatt_char(WRITE, b"x", response=True)
+    with pytest.raises(BleakError):
+        await client.write_gatt_char(WRITE, b"x", response=False)
+
+
+async def test_drop_during_write_is_a_bleak_error_not_a_cancellation(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    lost = asyncio.Event()
+    client = await connected(radio, await find(radio), lost)
+    echo.gate.clear()  # the peripheral holds the write response
+    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
+    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    await world.drop(echo.device)
+    with pytest.raises(BleakError, match="link lost"):
+        await asyncio.wait_for(write, 1.0)
+    assert not write.cancelled()
+    assert lost.is_set()
+    echo.gate.set()
+
+
+async def test_real_cancellation_of_the_caller_still_propagates(
+    echo: Echo, radio: VirtualRadio
+) -> None:
+    client = await connected(radio, await find(radio))
+    echo.gate.clear()
+    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
+    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    # a timeout around a write is a TimeoutError for the caller
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await client.write_gatt_char(WRITE, b"held", response=True)
+    echo.gate.set()
     await client.disconnect()
 
 
