@@ -51,6 +51,15 @@ async def connected(
     return client
 
 
+async def held_write(client: BleakClient, echo: Echo) -> asyncio.Task[None]:
+    """A write with response that the echo has received and holds unanswered (its gate
+    closed) until the test opens the gate again."""
+    echo.gate.clear()
+    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
+    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    return write
+
+
 # --------------------------------------------------------------------- scan
 
 
@@ -190,9 +199,7 @@ async def test_drop_during_write_is_a_bleak_error_not_a_cancellation(
 ) -> None:
     lost = asyncio.Event()
     client = await connected(radio, await find(radio), lost)
-    echo.gate.clear()  # the peripheral holds the write response
-    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
-    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    write = await held_write(client, echo)
     await world.drop(echo.device)
     with pytest.raises(BleakError, match="link lost"):
         await asyncio.wait_for(write, 1.0)
@@ -205,9 +212,7 @@ async def test_real_cancellation_of_the_caller_still_propagates(
     echo: Echo, radio: VirtualRadio
 ) -> None:
     client = await connected(radio, await find(radio))
-    echo.gate.clear()
-    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
-    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    write = await held_write(client, echo)
     write.cancel()
     with pytest.raises(asyncio.CancelledError):
         await write
