@@ -17,23 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from footctl.device.profile.loader import find_profiles, load_profile
 from footctl.device.profile.schema import Profile
-from footctl.device.session import DeviceSession
-from footctl.device.transport.ble import Radio
-from footctl.safety.governor import Request, SafetyGovernor
-from footctl.safety.limits import Caps, Limits
-from footctl.virtual import VirtualRadio, radio_for_world
-from footctl.virtual.link import VirtualWorld
-from footctl.virtual.model import MassagerModel
-from footctl.virtual.peripheral import VirtualMassager
-from safety_harness import FakeClock, eventually
+from footctl.safety.governor import Request
+from footctl.safety.limits import Caps
+from safety_harness import eventually
+from virtual_rig import Bench, BenchFactory
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 NO_OFF_DIR = Path(__file__).resolve().parent.parent / "device_profiles" / "no-off"
@@ -213,53 +206,7 @@ def _vector_hex(pid: str, name: str, value: int | None) -> str:
     raise AssertionError(f"{pid}: no vector for {name} {value}")
 
 
-@dataclass
-class Bed:
-    world: VirtualWorld
-    massager: VirtualMassager
-    vradio: VirtualRadio
-    session: DeviceSession
-    governor: SafetyGovernor
-    clock: FakeClock
-
-    @property
-    def model(self) -> MassagerModel:
-        return self.massager.model
-
-
-Factory = Callable[[Profile, Caps], Awaitable[Bed]]
-
-
-@pytest.fixture
-async def bed_factory() -> AsyncIterator[Factory]:
-    made: list[Bed] = []
-
-    async def make(profile: Profile, caps: Caps) -> Bed:
-        clock = FakeClock(5000.0)
-        world = VirtualWorld()
-        model = MassagerModel(profile, now=clock)
-        massager = await VirtualMassager.create(world, profile, model=model)
-        vradio = await radio_for_world(world)
-        radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
-        # The session's waits inside sequences run on the same fake clock as the bed.
-        session = DeviceSession(profile, radio, scan_timeout=5.0, sleep=clock.sleep)
-        governor = SafetyGovernor(
-            session, Limits.compute(profile, caps), clock=clock, sleep=clock.sleep
-        )
-        await session.connect()
-        bed = Bed(world, massager, vradio, session, governor, clock)
-        made.append(bed)
-        return bed
-
-    yield make
-    for b in made:
-        await b.session.close()
-        await b.vradio.close()
-        await b.massager.close()
-        await b.world.close()
-
-
-async def _received(bed: Bed, count: int) -> list[tuple[str, float]]:
+async def _received(bed: Bench, count: int) -> list[tuple[str, float]]:
     """The frames the bed received (hex, fake time), once ``count`` have arrived (a write
     without response may still be in flight when the governor returns)."""
     await eventually(lambda: len(bed.massager.frames) >= count, timeout=5.0)
@@ -272,9 +219,11 @@ def test_every_bed_has_a_session() -> None:
 
 
 @pytest.mark.parametrize("pid", sorted(SESSIONS))
-async def test_session_start_raise_two_pick_a_pattern_stop(bed_factory: Factory, pid: str) -> None:
+async def test_session_start_raise_two_pick_a_pattern_stop(
+    bench_factory: BenchFactory, pid: str
+) -> None:
     profile = BEDS[pid]
-    bed = await bed_factory(profile, Caps(ramp_step_s=RAMP_STEP_S))
+    bed = await bench_factory(profile, Caps(ramp_step_s=RAMP_STEP_S), session_on_clock=True)
     low = profile.capabilities.intensity.min
 
     await bed.governor.submit(Request(power=True, intensity=low))  # start foot massage
@@ -299,9 +248,9 @@ async def test_session_start_raise_two_pick_a_pattern_stop(bed_factory: Factory,
 
 
 @pytest.mark.parametrize("pid", sorted(SESSIONS))
-async def test_session_timer_switches_the_bed_off(bed_factory: Factory, pid: str) -> None:
+async def test_session_timer_switches_the_bed_off(bench_factory: BenchFactory, pid: str) -> None:
     profile = BEDS[pid]
-    bed = await bed_factory(profile, Caps(ramp_step_s=0, session_s=600))
+    bed = await bench_factory(profile, Caps(ramp_step_s=0, session_s=600), session_on_clock=True)
     await bed.governor.submit(Request(power=True, intensity=profile.capabilities.intensity.min))
     assert await eventually(lambda: bed.model.running)
     before = len(bed.massager.frames)
@@ -332,10 +281,11 @@ def _off_length(pid: str) -> int:
 
 
 @pytest.mark.parametrize("pid", ["bed-linak", "bed-okin-cb24-legacy", "bed-keeson-sleep-harmony"])
-async def test_intensity_cap_holds_on_a_bed(bed_factory: Factory, pid: str) -> None:
+async def test_intensity_cap_holds_on_a_bed(bench_factory: BenchFactory, pid: str) -> None:
     profile = BEDS[pid]
     low = profile.capabilities.intensity.min
-    bed = await bed_factory(profile, Caps(ramp_step_s=0, intensity=low + 1, clamp=True))
+    caps = Caps(ramp_step_s=0, intensity=low + 1, clamp=True)
+    bed = await bench_factory(profile, caps, session_on_clock=True)
     await bed.governor.submit(Request(power=True, intensity=low))
     await bed.governor.submit(Request(intensity=low + 2))  # asks past the cap: clamped
     assert await eventually(lambda: bed.model.intensity == low + 1)

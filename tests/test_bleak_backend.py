@@ -1,113 +1,28 @@
-"""The bleak backend over a Bumble central, driven through the real bleak API.
-
-A tiny echo peripheral is built here: service fff0, a write characteristic fff1 whose
-writes come back as notifications on fff4, and a read-only characteristic fff2.
-"""
+"""The bleak backend over a Bumble central, driven through the real bleak API,
+against the echo peripheral of virtual_rig (fff1 writes come back on fff4; fff2 is
+read-only)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import bleak_retry_connector
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakError
-from bumble import att, hci
-from bumble.core import UUID, AdvertisingData
-from bumble.device import Connection, Device
-from bumble.gatt import Characteristic, CharacteristicValue, Service
+from bleak.exc import BleakError, BleakGATTProtocolError
+from bumble import hci
 
-from footctl.virtual import VirtualRadio, VirtualWorld, radio_for_world
-
-SERVICE = "0000fff0-0000-1000-8000-00805f9b34fb"
-WRITE = "0000fff1-0000-1000-8000-00805f9b34fb"
-READ_ONLY = "0000fff2-0000-1000-8000-00805f9b34fb"
-NOTIFY = "0000fff4-0000-1000-8000-00805f9b34fb"
-CCCD = "00002902-0000-1000-8000-00805f9b34fb"
-NAME = "Echo"
-REJECTED = b"\xff\xff"  # the echo answers this write with an ATT error
-
-
-@dataclass
-class Echo:
-    """The peripheral and what it received."""
-
-    device: Device
-    received: list[bytes] = field(default_factory=list)
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-    entered: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def address(self) -> str:
-        return self.device.random_address.to_string(with_type_qualifier=False)
-
-
-async def add_echo(world: VirtualWorld, name: str = NAME) -> Echo:
-    device = await world.add_peripheral_device(name)
-    echo = Echo(device)
-    echo.gate.set()
-    notify = Characteristic(
-        NOTIFY, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
-    )
-
-    async def on_write(_connection: Connection, value: bytes) -> None:
-        echo.entered.set()
-        if value == REJECTED:
-            raise att.ATT_Error(error_code=0x03, message="write not permitted")
-        await echo.gate.wait()  # tests close the gate to keep a write in flight
-        echo.received.append(bytes(value))
-        await device.notify_subscribers(notify, bytes(value))
-
-    write: Characteristic[bytes] = Characteristic(
-        WRITE,
-        Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
-        Characteristic.WRITEABLE,
-        CharacteristicValue(write=on_write),
-    )
-    read_only = Characteristic(
-        READ_ONLY, Characteristic.Properties.READ, Characteristic.READABLE, b"\x2a\x01"
-    )
-    device.add_service(Service(SERVICE, [write, read_only, notify]))
-    advertising = AdvertisingData(
-        [
-            (AdvertisingData.FLAGS, bytes([0x06])),
-            (AdvertisingData.COMPLETE_LOCAL_NAME, name.encode()),
-            (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, UUID("FFF0").to_bytes()),
-            (AdvertisingData.MANUFACTURER_SPECIFIC_DATA, b"\x34\x12hi"),
-            (AdvertisingData.TX_POWER_LEVEL, bytes([0xF8])),  # -8 dBm
-        ]
-    )
-    await device.start_advertising(
-        advertising_data=bytes(advertising),
-        auto_restart=True,
-        advertising_interval_min=20,
-        advertising_interval_max=20,
-    )
-    return echo
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[VirtualWorld]:
-    w = VirtualWorld()
-    yield w
-    await w.close()
+from footctl.virtual import VirtualRadio, VirtualWorld
+from virtual_rig import CCCD, NOTIFY, READ_ONLY, REJECTED, SERVICE, WRITE, Echo, add_echo
+from virtual_rig import ECHO_NAME as NAME
 
 
 @pytest.fixture
 async def echo(world: VirtualWorld) -> Echo:
     return await add_echo(world)
-
-
-@pytest.fixture
-async def radio(world: VirtualWorld) -> AsyncIterator[VirtualRadio]:
-    r = await radio_for_world(world)
-    yield r
-    await r.close()
 
 
 @pytest.fixture
@@ -134,6 +49,15 @@ async def connected(
     )
     await client.connect()
     return client
+
+
+async def held_write(client: BleakClient, echo: Echo) -> asyncio.Task[None]:
+    """A write with response that the echo has received and holds unanswered (its gate
+    closed) until the test opens the gate again."""
+    echo.gate.clear()
+    write = asyncio.create_task(client.write_gatt_char(WRITE, b"held", response=True))
+    await asyncio.wait_for(echo.entered.wait(), 1.0)
+    return write
 
 
 # --------------------------------------------------------------------- scan
@@ -234,6 +158,69 @@ async def test_write_reaches_peripheral_and_notification_comes_back(
     await client.write_gatt_char(WRITE, b"quiet", response=True)
     await asyncio.sleep(0.02)
     assert got.empty()
+    await client.disconnect()
+
+
+async def test_att_error_becomes_gatt_protocol_error(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    with pytest.raises(BleakGATTProtocolError) as caught:
+        await client.write_gatt_char(WRITE, REJECTED, response=True)
+    assert caught.value.code == 0x03
+    assert client.is_connected
+    await client.disconnect()
+
+
+async def test_pairing_is_not_supported(echo: Echo, radio: VirtualRadio) -> None:
+    client = await connected(radio, await find(radio))
+    with pytest.raises(NotImplementedError):
+        await client.pair()
+    await client.disconnect()
+
+
+# --------------------------------------------------------------------- link loss
+
+
+async def test_drop_fires_disconnected_callback_and_write_raises_bleak_error(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    lost = asyncio.Event()
+    client = await connected(radio, await find(radio), lost)
+    await world.drop(echo.device)
+    await asyncio.wait_for(lost.wait(), 0.5)
+    assert not client.is_connected
+    with pytest.raises(BleakError):
+        await client.write_gatt_char(WRITE, b"x", response=True)
+    with pytest.raises(BleakError):
+        await client.write_gatt_char(WRITE, b"x", response=False)
+
+
+async def test_drop_during_write_is_a_bleak_error_not_a_cancellation(
+    world: VirtualWorld, echo: Echo, radio: VirtualRadio
+) -> None:
+    lost = asyncio.Event()
+    client = await connected(radio, await find(radio), lost)
+    write = await held_write(client, echo)
+    await world.drop(echo.device)
+    with pytest.raises(BleakError, match="link lost"):
+        await asyncio.wait_for(write, 1.0)
+    assert not write.cancelled()
+    assert lost.is_set()
+    echo.gate.set()
+
+
+async def test_real_cancellation_of_the_caller_still_propagates(
+    echo: Echo, radio: VirtualRadio
+) -> None:
+    client = await connected(radio, await find(radio))
+    write = await held_write(client, echo)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    # a timeout around a write is a TimeoutError for the caller
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await client.write_gatt_char(WRITE, b"held", response=True)
+    echo.gate.set()
     await client.disconnect()
 
 

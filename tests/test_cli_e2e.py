@@ -8,72 +8,22 @@ the device was left doing after the controller process is gone.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_rig import CLI_TIMEOUT_S, FAST_RAMP, footctl, one_json, start_owner, use_config, wait_until
 from footctl.virtual.sim import SimControl
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Wall-clock bounds for subprocesses; generous because CI machines are shared.
-CLI_TIMEOUT_S = 60.0
-POLL_S = 0.05
-
-
-def footctl(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "footctl.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        env=os.environ.copy(),
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"footctl {args} -> {proc.returncode}\n{proc.stderr}")
-    return proc
-
-
-def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """stdout must be exactly one JSON object."""
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stdout
-    data = json.loads(lines[0])
-    assert isinstance(data, dict)
-    return data
-
-
-def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-# The ramp (one intensity level per 10 s by default) is exercised in the governor
-# tests with a fake clock; here a fast ramp keeps each CLI call short.
-FAST_RAMP_CONFIG = "[caps]\nintensity_step_seconds = 0.05\n"
-
-
 @pytest.fixture(autouse=True)
 def _fast_ramp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tmp_path / "fast-ramp.toml"
-    config.write_text(FAST_RAMP_CONFIG)
-    monkeypatch.setenv("FOOTCTL_CONFIG", str(config))
+    use_config(tmp_path, monkeypatch, FAST_RAMP)
 
 
 SETS = {
@@ -171,45 +121,15 @@ def test_unreachable_link_exits_3() -> None:
 # --- a separate sim process, the guardian, link drops and signals ---------------
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[tuple[str, SimControl]]:
-    """A ``footctl sim shiatsu-aa55`` process: (link address, control client)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "footctl.cli", "sim", "shiatsu-aa55"],
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "sim.err", "w"),  # noqa: SIM115
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("footctl sim:"), first
-        link = first.split()[-1]
-        control = first.split(" control ")[1].split()[0]
-        yield link, SimControl(control)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def start_guardian(link: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "footctl.cli", "--link", link, "--json", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def device_state(ctl: SimControl) -> dict[str, Any]:
     return ctl.request({"cmd": "state"})
 
 
 def test_guardian_holds_session_and_stop_from_elsewhere_ends_it(
-    sim: tuple[str, SimControl],
+    sim_aa55: tuple[str, SimControl],
 ) -> None:
-    link, ctl = sim
-    guardian = start_guardian(link, "set", "--intensity", "2", "--heat", "1")
+    link, ctl = sim_aa55
+    guardian = start_owner(link, "set", "--intensity", "2", "--heat", "1")
     try:
         assert guardian.stdout is not None
         first = json.loads(guardian.stdout.readline())
@@ -234,10 +154,10 @@ def test_guardian_holds_session_and_stop_from_elsewhere_ends_it(
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_turns_everything_off_before_exit(
-    sim: tuple[str, SimControl], sig: signal.Signals
+    sim_aa55: tuple[str, SimControl], sig: signal.Signals
 ) -> None:
-    link, ctl = sim
-    guardian = start_guardian(link, "set", "--intensity", "3", "--heat", "1")
+    link, ctl = sim_aa55
+    guardian = start_owner(link, "set", "--intensity", "3", "--heat", "1")
     assert guardian.stdout is not None
     guardian.stdout.readline()
     assert device_state(ctl)["heat"] == 1
@@ -250,12 +170,12 @@ def test_signal_turns_everything_off_before_exit(
 
 
 def test_link_drop_then_reboot_ends_the_session_and_stays_off(
-    sim: tuple[str, SimControl],
+    sim_aa55: tuple[str, SimControl],
 ) -> None:
     """The massager rebooted while away and comes back off: the session ends
     (``device_off``) and nothing switches it on again (issue #9, 1: it was re-asserted)."""
-    link, ctl = sim
-    guardian = start_guardian(link, "set", "--intensity", "3", "--mode", "rolling")
+    link, ctl = sim_aa55
+    guardian = start_owner(link, "set", "--intensity", "3", "--mode", "rolling")
     try:
         assert guardian.stdout is not None
         guardian.stdout.readline()
@@ -274,10 +194,10 @@ def test_link_drop_then_reboot_ends_the_session_and_stays_off(
 
 
 def test_sigkill_leaves_a_marker_and_the_next_start_turns_the_device_off(
-    sim: tuple[str, SimControl],
+    sim_aa55: tuple[str, SimControl],
 ) -> None:
-    link, ctl = sim
-    guardian = start_guardian(link, "set", "--intensity", "2", "--heat", "1")
+    link, ctl = sim_aa55
+    guardian = start_owner(link, "set", "--intensity", "2", "--heat", "1")
     assert guardian.stdout is not None
     guardian.stdout.readline()
     guardian.kill()  # no chance to clean up

@@ -18,46 +18,23 @@ from typing import Any
 
 import pytest
 
+from cli_rig import (
+    CLI_TIMEOUT_S,
+    FAST_RAMP,
+    footctl,
+    footctl_argv,
+    one_json,
+    read_sim_banner,
+    use_config,
+    wait_until,
+)
 from footctl.virtual.sim import SimControl
 
 pytestmark = pytest.mark.e2e
 
-CLI_TIMEOUT_S = 60.0
-POLL_S = 0.05
-FAST_RAMP = "[caps]\nintensity_step_seconds = 0.05\n"
-
-
-def footctl(*args: str, env: dict[str, str] | None = None,
-            timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "footctl.cli", *args], capture_output=True, text=True,
-        timeout=timeout, env=env or os.environ.copy(), check=False,
-    )
-
-
-def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, (proc.stdout, proc.stderr)
-    data = json.loads(lines[0])
-    assert isinstance(data, dict)
-    return data
-
-
-def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(autouse=True)
 def _fast_ramp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tmp_path / "fast-ramp.toml"
-    config.write_text(FAST_RAMP)
-    monkeypatch.setenv("FOOTCTL_CONFIG", str(config))
+    use_config(tmp_path, monkeypatch, FAST_RAMP)
 
 
 class Procs:
@@ -68,7 +45,7 @@ class Procs:
     def start(self, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
         n = len(self.procs)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "footctl.cli", *args], stdout=stdout,
+            footctl_argv(*args), stdout=stdout,
             stderr=open(self.tmp / f"proc{n}.err", "w"),  # noqa: SIM115
             text=True,
         )
@@ -76,11 +53,7 @@ class Procs:
         return proc
 
     def sim(self, *profiles: str) -> tuple[str, SimControl]:
-        proc = self.start("sim", *profiles)
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("footctl sim:"), first
-        return first.split()[-1], SimControl(first.split(" control ")[1].split()[0])
+        return read_sim_banner(self.start("sim", *profiles))
 
     def owner(self, *args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
         """A one-shot command that stays the owner; its first JSON line."""
@@ -164,7 +137,7 @@ def test_stop_with_a_broken_config_file_still_stops(procs: Procs, tmp_path: Path
     owner, _ = procs.owner("--link", link, "set", "--intensity", "1", "--heat", "1")
     broken = tmp_path / "broken.toml"
     broken.write_text("[caps\nmax_session_minutes = = 3\n")
-    env = {**os.environ, "FOOTCTL_CONFIG": str(broken)}
+    env = {"FOOTCTL_CONFIG": str(broken)}
     proc = footctl("stop", env=env)
     assert proc.returncode == 0, proc.stderr
     assert not state(ctl)["running"] and state(ctl)["heat"] == 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,56 +23,23 @@ from footctl.control.api import (
     StopRequest,
     parse_request,
 )
-from footctl.control.owner import DeviceSpec, Owner
+from footctl.control.owner import Owner
 from footctl.device.profile.schema import Profile
-from footctl.device.transport.ble import Radio
 from footctl.errors import UsageError
 from footctl.journal import Journal
-from footctl.virtual import radio_for_world
-from footctl.virtual.link import VirtualWorld
-from footctl.virtual.peripheral import VirtualMassager
+from owner_rig import OwnerRig
 from safety_harness import eventually
 
-
-class Rig:
-    def __init__(self) -> None:
-        self.world = VirtualWorld()
-        self.massagers: list[VirtualMassager] = []
-        self.owner: Owner | None = None
-        self.closers: list[Any] = []
-
-    async def build(
-        self, profiles: list[Profile], config: Config | None = None,
-        journal: Journal | None = None, connect: bool = True,
-    ) -> Owner:
-        specs = []
-        for i, profile in enumerate(profiles):
-            m = await VirtualMassager.create(self.world, profile)
-            self.massagers.append(m)
-            specs.append(DeviceSpec(profile, m.address, f"m{i}", simulated=True))
-        vradio = await radio_for_world(self.world)
-        self.closers.append(vradio.close)
-        radio = Radio("virtual", vradio.scanner_backend, vradio.client_backend)
-        self.owner = Owner(config or Config(), [(s, radio) for s in specs], journal=journal,
-                           scan_timeout=5.0)
-        await self.owner.open(connect=connect)
-        return self.owner
-
-    async def close(self) -> None:
-        if self.owner is not None:
-            await self.owner.close()
-        for c in self.closers:
-            await c()
-        for m in self.massagers:
-            await m.close()
-        await self.world.close()
+# Test modules written against this module's old rig import it from here
+# (test_control_scan and test_journal_sources on main): the shared rig under its old
+# name, and a ``rig`` fixture that is the shared ``owner_rig``. New code: owner_rig.
+Rig = OwnerRig
 
 
 @pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    r = Rig()
-    yield r
-    await r.close()
+def rig(owner_rig: OwnerRig) -> OwnerRig:
+    """The shared ``owner_rig`` under this module's old fixture name."""
+    return owner_rig
 
 
 def ok(reply: Reply | ErrorReply) -> Reply:
@@ -82,18 +48,18 @@ def ok(reply: Reply | ErrorReply) -> Reply:
 
 
 async def test_set_then_stop_and_the_stream_sees_each_change_in_order(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]])
     stream = owner.subscribe()
     first = await stream.get()
     assert [v.link for v in first] == ["connected"]
     reply = ok(await owner.request(SetRequest(intensity=1, heat=1)))
     assert (reply.devices[0].reported.power, reply.devices[0].reported.heat) == (True, 1)
     assert reply.devices[0].session_source == "cli"
-    assert rig.massagers[0].model.running
+    assert owner_rig.massagers[0].model.running
     ok(await owner.request(StopRequest(source="tui")))
-    assert not rig.massagers[0].model.running
+    assert not owner_rig.massagers[0].model.running
     seqs: list[int] = [v.seq for v in first]
     while True:
         views = await asyncio.wait_for(stream.get(), 5)
@@ -105,27 +71,27 @@ async def test_set_then_stop_and_the_stream_sees_each_change_in_order(
 
 
 async def test_an_unknown_name_is_exit_3_and_two_massagers_need_a_name(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]])
+    owner = await owner_rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]])
     reply = await owner.request(StatusRequest(device="nobody"))
     assert isinstance(reply, ErrorReply) and reply.exit_code == 3
     reply = await owner.request(SetRequest(intensity=1))
     assert isinstance(reply, ErrorReply) and reply.exit_code == 2
     ok(await owner.request(SetRequest(device="m1", intensity=1)))
-    assert rig.massagers[1].model.running and not rig.massagers[0].model.running
+    assert owner_rig.massagers[1].model.running and not owner_rig.massagers[0].model.running
     reply = await owner.request(StopRequest(device="nobody"))
     assert isinstance(reply, ErrorReply) and reply.exit_code == 3
-    assert rig.massagers[1].model.running  # a stop naming nobody stops nothing
+    assert owner_rig.massagers[1].model.running  # a stop naming nobody stops nothing
     ok(await owner.request(StopRequest()))
-    assert not any(m.model.running for m in rig.massagers)
+    assert not any(m.model.running for m in owner_rig.massagers)
 
 
 async def test_a_stop_while_the_link_is_down_voids_the_waiting_set_and_lands_first(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    massager = rig.massagers[0]
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]])
+    massager = owner_rig.massagers[0]
     held = owner.held[0]
     await massager.drop()
     assert await eventually(lambda: not held.session.connected)
@@ -145,9 +111,9 @@ async def test_a_stop_while_the_link_is_down_voids_the_waiting_set_and_lands_fir
 
 
 async def test_a_request_queued_behind_a_stop_never_runs(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]], connect=False)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], connect=False)
     first = asyncio.ensure_future(owner.request(SetRequest(intensity=1)))
     second = asyncio.ensure_future(owner.request(SetRequest(intensity=1, heat=1)))
     await asyncio.sleep(0)
@@ -156,15 +122,15 @@ async def test_a_request_queued_behind_a_stop_never_runs(
         reply = await asyncio.wait_for(fut, 10)
         assert isinstance(reply, ErrorReply) and reply.reason == "superseded_by_stop", reply
     await asyncio.sleep(0.5)
-    assert not rig.massagers[0].model.running
+    assert not owner_rig.massagers[0].model.running
 
 
 async def test_the_cooldown_holds_for_a_new_session_through_the_owner(
-    rig: Rig, profiles: dict[str, Profile], tmp_path: Any
+    owner_rig: OwnerRig, profiles: dict[str, Profile], tmp_path: Any
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     try:
-        owner = await rig.build([profiles["shiatsu-aa55"]], journal=journal)
+        owner = await owner_rig.build([profiles["shiatsu-aa55"]], journal=journal)
         ok(await owner.request(SetRequest(intensity=1, heat=1)))
         ok(await owner.request(StopRequest()))
         again = await owner.request(SetRequest(intensity=1, heat=1))
@@ -173,33 +139,33 @@ async def test_the_cooldown_holds_for_a_new_session_through_the_owner(
         again = await owner.request(SetRequest(device="m0", heat=1))
         assert isinstance(again, ErrorReply) and again.reason == "cooldown"
         assert (owner.snapshot()[0].last_refusal or "").startswith("cooldown")
-        assert not rig.massagers[0].model.running
+        assert not owner_rig.massagers[0].model.running
     finally:
         journal.close()
 
 
 async def test_sixteen_massagers_and_a_drop_on_one_disturbs_no_other(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]] * 16)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]] * 16)
     replies = await asyncio.gather(
         *(owner.request(SetRequest(device=f"m{i}", intensity=1)) for i in range(16))
     )
     assert all(isinstance(r, Reply) for r in replies), replies
-    assert all(m.model.running for m in rig.massagers)
-    await rig.massagers[3].drop()
+    assert all(m.model.running for m in owner_rig.massagers)
+    await owner_rig.massagers[3].drop()
     assert await eventually(lambda: not owner.held[3].session.connected)
     ok(await owner.request(StopRequest(device="m7")))
-    assert not rig.massagers[7].model.running
+    assert not owner_rig.massagers[7].model.running
     others = [i for i in range(16) if i not in (3, 7)]
-    assert all(rig.massagers[i].model.running for i in others)
+    assert all(owner_rig.massagers[i].model.running for i in others)
     assert all(owner.held[i].session.connected for i in others)
     views = {v.name: v for v in owner.snapshot()}
     assert views["m3"].link == "lost" and views["m4"].link == "connected"
-    await rig.massagers[3].restore()
+    await owner_rig.massagers[3].restore()
     assert await eventually(lambda: owner.held[3].session.connected, 15)
     ok(await owner.request(StopRequest()))
-    assert not any(m.model.running for m in rig.massagers)
+    assert not any(m.model.running for m in owner_rig.massagers)
 
 
 # --- the API models at the edge ------------------------------------------------------
@@ -240,11 +206,11 @@ def test_valid_levels_pass_as_ints(intensity: int, heat: int) -> None:
 
 
 async def test_the_views_an_owner_builds_are_valid_api_models(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
     from footctl.control.api import DeviceView
 
-    owner = await rig.build([profiles["ems-v2"], profiles["shiatsu-keys"]])
+    owner = await owner_rig.build([profiles["ems-v2"], profiles["shiatsu-keys"]])
     ok(await owner.request(SetRequest(device="m0", intensity=2, heat=1, mode="tapping", zone=3)))
     ok(await owner.request(SetRequest(device="m1", intensity=1, heat=1)))
     for view in owner.snapshot():
@@ -271,10 +237,10 @@ async def test_owner_start_holds_simulated_massagers_from_flags_and_config() -> 
         assert running == ["shiatsu-aa55-2"]
 
 
-async def test_the_owner_is_a_controller(rig: Rig, profiles: dict[str, Profile]) -> None:
+async def test_the_owner_is_a_controller(owner_rig: OwnerRig, profiles: dict[str, Profile]) -> None:
     from footctl.control.port import Controller
 
-    owner = await rig.build([profiles["shiatsu-aa55"]])
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]])
     controller: Controller = owner  # mypy checks the protocol; this checks it at run time
     stream = controller.subscribe(None)
     assert [v.name for v in await stream.get()] == ["m0"]

@@ -8,24 +8,20 @@ and asserts what the DEVICE saw last: its frame log and its own state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
 from footctl.device.profile.schema import Profile
-from footctl.device.session import DeviceSession, Target
-from footctl.device.transport.ble import Radio
+from footctl.device.session import Target
 from footctl.errors import ConfirmTimeout, FootctlError
-from footctl.safety.governor import Request, SafetyGovernor
-from footctl.safety.limits import Caps, Limits
-from footctl.virtual import VirtualRadio, radio_for_world
-from footctl.virtual.link import VirtualWorld
-from footctl.virtual.model import FrameRecord, MassagerModel
-from footctl.virtual.peripheral import VirtualMassager
-from safety_harness import FakeClock, eventually, is_off_frame
+from footctl.safety.governor import Request
+from footctl.safety.limits import Caps
+from safety_harness import eventually, is_off_frame
+from virtual_rig import BenchFactory
 
 SHIPPED = ["ems-v2", "shiatsu-aa55", "shiatsu-keys"]
+# No ramp wait: each request lands at once (the ramp has its own tests).
+NO_RAMP = Caps(ramp_step_s=0)
 FAULTS_INJECTED: list[str] = []
 
 
@@ -40,57 +36,12 @@ def _report_faults(request: pytest.FixtureRequest) -> object:
         )
 
 
-@dataclass
-class Bench:
-    world: VirtualWorld
-    massager: VirtualMassager
-    vradio: VirtualRadio
-    session: DeviceSession
-    governor: SafetyGovernor
-    clock: FakeClock
-
-    @property
-    def model(self) -> MassagerModel:
-        return self.massager.model
-
-    def acted(self) -> list[FrameRecord]:
-        """Frames the device acted on, queries left out."""
-        return [f for f in self.massager.frames if f.outcome == "applied" and f.command != "query"]
-
-
-@pytest.fixture
-async def bench_factory() -> AsyncIterator[object]:
-    made: list[Bench] = []
-
-    async def make(profile: Profile, caps: Caps | None = None) -> Bench:
-        clock = FakeClock(5000.0)
-        world = VirtualWorld()
-        model = MassagerModel(profile, now=clock)
-        massager = await VirtualMassager.create(world, profile, model=model)
-        vradio = await radio_for_world(world)
-        radio = Radio("virtual link", vradio.scanner_backend, vradio.client_backend)
-        session = DeviceSession(profile, radio, scan_timeout=5.0)
-        limits = Limits.compute(profile, caps or Caps(ramp_step_s=0))
-        governor = SafetyGovernor(session, limits, clock=clock, sleep=clock.sleep)
-        await session.connect()
-        bench = Bench(world, massager, vradio, session, governor, clock)
-        made.append(bench)
-        return bench
-
-    yield make
-    for b in made:
-        await b.session.close()
-        await b.vradio.close()
-        await b.massager.close()
-        await b.world.close()
-
-
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_drop_mid_heat_away_past_the_heat_cap_turns_heat_off_first(
-    bench_factory: object, profiles: dict[str, Profile], pid: str
+    bench_factory: BenchFactory, profiles: dict[str, Profile], pid: str
 ) -> None:
     FAULTS_INJECTED.append(f"{pid}: drop mid-heat past the heat cap")
-    b: Bench = await bench_factory(profiles[pid], Caps(heat_s=120, ramp_step_s=0))  # type: ignore[operator]
+    b = await bench_factory(profiles[pid], Caps(heat_s=120, ramp_step_s=0))
     await b.governor.submit(Request(intensity=profiles[pid].capabilities.intensity.min + 1, heat=1))
     assert b.model.effective_heat == 1
     await b.massager.drop()
@@ -110,11 +61,11 @@ async def test_drop_mid_heat_away_past_the_heat_cap_turns_heat_off_first(
 
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_device_refusing_reconnection_for_a_minute_then_back_in_time(
-    bench_factory: object, profiles: dict[str, Profile], pid: str
+    bench_factory: BenchFactory, profiles: dict[str, Profile], pid: str
 ) -> None:
     FAULTS_INJECTED.append(f"{pid}: refuses reconnection")
     profile = profiles[pid]
-    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    b = await bench_factory(profile, NO_RAMP)
     level = profile.capabilities.intensity.min + 2
     await b.governor.submit(Request(intensity=level, heat=1))
     await b.massager.drop()
@@ -139,11 +90,11 @@ async def test_device_refusing_reconnection_for_a_minute_then_back_in_time(
 @pytest.mark.parametrize("fault", ["garbage", "truncate"])
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_garbled_notifications_are_ignored_and_do_not_corrupt_state(
-    bench_factory: object, profiles: dict[str, Profile], pid: str, fault: str
+    bench_factory: BenchFactory, profiles: dict[str, Profile], pid: str, fault: str
 ) -> None:
     FAULTS_INJECTED.append(f"{pid}: {fault} notifications")
     profile = profiles[pid]
-    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    b = await bench_factory(profile, NO_RAMP)
     level = profile.capabilities.intensity.min + 1
     await b.governor.submit(Request(intensity=level))
     b.model.set_fault(fault, True)
@@ -161,11 +112,11 @@ async def test_garbled_notifications_are_ignored_and_do_not_corrupt_state(
 @pytest.mark.parametrize("fault", ["mute", "ignore_writes"])
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_device_that_stops_answering_gets_the_stop_resent_until_timeout(
-    bench_factory: object, profiles: dict[str, Profile], pid: str, fault: str
+    bench_factory: BenchFactory, profiles: dict[str, Profile], pid: str, fault: str
 ) -> None:
     FAULTS_INJECTED.append(f"{pid}: {fault}")
     profile = profiles[pid]
-    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    b = await bench_factory(profile, NO_RAMP)
     await b.governor.submit(Request(intensity=profile.capabilities.intensity.min + 1))
     b.model.set_fault(fault, True)
     seen_before = len(b.massager.frames)
@@ -190,11 +141,11 @@ async def test_device_that_stops_answering_gets_the_stop_resent_until_timeout(
 
 @pytest.mark.parametrize("pid", SHIPPED)
 async def test_heat_not_asked_for_is_cut_at_once_and_ends_the_session(
-    bench_factory: object, profiles: dict[str, Profile], pid: str
+    bench_factory: BenchFactory, profiles: dict[str, Profile], pid: str
 ) -> None:
     FAULTS_INJECTED.append(f"{pid}: rogue heat")
     profile = profiles[pid]
-    b: Bench = await bench_factory(profile)  # type: ignore[operator]
+    b = await bench_factory(profile, NO_RAMP)
     await b.governor.submit(Request(intensity=profile.capabilities.intensity.min + 1, heat=0))
     b.model.set_fault("rogue_heat", 1)  # a failed relay: heat on by itself
     await b.massager.notify()
@@ -207,11 +158,11 @@ async def test_heat_not_asked_for_is_cut_at_once_and_ends_the_session(
 
 
 async def test_over_temperature_is_cut_at_once(
-    bench_factory: object, profiles: dict[str, Profile]
+    bench_factory: BenchFactory, profiles: dict[str, Profile]
 ) -> None:
     # Only shiatsu-aa55 reports a temperature; the others cannot show this fault.
     FAULTS_INJECTED.append("shiatsu-aa55: over-temperature")
-    b: Bench = await bench_factory(profiles["shiatsu-aa55"])  # type: ignore[operator]
+    b = await bench_factory(profiles["shiatsu-aa55"], NO_RAMP)
     await b.governor.submit(Request(intensity=2, heat=1))
     b.model.set_fault("rogue_heat", 1)  # stuck at the level we asked for...
     b.model.set_fault("rogue_celsius", 48.0)  # ...with a failed thermostat

@@ -3,43 +3,17 @@ where it is about the CLI, else through the module that holds it."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_rig import CLI_TIMEOUT_S, footctl, one_json, start_owner, wait_until
 from footctl.journal_hooks import FLUSH_S
 from footctl.virtual.sim import SimControl
-
-# Wall-clock bound for one CLI run; generous because CI machines are shared.
-CLI_TIMEOUT_S = 60.0
-
-
-def footctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion in a subprocess (the test's isolated dirs apply)."""
-    return subprocess.run(
-        [sys.executable, "-m", "footctl.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-
-
-def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """stdout is exactly one JSON object."""
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stdout + proc.stderr
-    data = json.loads(lines[0])
-    assert isinstance(data, dict)
-    return data
 
 
 def config_file() -> Path:
@@ -213,49 +187,15 @@ def test_a_cooldown_refusal_names_its_setting() -> None:
 # --- 5. crash recovery journals the heat the session had -------------------------------
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[tuple[str, SimControl]]:
-    """A ``footctl sim shiatsu-aa55`` process: (link address, control client)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "footctl.cli", "sim", "shiatsu-aa55"],
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "sim.err", "w"),  # noqa: SIM115
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("footctl sim:"), first
-        link = first.split()[-1]
-        control = first.split(" control ")[1].split()[0]
-        yield link, SimControl(control)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # Long enough for a few journal flushes (FLUSH_S) after the heat came on.
 HEATED_S = 3 * FLUSH_S
 
 
 def test_sigkilled_heated_session_is_journaled_with_its_heat(
-    sim: tuple[str, SimControl],
+    sim_aa55: tuple[str, SimControl],
 ) -> None:
-    link, ctl = sim
-    guardian = subprocess.Popen(
-        [sys.executable, "-m", "footctl.cli", "--link", link, "--json", "set", "--heat", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    link, ctl = sim_aa55
+    guardian = start_owner(link, "set", "--heat", "1")
     assert guardian.stdout is not None
     guardian.stdout.readline()
     assert ctl.request({"cmd": "state"})["heat"] == 1

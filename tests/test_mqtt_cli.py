@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from cli_rig import footctl
 from footctl.mqtt.topics import Topics
 from mqtt_broker import Broker, broker, running  # noqa: F401 - fixtures
 from mqtt_rig import Hub, Msg
 
 pytestmark = pytest.mark.e2e
-
-
-def footctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "footctl.cli", *args], check=False, capture_output=True, text=True,
-        timeout=60, env={**os.environ, **(env or {})},
-    )
 
 
 def test_mqtt_check_says_whether_the_broker_is_reachable_and_the_credentials_work(

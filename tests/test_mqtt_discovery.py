@@ -78,8 +78,7 @@ def test_discovery_matches_home_assistant_schema(
     assert top["availability_mode"] == "all"
     assert [a["topic"] for a in top["availability"]] == [
         "footctl/bridge/hostA/state", "footctl/f0f000000001/availability"]
-    assert top["origin"] == {"name": "footctl", "sw_version": "9.9",
-                             "support_url": top["origin"]["support_url"]}
+    assert top["origin"] == {"name": "footctl", "sw_version": "9.9"}
     assert top["device"]["identifiers"] == ["footctl_f0f000000001"]
     assert top["device"]["model_id"] == profile_id
     assert is_ours(config, TOPICS)

@@ -4,19 +4,18 @@ on one massager through the daemon, each seeing the other's change."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_rig import footctl, one_json, use_config, wait_until
 from footctl.client import wait_for_socket
 from footctl.control.sockets import daemon_socket_path
 from footctl.tui.app import FootctlTui
@@ -34,29 +33,12 @@ START_TIMEOUT_S = 30.0
 
 @pytest.fixture
 def fast_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(FAST_CONFIG)
-    monkeypatch.setenv("FOOTCTL_CONFIG", str(config))
-    return config
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return use_config(tmp_path, monkeypatch, FAST_CONFIG)
 
 
 def cli(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [FOOTCTL, "--json", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
+    """``footctl --json ARGS`` to completion: its one JSON object (exit 0 or the test fails)."""
+    return one_json(footctl("--json", *args, check=True))
 
 
 class Tmux:
@@ -78,7 +60,7 @@ class Tmux:
         self.run("send-keys", "-t", "tui", *keys)
 
     def until(self, text: str, timeout: float = 15.0) -> str:
-        return str(wait_for(lambda: text in (s := self.screen()) and s, timeout, repr(text)))
+        return str(wait_until(lambda: text in (s := self.screen()) and s, timeout, repr(text)))
 
 
 @pytest.fixture
@@ -123,7 +105,7 @@ def test_tui_simulate_under_tmux(tmux: Tmux, fast_config: Path, tmp_path: Path) 
     tmux.keys("Space")
     tmux.until("power ON")
     tmux.keys("q")  # quit switches off what it owns
-    wait_for(done.exists, 20, "the TUI to exit")
+    wait_until(done.exists, 20, "the TUI to exit")
     assert done.read_text().strip() == "0"
 
 

@@ -4,7 +4,8 @@ what the virtual massager itself did, not on what the screen says."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,63 +14,17 @@ import pytest
 
 from footctl.config import CapsConfig, Config
 from footctl.control.api import StopRequest
-from footctl.control.owner import DeviceSpec, Owner
+from footctl.control.owner import Owner
 from footctl.device.profile.schema import Profile
-from footctl.device.transport.ble import Radio
 from footctl.journal import Journal
 from footctl.tui.app import FootctlTui
 from footctl.tui.dialogs import DevicePicker, JournalScreen, ProgramPicker, scan_via
-from footctl.virtual import radio_for_world
-from footctl.virtual.link import VirtualWorld
-from footctl.virtual.peripheral import VirtualMassager
+from owner_rig import OwnerRig
 from safety_harness import eventually
 
 # No ramp wait and no cooldown, so each key's effect lands within a few frames; the
 # ramp and cooldown rules have their own tests.
 FAST = Config(caps=CapsConfig(intensity_step_seconds=0, cooldown_minutes=0))
-
-
-class Rig:
-    """Virtual massagers and an Owner holding them."""
-
-    def __init__(self) -> None:
-        self.world = VirtualWorld()
-        self.massagers: list[VirtualMassager] = []
-        self.owner: Owner | None = None
-        self.closers: list[Any] = []
-
-    async def build(
-        self, profiles: list[Profile], config: Config = FAST, *, held: int | None = None
-    ) -> Owner:
-        """Virtual massagers of ``profiles``; the owner holds the first ``held`` (all)."""
-        specs = []
-        for i, profile in enumerate(profiles):
-            m = await VirtualMassager.create(self.world, profile)
-            self.massagers.append(m)
-            specs.append(DeviceSpec(profile, m.address, f"m{i}", simulated=True))
-        vradio = await radio_for_world(self.world)
-        self.closers.append(vradio.close)
-        radio = Radio("virtual", vradio.scanner_backend, vradio.client_backend)
-        specs = specs[:held]
-        self.owner = Owner(config, [(s, radio) for s in specs], scan_timeout=5.0)
-        await self.owner.open()
-        return self.owner
-
-    async def close(self) -> None:
-        if self.owner is not None:
-            await self.owner.close()
-        for close in self.closers:
-            await close()
-        for m in self.massagers:
-            await m.close()
-        await self.world.close()
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    r = Rig()
-    yield r
-    await r.close()
 
 
 def screen_text(app: FootctlTui) -> str:
@@ -90,57 +45,56 @@ async def settle(app: FootctlTui, pilot: Any) -> None:
     await pilot.pause()
 
 
-def tui(owner: Owner, *, owns: bool = True, journal: Path | None = None) -> FootctlTui:
-    return FootctlTui(owner, owns_devices=owns, journal_path=journal)
+async def press(app: FootctlTui, pilot: Any, *keys: str, until: Callable[[], bool]) -> None:
+    """Press ``keys``, wait until ``until`` holds (on the massager), then let the TUI settle."""
+    await pilot.press(*keys)
+    assert await eventually(until)
+    await settle(app, pilot)
 
 
-async def test_space_switches_on_and_off(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner)
+@contextlib.asynccontextmanager
+async def tui(
+    owner: Owner, *, owns: bool = True, journal: Path | None = None, scanner: Any = None
+) -> AsyncIterator[tuple[FootctlTui, Any]]:
+    """The TUI on ``owner`` in an 80x24 pilot, once its first massager shows connected."""
+    app = FootctlTui(owner, owns_devices=owns, journal_path=journal, scanner=scanner)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(app, pilot)
+        yield app, pilot
+
+
+async def test_space_switches_on_and_off(owner_rig: OwnerRig, profiles: dict[str, Profile]) -> None:
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    m = owner_rig.massagers[0].model
+    async with tui(owner) as (app, pilot):
         assert not m.running
-        await pilot.press("space")
-        assert await eventually(lambda: m.running)
-        await settle(app, pilot)
+        await press(app, pilot, "space", until=lambda: m.running)
         assert await eventually(lambda: "power ON" in screen_text(app))
-        await pilot.press("space")
-        assert await eventually(lambda: not m.running)
-        await settle(app, pilot)
+        await press(app, pilot, "space", until=lambda: not m.running)
 
 
-async def test_plus_and_minus_change_the_intensity(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("space")
-        assert await eventually(lambda: m.running)
-        await settle(app, pilot)
+async def test_plus_and_minus_change_the_intensity(
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
+) -> None:
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    m = owner_rig.massagers[0].model
+    async with tui(owner) as (app, pilot):
+        await press(app, pilot, "space", until=lambda: m.running)
         start = m.intensity
-        await pilot.press("plus")
-        assert await eventually(lambda: m.intensity == start + 1)
-        await settle(app, pilot)
-        await pilot.press("plus")
-        assert await eventually(lambda: m.intensity == start + 2)
-        await settle(app, pilot)
-        await pilot.press("minus")
-        assert await eventually(lambda: m.intensity == start + 1)
-        await settle(app, pilot)
+        await press(app, pilot, "plus", until=lambda: m.intensity == start + 1)
+        await press(app, pilot, "plus", until=lambda: m.intensity == start + 2)
+        await press(app, pilot, "minus", until=lambda: m.intensity == start + 1)
         assert await eventually(lambda: f"{start + 1}/5" in screen_text(app))
 
 
-async def test_h_switches_heat_on_then_off(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("h")  # heat on switches the massager on too
-        assert await eventually(lambda: m.running and m.heat == 1)
-        await settle(app, pilot)
+async def test_h_switches_heat_on_then_off(
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
+) -> None:
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    m = owner_rig.massagers[0].model
+    async with tui(owner) as (app, pilot):
+        # heat on switches the massager on too
+        await press(app, pilot, "h", until=lambda: m.running and m.heat == 1)
         assert await eventually(lambda: "heat 1 (40 C)" in screen_text(app))
         await pilot.press("h")  # past the profile's one level: heat off
         assert await eventually(lambda: m.heat == 0)
@@ -148,41 +102,30 @@ async def test_h_switches_heat_on_then_off(rig: Rig, profiles: dict[str, Profile
         await settle(app, pilot)
 
 
-async def test_m_cycles_the_profile_modes(rig: Rig, profiles: dict[str, Profile]) -> None:
+async def test_m_cycles_the_profile_modes(
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
+) -> None:
     profile = profiles["shiatsu-aa55"]
-    owner = await rig.build([profile])
-    m = rig.massagers[0].model
+    owner = await owner_rig.build([profile], FAST)
+    m = owner_rig.massagers[0].model
     modes = [mode.name for mode in profile.capabilities.modes]
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("space")
-        assert await eventually(lambda: m.running)
-        await settle(app, pilot)
-        before = m.mode
-        await pilot.press("m")
-        want = modes[(modes.index(before) + 1) % len(modes)]
-        assert await eventually(lambda: m.mode == want)
-        await settle(app, pilot)
+    async with tui(owner) as (app, pilot):
+        await press(app, pilot, "space", until=lambda: m.running)
+        want = modes[(modes.index(m.mode) + 1) % len(modes)]
+        await press(app, pilot, "m", until=lambda: m.mode == want)
 
 
 async def test_z_moves_the_zone_where_there_are_zones(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["ems-v2"], profiles["shiatsu-aa55"]])
-    ems, aa55 = rig.massagers[0].model, rig.massagers[1].model
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
+    owner = await owner_rig.build([profiles["ems-v2"], profiles["shiatsu-aa55"]], FAST)
+    ems, aa55 = owner_rig.massagers[0].model, owner_rig.massagers[1].model
+    async with tui(owner) as (app, pilot):
         assert app.selected == owner.held[0].device_id
-        await pilot.press("space")
-        assert await eventually(lambda: ems.running)
-        await settle(app, pilot)
+        await press(app, pilot, "space", until=lambda: ems.running)
         before = ems.zone
         assert before is not None
-        await pilot.press("z")
-        assert await eventually(lambda: ems.zone == before + 1)
-        await settle(app, pilot)
+        await press(app, pilot, "z", until=lambda: ems.zone == before + 1)
         assert "z zone" in screen_text(app)
         # The shiatsu has no zones: z is hidden and does nothing there.
         app.selected = owner.held[1].device_id
@@ -196,13 +139,11 @@ async def test_z_moves_the_zone_where_there_are_zones(
 
 
 async def test_p_picks_and_starts_a_program_and_s_ends_it(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    m = owner_rig.massagers[0].model
+    async with tui(owner) as (app, pilot):
         await pilot.press("p")
         assert isinstance(app.screen, ProgramPicker)
         names = [p.name for p in app.screen.programs]
@@ -223,62 +164,53 @@ async def test_p_picks_and_starts_a_program_and_s_ends_it(
 @pytest.mark.parametrize("key", ["s", "escape"])
 @pytest.mark.parametrize("dialog", ["d", "p", "j"])
 async def test_stop_works_under_every_dialog(
-    rig: Rig, profiles: dict[str, Profile], tmp_path: Path, key: str, dialog: str
+    owner_rig: OwnerRig, profiles: dict[str, Profile], tmp_path: Path, key: str, dialog: str
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner, journal=tmp_path / "journal.sqlite3")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("h")
-        assert await eventually(lambda: m.running and m.heat == 1)
-        await settle(app, pilot)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    m = owner_rig.massagers[0].model
+    async with tui(owner, journal=tmp_path / "journal.sqlite3") as (app, pilot):
+        await press(app, pilot, "h", until=lambda: m.running and m.heat == 1)
         await pilot.press(dialog)
         await pilot.pause()
         assert isinstance(app.screen, DevicePicker | ProgramPicker | JournalScreen)
         if dialog == "d":
             await pilot.press("down")  # focus is in the dialog's list
-        await pilot.press(key)
-        assert await eventually(lambda: not m.running and m.heat == 0)
-        await settle(app, pilot)
+        await press(app, pilot, key, until=lambda: not m.running and m.heat == 0)
         assert not isinstance(app.screen, DevicePicker | ProgramPicker | JournalScreen)
 
 
-async def test_d_picks_the_massager_the_keys_act_on(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"], profiles["shiatsu-aa55"]])
-    first, second = rig.massagers[0].model, rig.massagers[1].model
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
+async def test_d_picks_the_massager_the_keys_act_on(
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
+) -> None:
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]] * 2, FAST)
+    first, second = owner_rig.massagers[0].model, owner_rig.massagers[1].model
+    async with tui(owner) as (app, pilot):
         assert await eventually(lambda: len(app.views) == 2)
         await pilot.press("d")
         assert isinstance(app.screen, DevicePicker)
         await pilot.press("down", "enter")
         await pilot.pause()
         assert app.selected == owner.held[1].device_id
-        await pilot.press("space")
-        assert await eventually(lambda: second.running)
-        await settle(app, pilot)
+        await press(app, pilot, "space", until=lambda: second.running)
         assert not first.running
 
 
 async def test_r_in_the_devices_dialog_scans_for_what_else_is_in_range(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]], held=1)
-    stranger = rig.massagers[1].address
-    app = FootctlTui(owner, owns_devices=True, scanner=scan_via(owner))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"], profiles["ems-v2"]], FAST, held=1)
+    stranger = owner_rig.massagers[1].address
+    async with tui(owner, scanner=scan_via(owner)) as (app, pilot):
         await pilot.press("d", "r")
         assert await eventually(lambda: stranger in screen_text(app), 15)
         text = screen_text(app)
         assert "in range:" in text and "ems-v2" in text
-        assert rig.massagers[0].address not in text.split("in range:", 1)[1]  # held: listed once
+        held = owner_rig.massagers[0].address
+        assert held not in text.split("in range:", 1)[1]  # held: listed once
 
 
 async def test_j_shows_the_journal_and_rates_last_night(
-    rig: Rig, profiles: dict[str, Profile], tmp_path: Path
+    owner_rig: OwnerRig, profiles: dict[str, Profile], tmp_path: Path
 ) -> None:
     path = tmp_path / "journal.sqlite3"
     now = datetime.now(UTC)
@@ -288,10 +220,8 @@ async def test_j_shows_the_journal_and_rates_last_night(
             at=now - timedelta(hours=9),
         )  # fmt: skip
         journal.end_session(sid, "completed", at=now - timedelta(hours=8, minutes=45))
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    app = tui(owner, journal=path)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    async with tui(owner, journal=path) as (app, pilot):
         await pilot.press("j")
         await pilot.pause()
         assert isinstance(app.screen, JournalScreen)
@@ -309,49 +239,33 @@ async def test_j_shows_the_journal_and_rates_last_night(
         assert journal.get(sid).rating == 4
 
 
-async def test_q_stops_what_it_owns_before_leaving(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner, owns=True)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("space")
-        assert await eventually(lambda: m.running)
-        await settle(app, pilot)
+@pytest.mark.parametrize("owns", [True, False], ids=["its-own", "a-daemons"])
+async def test_q_stops_what_it_owns_before_leaving_and_leaves_a_daemons_running(
+    owner_rig: OwnerRig, profiles: dict[str, Profile], owns: bool
+) -> None:
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    m = owner_rig.massagers[0].model
+    async with tui(owner, owns=owns) as (app, pilot):
+        await press(app, pilot, "space", until=lambda: m.running)
         await pilot.press("q")
         assert await eventually(lambda: not app.is_running)
-    assert not m.running  # off before the app was gone, not by the owner's close
-
-
-async def test_q_leaves_a_daemons_massagers_running(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    m = rig.massagers[0].model
-    app = tui(owner, owns=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("space")
-        assert await eventually(lambda: m.running)
-        await settle(app, pilot)
-        await pilot.press("q")
-        assert await eventually(lambda: not app.is_running)
-    assert m.running
-    # ... under the TUI's lease, which now runs out (the owner's dead-man rule).
-    assert "tui" in owner.held[0].governor._leases
-    await owner.request(StopRequest(source="cli"))
+    if owns:
+        assert not m.running  # off before the app was gone, not by the owner's close
+    else:
+        assert m.running
+        # ... under the TUI's lease, which now runs out (the owner's dead-man rule).
+        assert "tui" in owner.held[0].governor._leases
+        await owner.request(StopRequest(source="cli"))
 
 
 async def test_a_refusal_shows_at_once_with_its_reason(
-    rig: Rig, profiles: dict[str, Profile]
+    owner_rig: OwnerRig, profiles: dict[str, Profile]
 ) -> None:
     config = Config(caps=CapsConfig(intensity_step_seconds=0, cooldown_minutes=0, max_intensity=2))
-    owner = await rig.build([profiles["shiatsu-aa55"]], config)
-    m = rig.massagers[0].model
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await pilot.press("space")
-        assert await eventually(lambda: m.running)
-        await settle(app, pilot)
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], config)
+    m = owner_rig.massagers[0].model
+    async with tui(owner) as (app, pilot):
+        await press(app, pilot, "space", until=lambda: m.running)
         await pilot.press("plus", "plus")
         await settle(app, pilot)
         assert m.intensity == 2
@@ -360,12 +274,10 @@ async def test_a_refusal_shows_at_once_with_its_reason(
         assert "cap" in text.lower() or "max" in text.lower()
 
 
-async def test_a_lost_link_shows_as_lost(rig: Rig, profiles: dict[str, Profile]) -> None:
-    owner = await rig.build([profiles["shiatsu-aa55"]])
-    app = tui(owner)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(app, pilot)
-        await rig.massagers[0].drop()
+async def test_a_lost_link_shows_as_lost(owner_rig: OwnerRig, profiles: dict[str, Profile]) -> None:
+    owner = await owner_rig.build([profiles["shiatsu-aa55"]], FAST)
+    async with tui(owner) as (app, _pilot):
+        await owner_rig.massagers[0].drop()
         assert await eventually(lambda: "LOST" in screen_text(app))
-        await rig.massagers[0].restore()
+        await owner_rig.massagers[0].restore()
         assert await eventually(lambda: "link connected" in screen_text(app), timeout=15)

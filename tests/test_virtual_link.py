@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bumble import core, hci
 from bumble.controller import Controller
-from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
-from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
@@ -26,41 +23,7 @@ from footctl.virtual import (
     serve_controller_tcp,
 )
 from footctl.virtual.link import HOST_GONE_REASON, OUT_OF_RANGE_REASON, new_link
-
-SERVICE = "0000fff0-0000-1000-8000-00805f9b34fb"
-WRITE = "0000fff1-0000-1000-8000-00805f9b34fb"
-NOTIFY = "0000fff4-0000-1000-8000-00805f9b34fb"
-
-
-async def add_echo(world: VirtualWorld, name: str = "Echo") -> Device:
-    """A peripheral whose writes on fff1 come back as notifications on fff4."""
-    device = await world.add_peripheral_device(name)
-    notify = Characteristic(NOTIFY, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b"")
-
-    async def on_write(_connection: Connection, value: bytes) -> None:
-        await device.notify_subscribers(notify, bytes(value))
-
-    write: Characteristic[bytes] = Characteristic(
-        WRITE,
-        Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
-        Characteristic.WRITEABLE,
-        CharacteristicValue(write=on_write),
-    )
-    device.add_service(Service(SERVICE, [write, notify]))
-    advertising = AdvertisingData(
-        [
-            (AdvertisingData.FLAGS, bytes([0x06])),
-            (AdvertisingData.COMPLETE_LOCAL_NAME, name.encode()),
-            (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, UUID("FFF0").to_bytes()),
-        ]
-    )
-    await device.start_advertising(
-        advertising_data=bytes(advertising),
-        auto_restart=True,
-        advertising_interval_min=20,
-        advertising_interval_max=20,
-    )
-    return device
+from virtual_rig import NOTIFY, WRITE, add_echo
 
 
 def text(address: hci.Address) -> str:
@@ -84,13 +47,6 @@ def disconnected(connection: Connection) -> asyncio.Future[int]:
     return future
 
 
-@pytest.fixture
-async def world() -> AsyncIterator[VirtualWorld]:
-    w = VirtualWorld()
-    yield w
-    await w.close()
-
-
 # --------------------------------------------------------------------- devices
 
 
@@ -109,7 +65,7 @@ async def test_devices_get_unique_static_addresses(world: VirtualWorld) -> None:
 async def test_controller_fix_connect_timeout_returns_and_next_connect_works(
     world: VirtualWorld,
 ) -> None:
-    echo = await add_echo(world)
+    echo = (await add_echo(world)).device
     central = await world.add_central_device()
     await world.drop(echo)
     # Stock Bumble would hang here for ever: the outer timeout would then raise the
@@ -148,7 +104,7 @@ async def test_stock_bumble_controller_still_hangs_on_connect_timeout() -> None:
 async def test_drop_ends_the_link_on_both_sides_and_silences_the_device(
     world: VirtualWorld,
 ) -> None:
-    echo = await add_echo(world)
+    echo = (await add_echo(world)).device
     radio = await radio_for_world(world)
     central = radio.central
     connection = await central.connect(echo.random_address, timeout=1.0)
@@ -168,7 +124,7 @@ async def test_drop_ends_the_link_on_both_sides_and_silences_the_device(
 
 
 async def test_refuse_hide_makes_the_device_invisible(world: VirtualWorld) -> None:
-    echo = await add_echo(world)
+    echo = (await add_echo(world)).device
     radio = await radio_for_world(world)
     await world.refuse_connections(echo, True, how="hide")
     assert text(echo.random_address) not in await heard(radio)
@@ -180,7 +136,7 @@ async def test_refuse_hide_makes_the_device_invisible(world: VirtualWorld) -> No
 async def test_refuse_reject_ends_each_connection_without_telling_the_peripheral(
     world: VirtualWorld,
 ) -> None:
-    echo = await add_echo(world)
+    echo = (await add_echo(world)).device
     central = await world.add_central_device()
     peripheral_connections: list[Connection] = []
     echo.on(Device.EVENT_CONNECTION, peripheral_connections.append)
@@ -208,7 +164,7 @@ async def _echo_round_trip(radio: VirtualRadio, device: BLEDevice, payload: byte
 async def test_tcp_controller_end_to_end_and_a_second_client_after_the_first(
     world: VirtualWorld,
 ) -> None:
-    echo = await add_echo(world)
+    echo = (await add_echo(world)).device
     address, close = await serve_controller_tcp(world)
     assert address.startswith("127.0.0.1:")
 

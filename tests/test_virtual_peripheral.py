@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,25 +17,11 @@ from footctl.device.codec import decode_status, encode, max_write_size
 from footctl.device.profile.schema import Profile
 from footctl.errors import CodecError
 from footctl.state import Command, Report
-from footctl.virtual import VirtualRadio, VirtualWorld, radio_for_world
+from footctl.virtual import VirtualRadio, VirtualWorld
 from footctl.virtual.model import MassagerModel
 from footctl.virtual.peripheral import VirtualMassager, advertising_data
 
 PROFILE_IDS = ["ems-v2", "shiatsu-aa55", "shiatsu-keys"]
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[VirtualWorld]:
-    w = VirtualWorld()
-    yield w
-    await w.close()
-
-
-@pytest.fixture
-async def radio(world: VirtualWorld) -> AsyncIterator[VirtualRadio]:
-    r = await radio_for_world(world)
-    yield r
-    await r.close()
 
 
 @dataclass
@@ -106,6 +92,29 @@ async def connect(radio: VirtualRadio, massager: VirtualMassager) -> Link:
     return link
 
 
+LinkTo = Callable[..., Awaitable[Link]]
+
+
+@pytest.fixture
+async def link_to(world: VirtualWorld, radio: VirtualRadio) -> AsyncIterator[LinkTo]:
+    """``await link_to(profile, model=None)``: a virtual massager of ``profile`` and a
+    connected, subscribed bleak link to it; after the test the link is disconnected (if
+    it still stands) and the massager closed."""
+    opened: list[Link] = []
+
+    async def open_link(profile: Profile, model: MassagerModel | None = None) -> Link:
+        massager = await VirtualMassager.create(world, profile, model=model)
+        link = await connect(radio, massager)
+        opened.append(link)
+        return link
+
+    yield open_link
+    for link in opened:
+        if link.client.is_connected:
+            await link.client.disconnect()
+        await link.massager.close()
+
+
 def power_on(profile: Profile) -> Command:
     return Command("power", 1) if "power" in profile.commands else Command("press_power")
 
@@ -161,11 +170,11 @@ async def test_scan_finds_massager_by_name_uuid_and_manufacturer(
 
 @pytest.mark.parametrize("profile_id", PROFILE_IDS)
 async def test_write_changes_model_and_notifies(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile], profile_id: str
+    link_to: LinkTo, profiles: dict[str, Profile], profile_id: str
 ) -> None:
     profile = profiles[profile_id]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     assert link.client.mtu_size == profile.gatt.mtu
     await link.write(power_on(profile))
     report = await link.report_where(lambda r: r.running is True)
@@ -175,62 +184,68 @@ async def test_write_changes_model_and_notifies(
     frames = massager.frames
     assert frames[-1].outcome == "applied"
     assert frames[-1].command == power_on(profile).name
-    await link.client.disconnect()
-    await massager.close()
 
 
-async def test_absolute_session_and_query_answer(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+# (profile, commands, the report field to wait for, the report then, the last frame's
+# outcome): an absolute-command device (the last, out-of-range, command is ignored) and a
+# key-press device.
+SEQUENCES = {
+    "absolute": (
+        "ems-v2",
+        [
+            Command("power", 1),
+            Command("mode", 3),
+            Command("intensity", 9),
+            Command("heat", 2),
+            Command("zone", 4),
+            Command("intensity", 99),  # out of range: ignored
+        ],
+        ("zone", 4),
+        {"running": True, "mode": "scraping", "intensity": 9, "heat": 2, "zone": 4},
+        "ignored",
+    ),
+    "keys": (
+        "shiatsu-keys",
+        [
+            Command(key)
+            for key in ("press_power", "press_mode", "press_mode", "press_intensity_up",
+                        "press_heat")
+        ],
+        ("heat", 1),
+        {"running": True, "mode": "air", "intensity": 2, "heat": 1},
+        "applied",
+    ),
+}
+
+
+@pytest.mark.parametrize("sequence", sorted(SEQUENCES))
+async def test_command_sequence_then_every_query_is_answered(
+    link_to: LinkTo, profiles: dict[str, Profile], sequence: str
 ) -> None:
-    profile = profiles["ems-v2"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
-    for command in (
-        Command("power", 1),
-        Command("mode", 3),
-        Command("intensity", 9),
-        Command("heat", 2),
-        Command("zone", 4),
-        Command("intensity", 99),  # out of range: ignored
-    ):
+    profile_id, commands, (until, value), expected, last_outcome = SEQUENCES[sequence]
+    link = await link_to(profiles[profile_id])
+    for command in commands:
         await link.write(command)
-    report = await link.report_where(lambda r: r.zone == 4)
-    assert (report.mode, report.intensity, report.heat) == ("scraping", 9, 2)
-    assert massager.frames[-1].outcome == "ignored"
+    report = await link.report_where(lambda r: getattr(r, until) == value)
+    assert {name: getattr(report, name) for name in expected} == expected
+    assert link.massager.frames[-1].outcome == last_outcome
     # every query is answered with a notification (speed is measured in scripts/bench)
     for _ in range(30):
         link.drain()
         await link.write(Command("query"))
         report = await link.report_where(lambda _r: True)
-        assert report.zone == 4
-    await link.client.disconnect()
-    await massager.close()
-
-
-async def test_keys_session(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
-) -> None:
-    profile = profiles["shiatsu-keys"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
-    for key in ("press_power", "press_mode", "press_mode", "press_intensity_up", "press_heat"):
-        await link.write(Command(key))
-    report = await link.report_where(lambda r: r.heat == 1)
-    assert (report.running, report.mode, report.intensity) == (True, "air", 2)
-    await link.client.disconnect()
-    await massager.close()
+        assert {name: getattr(report, name) for name in expected} == expected
 
 
 @pytest.mark.parametrize("response", [True, False])
 async def test_oversize_write_is_refused(
-    world: VirtualWorld,
-    radio: VirtualRadio,
+    link_to: LinkTo,
     profiles: dict[str, Profile],
     response: bool,
 ) -> None:
     profile = profiles["shiatsu-aa55"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     too_big = encode(profile, Command("power", 1)) + bytes(max_write_size(profile))
     if response:
         with pytest.raises(BleakError):
@@ -241,69 +256,59 @@ async def test_oversize_write_is_refused(
     assert massager.oversize_writes == 1
     assert massager.frames[0].outcome == "oversize"
     assert not massager.model.running
-    await link.client.disconnect()
-    await massager.close()
 
 
 async def test_garbled_write_is_logged_and_ignored(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, profiles: dict[str, Profile]
 ) -> None:
     profile = profiles["shiatsu-aa55"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     frame = bytearray(encode(profile, Command("power", 1)))
     frame[-1] ^= 0xFF
     await link.client.write_gatt_char(profile.gatt.write, bytes(frame), response=True)
     assert massager.frames[-1].outcome == "error"
     assert not massager.model.running
-    await link.client.disconnect()
-    await massager.close()
 
 
 # --------------------------------------------------------------------- status stream
 
 
 async def test_periodic_status_while_subscribed(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, profiles: dict[str, Profile]
 ) -> None:
     profile = fast_status(profiles["shiatsu-aa55"], 0.05)
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
     link.drain()
     await asyncio.sleep(0.5)
     # ~10 at 50 ms; the bounds only say "periodic, not a flood" (a loaded machine sends fewer)
     assert 2 <= link.raw.qsize() <= 15
-    await link.client.disconnect()
-    await massager.close()
 
 
 async def test_auto_off_is_notified(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, profiles: dict[str, Profile]
 ) -> None:
     profile = fast_status(profiles["ems-v2"], 0.1)
     now = [100.0]
     model = MassagerModel(profile, now=lambda: now[0])
-    massager = await VirtualMassager.create(world, profile, model=model)
-    link = await connect(radio, massager)
+    link = await link_to(profile, model)
     await link.write(Command("power", 1))
     await link.write(Command("heat", 1))
     await link.report_where(lambda r: r.heat == 1)
     now[0] += 15 * 60 + 1
     report = await link.report_where(lambda r: r.running is False, timeout=0.5)
     assert report.heat == 0
-    await link.client.disconnect()
-    await massager.close()
 
 
 # --------------------------------------------------------------------- faults
 
 
 async def test_mute_sends_nothing_and_ignores_writes(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, profiles: dict[str, Profile]
 ) -> None:
     profile = profiles["ems-v2"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     await asyncio.sleep(0.05)
     massager.model.mute = True
     link.drain()
@@ -313,16 +318,14 @@ async def test_mute_sends_nothing_and_ignores_writes(
     assert link.raw.empty()
     assert not massager.model.running
     assert massager.frames[-1].outcome == "muted"
-    await link.client.disconnect()
-    await massager.close()
 
 
 async def test_garbage_notifications_do_not_decode(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, profiles: dict[str, Profile]
 ) -> None:
     profile = profiles["ems-v2"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     await asyncio.sleep(0.05)
     massager.model.garbage = True
     link.drain()
@@ -333,34 +336,30 @@ async def test_garbage_notifications_do_not_decode(
     while not link.raw.empty():
         with pytest.raises(CodecError):
             decode_status(profile, link.raw.get_nowait())
-    await link.client.disconnect()
-    await massager.close()
 
 
 async def test_slow_device_answers_late(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, profiles: dict[str, Profile]
 ) -> None:
     profile = profiles["ems-v2"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     massager.model.slow_seconds = 0.2
     start = time.perf_counter()
     await link.write(Command("power", 1))  # with response: the response waits too
     assert time.perf_counter() - start >= 0.19
     assert massager.model.running
-    await link.client.disconnect()
-    await massager.close()
 
 
 # --------------------------------------------------------------------- range and reboot
 
 
 async def test_drop_and_restore(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, radio: VirtualRadio, profiles: dict[str, Profile]
 ) -> None:
     profile = profiles["shiatsu-aa55"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     await link.write(power_on(profile))
     await link.report_where(lambda r: r.running is True)
     assert massager.connected
@@ -377,15 +376,14 @@ async def test_drop_and_restore(
     report = await again.report_where(lambda r: r.running is True)
     assert report.intensity == profile.capabilities.intensity.min
     await again.client.disconnect()
-    await massager.close()
 
 
 async def test_reboot_turns_off_and_drops_the_link(
-    world: VirtualWorld, radio: VirtualRadio, profiles: dict[str, Profile]
+    link_to: LinkTo, radio: VirtualRadio, profiles: dict[str, Profile]
 ) -> None:
     profile = profiles["shiatsu-keys"]
-    massager = await VirtualMassager.create(world, profile)
-    link = await connect(radio, massager)
+    link = await link_to(profile)
+    massager = link.massager
     await link.write(Command("press_power"))
     await link.report_where(lambda r: r.running is True)
     await massager.reboot()
@@ -396,4 +394,3 @@ async def test_reboot_turns_off_and_drops_the_link(
     await again.write(Command("query"))
     assert (await again.report_where(lambda _r: True)).running is False
     await again.client.disconnect()
-    await massager.close()

@@ -7,7 +7,6 @@ platform's user config directory. A missing file means defaults.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from footctl.errors import ConfigError, ProfileProblem
 from footctl.safety import limits as L
 from footctl.schedule import DEFAULT_MAX_SESSIONS_PER_NIGHT, Schedule
+from footctl.tomlfile import error_reason, toml_error_line
 
 APP_NAME = "footctl"
 CONFIG_ENV = "FOOTCTL_CONFIG"
@@ -222,11 +222,9 @@ def _config_problems(exc: ValidationError, path: Path, lines: dict[tuple[str | i
         # The discriminated union adds the kind as a location step; the file has no such key.
         key = tuple(p for i, p in enumerate(loc)
                     if not (i == 2 and loc[0] == "schedules" and p in _SCHEDULE_KINDS))
-        reason = err.get("msg", "invalid")
-        if err.get("type") == "extra_forbidden":
-            reason = "unknown field (misspelt?)"
-        reason = reason.removeprefix("Value error, ")
-        problems.append(ProfileProblem(path, _field_name(key), reason, _lookup(lines, key)))
+        problems.append(
+            ProfileProblem(path, _field_name(key), error_reason(err), _lookup(lines, key))
+        )
     return problems
 
 
@@ -243,8 +241,7 @@ def load_config(path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
+        line = toml_error_line(exc)
         where = f"{path}:{line}" if line else str(path)
         raise ConfigError(
             f"{where}: not valid TOML: {exc}",

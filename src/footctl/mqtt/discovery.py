@@ -19,9 +19,10 @@ from footctl import __version__
 from footctl.control.api import DeviceCaps, DeviceView
 from footctl.mqtt.topics import Topics, topic_id
 
+# The origin (``o``) names footctl and its version; Home Assistant's origin schema
+# also takes an optional support URL, which footctl leaves out: the project publishes
+# none (pyproject.toml has no [project.urls]), and a made-up one would send users nowhere.
 ORIGIN_NAME = "footctl"
-# Where a Home Assistant user is sent from the device page ("support URL").
-SUPPORT_URL = "https://github.com/footctl/footctl/issues"
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 # The value templates read the state JSON (payloads.state_payload). A null renders
@@ -37,6 +38,34 @@ REFUSAL = "{{ (value_json.last_refusal or value_json.fault or 'none')[:255] }}"
 def heat_options(caps: DeviceCaps) -> list[str]:
     """The heat select's options: ``off`` and each level allowed under the caps."""
     return ["off", *(str(h.level) for h in caps.heat_levels)]
+
+
+def _select(
+    name: str, icon: str, command_topic: str, options: list[str], value_template: str
+) -> dict[str, Any]:
+    """A Home Assistant ``select`` component (abbreviated keys): the mode, heat and
+    program pickers."""
+    return {
+        "p": "select", "name": name, "ic": icon,
+        "cmd_t": command_topic, "ops": options, "val_tpl": value_template,
+    }
+
+
+def _number(
+    name: str,
+    icon: str,
+    command_topic: str,
+    value_template: str,
+    bounds: tuple[int, int],
+    mode: str,
+) -> dict[str, Any]:
+    """A Home Assistant ``number`` component (abbreviated keys) in whole steps from
+    ``bounds[0]`` to ``bounds[1]``: the intensity and zone controls."""
+    return {
+        "p": "number", "name": name, "ic": icon,
+        "cmd_t": command_topic, "val_tpl": value_template,
+        "min": bounds[0], "max": bounds[1], "step": 1, "mode": mode,
+    }
 
 
 def discovery_config(
@@ -79,38 +108,33 @@ def discovery_config(
     if caps.intensity_max > caps.intensity_min:
         # A massager with one level (or capped to one) has nothing to set: HA's number
         # needs min < max, so it gets no intensity control at all.
-        cmps["intensity"] = {
-            "p": "number", "name": "Intensity", "ic": "mdi:gauge",
-            "cmd_t": cmd("intensity"), "val_tpl": "{{ value_json.intensity }}",
-            "min": caps.intensity_min, "max": caps.intensity_max, "step": 1, "mode": "slider",
-        }
+        cmps["intensity"] = _number(
+            "Intensity", "mdi:gauge", cmd("intensity"), "{{ value_json.intensity }}",
+            (caps.intensity_min, caps.intensity_max), "slider",
+        )
     if caps.modes:
-        cmps["mode"] = {
-            "p": "select", "name": "Mode", "ic": "mdi:format-list-bulleted",
-            "cmd_t": cmd("mode"), "ops": list(caps.modes),
-            "val_tpl": "{{ value_json.mode }}",
-        }
+        cmps["mode"] = _select(
+            "Mode", "mdi:format-list-bulleted", cmd("mode"), list(caps.modes),
+            "{{ value_json.mode }}",
+        )
     if caps.heat_levels:
-        cmps["heat"] = {
-            "p": "select", "name": "Heat", "ic": "mdi:heat-wave",
-            "cmd_t": cmd("heat"), "ops": heat_options(caps), "val_tpl": HEAT_OPTION,
-        }
+        cmps["heat"] = _select(
+            "Heat", "mdi:heat-wave", cmd("heat"), heat_options(caps), HEAT_OPTION
+        )
         cmps["heating"] = {
             "p": "binary_sensor", "name": "Heating", "dev_cla": "heat",
             "val_tpl": ON_OFF_HEATING,
         }
     if caps.zone_min is not None and caps.zone_max is not None and caps.zone_max > caps.zone_min:
-        cmps["zone"] = {
-            "p": "number", "name": "Zone", "ic": "mdi:target",
-            "cmd_t": cmd("zone"), "val_tpl": "{{ value_json.zone }}",
-            "min": caps.zone_min, "max": caps.zone_max, "step": 1, "mode": "box",
-        }
+        cmps["zone"] = _number(
+            "Zone", "mdi:target", cmd("zone"), "{{ value_json.zone }}",
+            (caps.zone_min, caps.zone_max), "box",
+        )
     if caps.programs:
-        cmps["program"] = {
-            "p": "select", "name": "Program", "ic": "mdi:playlist-play",
-            "cmd_t": cmd("selected_program"), "ops": list(caps.programs),
-            "val_tpl": "{{ value_json.selected_program }}",
-        }
+        cmps["program"] = _select(
+            "Program", "mdi:playlist-play", cmd("selected_program"), list(caps.programs),
+            "{{ value_json.selected_program }}",
+        )
         cmps["start_program"] = {
             "p": "button", "name": "Start program", "ic": "mdi:play-circle",
             "cmd_t": cmd("start"), "pl_prs": "PRESS",
@@ -129,7 +153,7 @@ def discovery_config(
         device["cns"] = [["bluetooth", view.address.lower()]]
     return {
         "dev": device,
-        "o": {"name": ORIGIN_NAME, "sw": version, "url": SUPPORT_URL},
+        "o": {"name": ORIGIN_NAME, "sw": version},
         "avty": [{"t": topics.bridge_state}, {"t": topics.availability(tid)}],
         "avty_mode": "all",
         "stat_t": topics.state(tid),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from footctl.device.profile.loader import _locate as _locate_key
 from footctl.errors import UsageError
 from footctl.programs.model import Program, ProgramError, ProgramProblem
+from footctl.tomlfile import error_reason, load_toml_dir, toml_error_line
 
 _LOG = logging.getLogger(__name__)
 
@@ -94,11 +95,7 @@ def _problems(exc: ValidationError, text: str, path: Path | None) -> list[Progra
             step = loc[1] + 1
             inner = loc[2:]
         field = ".".join(str(p) for p in inner) or ("<step>" if step else "<program>")
-        reason = err.get("msg", "invalid")
-        if err.get("type") == "extra_forbidden":
-            reason = "unknown field (misspelt?)"
-        reason = reason.removeprefix("Value error, ")
-        problems.append(ProgramProblem(path, step, field, reason, _locate(text, loc)))
+        problems.append(ProgramProblem(path, step, field, error_reason(err), _locate(text, loc)))
     return problems
 
 
@@ -108,9 +105,8 @@ def load_program_text(text: str, path: Path | None = None) -> Program:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise ProgramError([ProgramProblem(path, None, "<toml>", str(exc), line)]) from exc
+        problem = ProgramProblem(path, None, "<toml>", str(exc), toml_error_line(exc))
+        raise ProgramError([problem]) from exc
     try:
         program = Program.model_validate(data)
     except ValidationError as exc:
@@ -168,15 +164,10 @@ def scan_programs(user_dir: Path | None = None) -> ProgramCatalog:
     if user_dir is not None:
         dirs.append((user_dir, False))
     for directory, shipped in dirs:
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.toml")):
-            try:
-                program = load_program(path)
-            except ProgramError as exc:
-                problems.extend(exc.problems)
-                continue
+        loaded, failed = load_toml_dir(directory, load_program, ProgramError)
+        for path, program in loaded:
             found[program.name] = FoundProgram(program, path, shipped)
+        problems.extend(p for exc in failed for p in exc.problems)
     return ProgramCatalog([found[name] for name in sorted(found)], problems)
 
 

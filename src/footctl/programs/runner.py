@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from footctl.control.api import RunView
 from footctl.device.profile.schema import Profile
 from footctl.errors import FootctlError, SafetyRefused
 from footctl.programs.check import check_against_limits
@@ -232,17 +233,11 @@ class Progress:
         return out
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """How a run ended: ``end_reason`` is ``completed`` or the governor's reason."""
+class RunResult(RunView):
+    """How a run ended: ``end_reason`` is ``completed`` or the governor's reason.
 
-    program: str
-    source: str
-    end_reason: str
-    steps_run: int
-    steps: int
-    elapsed_s: float
-    notes: tuple[str, ...]
+    The fields are the control API's :class:`~footctl.control.api.RunView` (one
+    definition); this adds what the runner's callers ask of a result."""
 
     @property
     def completed(self) -> bool:
@@ -251,7 +246,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
-        out = asdict(self)
+        out: dict[str, object] = self.model_dump()
         out["completed"] = self.completed
         out["elapsed_s"] = round(self.elapsed_s, 1)
         return out
@@ -333,13 +328,13 @@ class ProgramRunner:
         ended = self.governor.end_reason if self._live and reason != "completed" else None
         elapsed = self._clock() - (self.started_at or self._clock())
         return RunResult(
-            self.program.name,
-            self.source,
-            ended or reason,
-            self.steps_run,
-            len(self.program.steps),
-            elapsed,
-            tuple(self.notes),
+            program=self.program.name,
+            source=self.source,
+            end_reason=ended or reason,
+            steps_run=self.steps_run,
+            steps=len(self.program.steps),
+            elapsed_s=float(elapsed),
+            notes=tuple(self.notes),
         )
 
     async def _stop(self, reason: str) -> None:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from footctl.device.profile.schema import Profile, validate_profile
 from footctl.errors import ProfileError, ProfileProblem, UsageError
+from footctl.tomlfile import error_reason, load_toml_dir, toml_error_line
 
 _LOG = logging.getLogger(__name__)
 
@@ -220,10 +221,7 @@ def _problems(exc: ValidationError, text: str, path: Path | None) -> list[Profil
     problems: list[ProfileProblem] = []
     for err in exc.errors():
         loc: KeyPath = tuple(err.get("loc", ()))
-        reason = err.get("msg", "invalid")
-        if err.get("type") == "extra_forbidden":
-            reason = "unknown field (misspelt?)"
-        reason = reason.removeprefix("Value error, ")
+        reason = error_reason(err)
         if not loc:
             loc = _root_location(reason, lines)
         field = ".".join(str(p) for p in loc) or "<root>"
@@ -237,9 +235,8 @@ def load_profile_text(text: str, path: Path | None = None) -> Profile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise ProfileError([ProfileProblem(path, "<toml>", str(exc), line)]) from exc
+        problem = ProfileProblem(path, "<toml>", str(exc), toml_error_line(exc))
+        raise ProfileError([problem]) from exc
     try:
         return validate_profile(data)
     except ValidationError as exc:
@@ -272,15 +269,10 @@ def scan_profiles(
     found: dict[str, Profile] = {}
     problems: list[ProfileProblem] = []
     for directory in _search_dirs(extra_dirs):
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.toml")):
-            try:
-                profile = load_profile(path)
-            except ProfileError as exc:
-                problems.extend(exc.problems)
-                continue
+        loaded, failed = load_toml_dir(directory, load_profile, ProfileError)
+        for _path, profile in loaded:
             found.setdefault(profile.id, profile)
+        problems.extend(p for exc in failed for p in exc.problems)
     return found, problems
 
 

@@ -45,6 +45,9 @@ CONNECT_TIMEOUT_S = 20.0
 # bleak-retry-connector's own per-attempt timeout (20 s) is sized for BlueZ over D-Bus.
 # Over the virtual link a connect takes ~20 ms, so a shorter attempt keeps retries brisk.
 VIRTUAL_ATTEMPT_TIMEOUT_S = 2.0
+# Attempts bleak-retry-connector makes within one connect: it backs off between them
+# per error kind; more would outlast the overall connect timeout anyway.
+CONNECT_ATTEMPTS = 3
 
 # Disconnect should be quick; a hung disconnect must not hold up shutdown.
 DISCONNECT_TIMEOUT_S = 3.0
@@ -247,6 +250,48 @@ class Link(Protocol):
         """Disconnect on purpose."""
 
 
+async def establish(
+    radio: Radio,
+    device: BLEDevice,
+    name: str,
+    *,
+    timeout: float,
+    on_disconnect: Callable[[BleakClient], None],
+    use_services_cache: bool,
+    advice: str,
+) -> BleakClientWithServiceCache:
+    """Connect to ``device`` with bleak-retry-connector's retries, all within ``timeout``.
+
+    A timeout is a DeviceUnavailable with ``advice``; a missing or unusable Bluetooth
+    stack is :func:`stack_unavailable`; any other bleak error a DeviceUnavailable."""
+    kwargs: dict[str, Any] = {}
+    if radio.client_backend is not None:
+        kwargs["backend"] = radio.client_backend
+        # A module constant is the only knob bleak-retry-connector offers.
+        bleak_retry_connector.BLEAK_TIMEOUT = VIRTUAL_ATTEMPT_TIMEOUT_S
+    try:
+        async with asyncio.timeout(timeout):
+            return await bleak_retry_connector.establish_connection(
+                BleakClientWithServiceCache,
+                device,
+                name,
+                disconnected_callback=on_disconnect,
+                max_attempts=CONNECT_ATTEMPTS,
+                use_services_cache=use_services_cache,
+                **kwargs,
+            )
+    except TimeoutError as exc:
+        raise DeviceUnavailable(
+            f"{device.address}: no connection within {timeout:g} s", advice=advice
+        ) from exc
+    except BleakError as exc:
+        if isinstance(exc, BleakDBusError | BleakBluetoothNotAvailableError):
+            raise stack_unavailable(radio, exc) from exc
+        raise DeviceUnavailable(f"{device.address}: {exc}") from exc
+    except OSError as exc:  # no D-Bus socket, or the sim's TCP link went away
+        raise stack_unavailable(radio, exc) from exc
+
+
 @dataclass
 class BleLink:
     """One connection to one massager's write and notify characteristics."""
@@ -287,34 +332,12 @@ class BleLink:
 
     async def _connect_once(self, timeout: float, *, use_cache: bool) -> None:
         self._closing = False
-        kwargs: dict[str, Any] = {}
-        if self.radio.client_backend is not None:
-            kwargs["backend"] = self.radio.client_backend
-            # A module constant is the only knob bleak-retry-connector offers.
-            bleak_retry_connector.BLEAK_TIMEOUT = VIRTUAL_ATTEMPT_TIMEOUT_S
-        try:
-            async with asyncio.timeout(timeout):
-                client = await bleak_retry_connector.establish_connection(
-                    BleakClientWithServiceCache,
-                    self.device,
-                    self.profile.name,
-                    disconnected_callback=self._disconnected,
-                    max_attempts=3,
-                    use_services_cache=use_cache,
-                    **kwargs,
-                )
-        except TimeoutError as exc:
-            raise DeviceUnavailable(
-                f"{self.device.address}: no connection within {timeout:g} s",
-                advice="move closer to the massager, make sure it is switched on and "
-                "not connected to a phone app",
-            ) from exc
-        except BleakError as exc:
-            if isinstance(exc, BleakDBusError | BleakBluetoothNotAvailableError):
-                raise stack_unavailable(self.radio, exc) from exc
-            raise DeviceUnavailable(f"{self.device.address}: {exc}") from exc
-        except OSError as exc:  # no D-Bus socket, or the sim's TCP link went away
-            raise stack_unavailable(self.radio, exc) from exc
+        client = await establish(
+            self.radio, self.device, self.profile.name, timeout=timeout,
+            on_disconnect=self._disconnected, use_services_cache=use_cache,
+            advice="move closer to the massager, make sure it is switched on and "
+            "not connected to a phone app",
+        )  # fmt: skip
         self._client = client
         try:
             await self._setup(client)

@@ -15,19 +15,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import bleak_retry_connector
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakError
-from bleak_retry_connector import BleakClientWithServiceCache
 
 from footctl.device.transport.ble import (
     CONNECT_TIMEOUT_S,
-    VIRTUAL_ATTEMPT_TIMEOUT_S,
     WRITE_TIMEOUT_S,
     Radio,
     Seen,
     disconnect_quietly,
+    establish,
     scan,
 )
 from footctl.errors import DeviceUnavailable, TransportError
@@ -216,29 +214,12 @@ class Probe:
 
     async def connect(self) -> None:
         """Connect (with bleak-retry-connector's retries) and discover every service."""
-        kwargs: dict[str, Any] = {}
-        if self.radio.client_backend is not None:
-            kwargs["backend"] = self.radio.client_backend
-            bleak_retry_connector.BLEAK_TIMEOUT = VIRTUAL_ATTEMPT_TIMEOUT_S
-        try:
-            async with asyncio.timeout(self.timeout):
-                # A fresh discovery, never the OS's cache: explore shows what is there now.
-                self._client = await bleak_retry_connector.establish_connection(
-                    BleakClientWithServiceCache,
-                    self.seen.device,
-                    self.seen.name or self.seen.address,
-                    disconnected_callback=self._disconnected,
-                    max_attempts=3,
-                    use_services_cache=False,
-                    **kwargs,
-                )
-        except TimeoutError as exc:
-            raise DeviceUnavailable(
-                f"{self.seen.address}: no connection within {self.timeout:g} s",
-                advice="move closer, and make sure no phone app holds the connection",
-            ) from exc
-        except BleakError as exc:
-            raise DeviceUnavailable(f"{self.seen.address}: {exc}") from exc
+        # A fresh discovery, never the OS's cache: explore shows what is there now.
+        self._client = await establish(
+            self.radio, self.seen.device, self.seen.name or self.seen.address,
+            timeout=self.timeout, on_disconnect=self._disconnected, use_services_cache=False,
+            advice="move closer, and make sure no phone app holds the connection",
+        )  # fmt: skip
         self._chars = {
             c.handle: c for s in self._client.services for c in s.characteristics
         }
