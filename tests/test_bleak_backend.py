@@ -5,7 +5,6 @@ read-only)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import bleak_retry_connector
 import pytest
@@ -293,9 +292,7 @@ async def test_establish_connection_reconnects_after_restore(
     )
     await asyncio.sleep(0.05)
     await world.restore(echo.device)
-    start = time.perf_counter()
-    again = await asyncio.wait_for(reconnect, 3.0)
-    assert time.perf_counter() - start < 1.5
+    again = await asyncio.wait_for(reconnect, 10.0)  # a hang guard, not a speed check
     await again.write_gatt_char(WRITE, b"back", response=True)
     assert echo.received[-1] == b"back"
     assert not client.is_connected
@@ -307,12 +304,13 @@ async def test_establish_connection_gives_up_on_a_refusing_device(
 ) -> None:
     device = await find(radio)
     await world.refuse_connections(echo.device, True)
-    start = time.perf_counter()
     with pytest.raises(BleakError):
-        await bleak_retry_connector.establish_connection(
-            BleakClient, device, NAME, backend=radio.client_backend, max_attempts=2
+        await asyncio.wait_for(  # a hang guard: it must give up, not retry forever
+            bleak_retry_connector.establish_connection(
+                BleakClient, device, NAME, backend=radio.client_backend, max_attempts=2
+            ),
+            10.0,
         )
-    assert time.perf_counter() - start < 2.0
     await world.refuse_connections(echo.device, False)
     client = await bleak_retry_connector.establish_connection(
         BleakClient, device, NAME, backend=radio.client_backend
