@@ -82,6 +82,32 @@ async def test_a_flood_of_idle_connections_never_keeps_a_stop_out(
             writer.close()
 
 
+async def test_a_stop_is_served_when_every_connection_is_busy(
+    served: tuple[ControlServer, Fake],
+) -> None:
+    """Eight watchers fill the cap and none is idle (nothing to evict): a ninth
+    connection still gets its stop served; anything else on it is answered busy."""
+    server, fake = served
+    watchers = []
+    for _ in range(8):
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(b'{"kind": "watch"}\n')
+        await writer.drain()
+        watchers.append((reader, writer))
+    try:
+        await asyncio.sleep(0.1)
+        assert server.connections == 8
+        status = await asyncio.wait_for(send(server.path, {"kind": "status"}), 5)
+        assert status["ok"] is False and status["error"] == "busy"
+        reply = await asyncio.wait_for(send(server.path, {"kind": "stop"}), 5)
+        assert reply["ok"] is True and reply["notes"] == ["stop"]
+        assert [r.kind for r in fake.seen] == ["stop"]
+        assert server.evicted == 0
+    finally:
+        for _, writer in watchers:
+            writer.close()
+
+
 async def test_a_watcher_that_never_reads_does_not_block_publishing_or_others(
     served: tuple[ControlServer, Fake],
 ) -> None:

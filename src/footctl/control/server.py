@@ -9,8 +9,9 @@ and the connection stays usable.
 Bad clients: a connection that sends nothing for :data:`IDLE_TIMEOUT_S` is closed;
 at most :data:`MAX_CONNECTIONS` are open, and when a new one comes past that the
 longest-idle one is closed to make room, so a flood of idle connections never keeps
-a stop out. Each connection is served on its own: a stop never waits behind
-another client's request.
+a stop out. When every open connection is busy (watchers, scans), a new one is still
+read: a ``stop`` on it is served, anything else is answered ``busy``. Each connection
+is served on its own: a stop never waits behind another client's request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from footctl.control.api import (
     Reply,
     Request,
     StateEvent,
+    StopRequest,
     WatchRequest,
     error_reply,
     parse_request,
@@ -47,6 +49,10 @@ IDLE_TIMEOUT_S = 30.0
 # Open connections at most: a dozen terminals, the TUI, the MQTT bridge and a few
 # watchers fit with room to spare; past it the longest-idle one makes room.
 MAX_CONNECTIONS = 64
+
+# Past the cap with nothing idle to close: how long a new connection may take to send
+# its line (only a stop is served on it). footctl's client sends at once.
+OVER_CAP_WAIT_S = 2.0
 
 # Closing: a request in flight (a stop being confirmed) gets this long to answer.
 CLOSE_GRACE_S = 3.0
@@ -155,7 +161,7 @@ class ControlServer:
                 await self._send(writer, _error("forbidden", "not your footctl", 1))
                 return
             if len(self._conns) >= self._max and not self._make_room():
-                await self._send(writer, _error("busy", "too many connections", 1))
+                await self._over_cap(reader, writer)
                 return
             self._conns.add(conn)
             await self._loop(conn, reader)
@@ -164,6 +170,20 @@ class ControlServer:
         finally:
             self._conns.discard(conn)
             writer.close()
+
+    async def _over_cap(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Every connection is busy: serve a stop anyway (a stop is never kept out by
+        other clients), answer anything else ``busy``."""
+        try:
+            async with asyncio.timeout(OVER_CAP_WAIT_S):
+                line = await reader.readline()
+            request = parse_request(line)
+        except (TimeoutError, ValueError, FootctlError):
+            request = None
+        if isinstance(request, StopRequest):
+            await self._send(writer, await self._answer(request))
+            return
+        await self._send(writer, _error("busy", "too many connections; only a stop is served", 1))
 
     async def _loop(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
         while True:
