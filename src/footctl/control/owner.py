@@ -332,7 +332,7 @@ class Owner:
         if latest is not None and key == held.view_key:
             return latest
         held.view_key = key
-        view = view_of(held, self.pid)
+        view = view_of(held, self.pid, self.hub.next_seq(held.device_id))
         return self.hub.publish(view) or self.hub.latest(view.device_id) or view
 
     async def _tick(self) -> None:
