@@ -483,7 +483,10 @@ class Owner:
                 source=request.source, power=True, intensity=request.intensity,
                 heat=request.heat, mode=request.mode, zone=request.zone,
             )
-            return self._reply([held], await self.submit(held, gov_request))
+            clamped = await self.submit(held, gov_request)
+            # submit() published the view a moment ago (nothing ran since): reply with it.
+            view = self.hub.latest(held.device_id) or self.publish(held)
+            return Reply(devices=(view,), notes=clamped, owner_pid=self.pid)
         if isinstance(request, RunRequest):
             held = self.pick(request.device)
             from footctl.programs.loader import get_program  # noqa: PLC0415
