@@ -127,3 +127,23 @@ async def test_views_follow_every_change_of_each_massager(two: Owner) -> None:
     for view in two.snapshot():
         assert DeviceView.model_validate_json(view.model_dump_json()) == view
     await two.request(StopRequest())
+
+
+def test_memoized_parts_are_keyed_by_every_value_and_its_type() -> None:
+    from footctl.control import held
+
+    assert held._timers(100.0, None) is held._timers(100.0, None)
+    assert (held._timers(99.0, None).session_left_s, held._timers(100.0, 5.0).heat_left_s) == (
+        99.0, 5.0)
+    one = held._settings(True, 2, 1, 40.0, "kneading", None)
+    assert one is held._settings(True, 2, 1, 40.0, "kneading", None)
+    for other in (held._settings(True, 3, 1, 40.0, "kneading", None),
+                  held._settings(True, 2, 0, None, "kneading", None),
+                  held._settings(True, 2, 1, 40.0, "rolling", None),
+                  held._settings(True, 2, 1, 40.0, "kneading", 2),
+                  held._settings(False, 2, 1, 40.0, "kneading", None)):
+        assert other != one
+    # 40 and 40.0 (and True and 1) are equal keys to a plain memo: kept apart by type.
+    assert type(held._settings(True, 2, 1, 40, "kneading", None).heat_celsius) is int
+    assert type(held._settings(1, 2, 1, 40.0, "kneading", None).power) is int
+    assert type(one.power) is bool and type(one.heat_celsius) is float

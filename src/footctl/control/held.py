@@ -188,6 +188,11 @@ def _settings(
 
 
 @functools.lru_cache(maxsize=_MEMO_SIZE, typed=True)
+def _timers(session_left_s: float | None, heat_left_s: float | None) -> Timers:
+    return Timers.model_construct(session_left_s=session_left_s, heat_left_s=heat_left_s)
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE, typed=True)
 def _fixed(
     device_id: str, name: str, profile: str, simulated: bool, radio: str, owner_pid: int
 ) -> DeviceView:
@@ -262,7 +267,7 @@ def view_of(held: Held, owner_pid: int, seq: int = 0) -> DeviceView:
             d.running, d.intensity, d.heat or 0, caps.heat_celsius(d.heat or 0), d.mode, d.zone
         ),
         "program": program,
-        "timers": Timers.model_construct(
+        "timers": _timers(
             session_left_s=_round(t.session_left_s), heat_left_s=_round(t.heat_left_s)
         ),
         "session_source": _api_source(gov.source) if running and gov.source else None,
