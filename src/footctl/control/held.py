@@ -5,13 +5,14 @@ place), its serialized request path, and what the owner knows of it as a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from footctl.config import Config
 from footctl.control.api import (
@@ -363,10 +364,74 @@ def api_source(source: str) -> Source:
     return _API_SOURCES.get(source, "cli")
 
 
-def view_of(held: Held, owner_pid: int) -> DeviceView:
-    """Everything the owner knows of one massager, now. Built without validation
-    (``model_construct``): these are the owner's own values, typed by mypy and
-    checked by a test, and this runs on every change of every massager."""
+# A view is built on every change of every massager, and the reply to a request waits
+# for one: its parts are memoized by value (frozen models, so one object serves every
+# view with the same values; ``typed`` keeps True apart from 1 and 40 from 40.0), and
+# the view is a copy of the massager's fixed fields with the rest filled in, a third
+# of what ``model_construct`` of every field costs. A few hundred entries cover every
+# combination a massager goes through in a night many times over.
+_MEMO_SIZE = 512
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE, typed=True)
+def _settings(
+    power: bool, intensity: int | None, heat: int, heat_celsius: float | None,
+    mode: str | None, zone: int | None,
+) -> Settings:
+    return Settings.model_construct(
+        power=power, intensity=intensity, heat=heat, heat_celsius=heat_celsius, mode=mode,
+        zone=zone,
+    )
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE, typed=True)
+def _timers(
+    session_left_s: float | None, heat_left_s: float | None, lease_left_s: float | None,
+    cooldown_left_s: float | None,
+) -> Timers:
+    return Timers.model_construct(
+        session_left_s=session_left_s, heat_left_s=heat_left_s, lease_left_s=lease_left_s,
+        cooldown_left_s=cooldown_left_s,
+    )
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE, typed=True)
+def _fixed(
+    device_id: str, name: str, profile: str, simulated: bool, radio: str, owner_pid: int
+) -> DeviceView:
+    """What never changes in a massager's views (the rest is filled in per view)."""
+    return DeviceView.model_construct(
+        device_id=device_id, address="", name=name, profile=profile, simulated=simulated,
+        radio=radio, owner_pid=owner_pid,
+    )
+
+
+class _Changing(TypedDict):
+    """The fields of a view filled in per view: typed here, so mypy checks what
+    ``model_copy`` sets (it takes any mapping)."""
+
+    address: str
+    link: LinkState
+    reported: Settings
+    assumed: bool
+    temperature: float | None
+    timer_minutes: int | None
+    desired: Settings
+    program: ProgramView | None
+    timers: Timers
+    session_source: Source | None
+    last_refusal: str | None
+    fault: str | None
+    end_reason: str | None
+    last_run: RunView | None
+    seq: int
+
+
+def view_of(held: Held, owner_pid: int, seq: int = 0) -> DeviceView:
+    """Everything the owner knows of one massager, now (``seq``: the number the hub
+    will give it). Built without validation (``model_construct`` and ``model_copy``):
+    these are the owner's own values, typed by mypy (``_Changing``) and checked by a
+    test, and this runs on every change of every massager."""
     s = held.session.state
     gov = held.governor
     caps = held.spec.profile.capabilities
@@ -390,41 +455,35 @@ def view_of(held: Held, owner_pid: int) -> DeviceView:
         )
     last = held.last_result
     running = gov.desired.running or s.running
-    return DeviceView.model_construct(
-        device_id=held.device_id,
-        address=held.address,
-        name=held.name,
-        profile=held.spec.profile.id,
-        simulated=held.spec.simulated,
-        radio=held.radio.label,
-        link=link,
-        reported=Settings.model_construct(
-            power=s.running, intensity=s.intensity, heat=s.heat,
-            heat_celsius=caps.heat_celsius(s.heat), mode=s.mode, zone=s.zone,
+    fixed = _fixed(held.device_id, held.name, held.spec.profile.id, held.spec.simulated,
+                   held.radio.label, owner_pid)
+    changing: _Changing = {
+        "address": held.address,
+        "link": link,
+        "reported": _settings(
+            s.running, s.intensity, s.heat, caps.heat_celsius(s.heat), s.mode, s.zone
         ),
-        assumed=s.assumed,
-        temperature=None if s.temperature is None else float(s.temperature),
-        timer_minutes=s.timer,
-        desired=Settings.model_construct(
-            power=d.running, intensity=d.intensity, heat=d.heat or 0,
-            heat_celsius=caps.heat_celsius(d.heat or 0), mode=d.mode, zone=d.zone,
+        "assumed": s.assumed,
+        "temperature": None if s.temperature is None else float(s.temperature),
+        "timer_minutes": s.timer,
+        "desired": _settings(
+            d.running, d.intensity, d.heat or 0, caps.heat_celsius(d.heat or 0), d.mode, d.zone
         ),
-        program=program,
-        timers=Timers.model_construct(
-            session_left_s=session_left, heat_left_s=heat_left, lease_left_s=lease_left,
-            cooldown_left_s=cooldown_left,
-        ),
-        session_source=api_source(gov.source) if running and gov.source else None,
-        last_refusal=held.last_refusal,
-        fault=gov.fault,
-        end_reason=gov.end_reason,
-        last_run=None if last is None else RunView.model_construct(
+        "program": program,
+        "timers": _timers(session_left, heat_left, lease_left, cooldown_left),
+        "session_source": api_source(gov.source) if running and gov.source else None,
+        "last_refusal": held.last_refusal,
+        "fault": gov.fault,
+        "end_reason": gov.end_reason,
+        "last_run": None if last is None else RunView.model_construct(
             program=last.program, source=last.source, end_reason=last.end_reason,
             steps_run=last.steps_run, steps=last.steps,
             elapsed_s=float(round(last.elapsed_s, 1)), notes=tuple(last.notes),
         ),
-        owner_pid=owner_pid,
-    )
+        "seq": seq,
+    }
+    return fixed.model_copy(update=changing)
+
 
 def view_key(held: Held) -> tuple[object, ...]:
     """Everything a view is made of, cheaply: session states and targets are

@@ -120,14 +120,21 @@ class StateHub:
         self._listeners: list[Callable[[DeviceView], None]] = []
         self._session_streams: set[SessionStream] = set()
 
+    def next_seq(self, device_id: str) -> int:
+        """The ``seq`` the massager's next published view gets."""
+        old = self._latest.get(device_id)
+        return 1 if old is None else old.seq + 1
+
     def publish(self, view: DeviceView) -> DeviceView | None:
         """Record ``view`` as the massager's latest if anything but ``seq`` changed;
-        it gets the next ``seq``. Returns the published view, or None if unchanged."""
+        it gets the next ``seq`` (a view built with :meth:`next_seq` is kept as it
+        is, not copied). Returns the published view, or None if unchanged."""
         old = self._latest.get(view.device_id)
         seq = old.seq if old is not None else 0
-        if old is not None and view.model_copy(update={"seq": seq}) == old:
+        if old is not None and _same_but_seq(view, old):
             return None
-        view = view.model_copy(update={"seq": seq + 1})
+        if view.seq != seq + 1:
+            view = view.model_copy(update={"seq": seq + 1})
         self._latest[view.device_id] = view
         for sub in list(self._subs):
             sub._offer(view)
@@ -180,3 +187,13 @@ class StateHub:
         stream = SessionStream(self)
         self._session_streams.add(stream)
         return stream
+
+
+def _same_but_seq(a: DeviceView, b: DeviceView) -> bool:
+    """``a == b`` but for ``seq``, without copying either: what pydantic's ``==``
+    compares for two models of one type without extra or private attributes (their
+    field values), with ``seq`` left out. Part of every publish."""
+    if type(a) is not type(b):
+        return False
+    fa, fb = a.__dict__, b.__dict__
+    return fa.keys() == fb.keys() and all(k == "seq" or v == fb[k] for k, v in fa.items())

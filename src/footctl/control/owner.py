@@ -400,7 +400,7 @@ class Owner:
         if latest is not None and key == held.view_key:
             return latest
         held.view_key = key
-        view = view_of(held, self.pid)
+        view = view_of(held, self.pid, self.hub.next_seq(held.device_id))
         return self.hub.publish(view) or self.hub.latest(view.device_id) or view
 
     async def _tick(self) -> None:
@@ -551,7 +551,10 @@ class Owner:
                 source=request.source, power=True, intensity=request.intensity,
                 heat=request.heat, mode=request.mode, zone=request.zone,
             )
-            return self._reply([held], await self.submit(held, gov_request))
+            clamped = await self.submit(held, gov_request)
+            # submit() published the view a moment ago (nothing ran since): reply with it.
+            view = self.hub.latest(held.device_id) or self.publish(held)
+            return Reply(devices=(view,), notes=clamped, owner_pid=self.pid)
         if isinstance(request, RunRequest):
             held = self.pick(request.device)
             from footctl.programs.loader import get_program  # noqa: PLC0415

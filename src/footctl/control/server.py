@@ -69,6 +69,8 @@ class _Conn:
         self.writer = writer
         self.busy = False  # answering a request or streaming
         self.last = time.monotonic()
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.timed_out = False  # closed for sending nothing for the idle timeout
 
 
 class ControlServer:
@@ -164,10 +166,13 @@ class ControlServer:
                 await self._over_cap(reader, writer)
                 return
             self._conns.add(conn)
+            self._watch_idle(conn)
             await self._loop(conn, reader)
         except (ConnectionError, TimeoutError) as exc:
             _LOG.debug("control client: %s", exc)
         finally:
+            if conn.idle_timer is not None:
+                conn.idle_timer.cancel()
             self._conns.discard(conn)
             writer.close()
 
@@ -184,18 +189,32 @@ class ControlServer:
             await self._send(writer, await self._answer(request))
             return
         await self._send(writer, _error("busy", "too many connections; only a stop is served", 1))
+    def _watch_idle(self, conn: _Conn) -> None:
+        """Close ``conn`` once it has sent nothing for the idle timeout while not busy.
+        One timer per connection, looked at when it fires and moved on if the client
+        spoke meanwhile: a request costs no timer of its own (an ``asyncio.timeout``
+        around every read was a timer scheduled and cancelled per request)."""
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            left = conn.last + self._idle - time.monotonic()
+            if conn.busy or left > 0:
+                conn.idle_timer = loop.call_later(left if left > 0 else self._idle, check)
+                return
+            conn.idle_timer = None
+            conn.timed_out = True
+            conn.writer.close()  # the pending read sees the end of the stream
+
+        conn.idle_timer = loop.call_later(self._idle, check)
 
     async def _loop(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
         while True:
             try:
-                async with asyncio.timeout(self._idle):
-                    line = await reader.readline()
-            except TimeoutError:
-                return
+                line = await reader.readline()
             except ValueError:  # a line past MAX_REQUEST_BYTES
                 await self._send(conn.writer, _error("usage", "request too long", 2))
                 return
-            if not line:
+            if not line or conn.timed_out:
                 return
             if not line.strip():
                 continue

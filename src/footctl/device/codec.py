@@ -8,6 +8,7 @@ whatever bytes come in.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -276,9 +277,48 @@ def _encode_text(profile: Profile, command: Command, text: str) -> bytes:
         ) from exc
 
 
+# encode() is pure, and a session writes the same few frames over and over (a level,
+# the query, the keepalive): each profile object keeps the frames it has encoded,
+# until it is garbage (the weak reference's callback drops its table). Keyed by the
+# value's type too, so True never stands for 1. At most this many frames per profile
+# (every level of every command of the largest profile fits); past it the table
+# starts again.
+_FRAMES_PER_PROFILE = 4096
+_Key = tuple[str, type, int | None]
+_ENCODED: dict[int, tuple[weakref.ref[Profile], dict[_Key, bytes]]] = {}
+
+
+def _frames_of(profile: Profile) -> dict[_Key, bytes]:
+    key = id(profile)
+    entry = _ENCODED.get(key)
+    if entry is not None and entry[0]() is profile:
+        return entry[1]
+
+    def forget(ref: weakref.ref[Profile]) -> None:
+        held = _ENCODED.get(key)
+        if held is not None and held[0] is ref:
+            del _ENCODED[key]
+
+    frames: dict[_Key, bytes] = {}
+    _ENCODED[key] = (weakref.ref(profile, forget), frames)
+    return frames
+
+
 def encode(profile: Profile, command: Command) -> bytes:
     """The app->device frame for ``command`` (one frame: a sequence has several, see
     :func:`writes`)."""
+    frames = _frames_of(profile)
+    key = (command.name, type(command.value), command.value)
+    frame = frames.get(key)
+    if frame is None:
+        frame = _encode(profile, command)  # (an error is raised, never kept)
+        if len(frames) >= _FRAMES_PER_PROFILE:
+            frames.clear()
+        frames[key] = frame
+    return frame
+
+
+def _encode(profile: Profile, command: Command) -> bytes:
     template = _template(profile, command.name)
     if template.sequence is not None:
         raise CodecError(

@@ -410,26 +410,26 @@ class DeviceSession:
         caps = self.profile.capabilities
         s = self._state
         value = command.value
+        # One replace with everything believed (this runs after every write).
+        changed: dict[str, Any] = {}
         if command.name == "power" and value and not s.running:
             # Powering on starts at the lowest level (as _pressed assumes for keys): the
             # level from before the last off made the ramp step on from it and jump
             # (found by the 10,000-example soak).
-            s = dataclasses.replace(s, running=True, intensity=caps.intensity.min)
+            changed = {"running": True, "intensity": caps.intensity.min}
         elif command.name == "power":
-            s = dataclasses.replace(s, running=bool(value), heat=s.heat if value else 0)
+            changed = {"running": bool(value), "heat": s.heat if value else 0}
         elif command.name == "stop":
-            s = dataclasses.replace(s, running=False, heat=0)
+            changed = {"running": False, "heat": 0}
         elif command.name == "intensity":
-            s = dataclasses.replace(s, intensity=value)
+            changed = {"intensity": value}
         elif command.name == "heat":
-            level = next((h.level for h in caps.heat_levels if h.wire == value), 0)
-            s = dataclasses.replace(s, heat=level)
+            changed = {"heat": next((h.level for h in caps.heat_levels if h.wire == value), 0)}
         elif command.name == "mode":
-            mode = next((m.name for m in caps.modes if m.code == value), None)
-            s = dataclasses.replace(s, mode=mode)
+            changed = {"mode": next((m.name for m in caps.modes if m.code == value), None)}
         elif command.name == "zone":
-            s = dataclasses.replace(s, zone=value)
-        self._set_state(dataclasses.replace(s, assumed=True))
+            changed = {"zone": value}
+        self._set_state(dataclasses.replace(s, assumed=True, **changed))
 
     async def close(self) -> None:
         """Disconnect on purpose and stop background tasks."""

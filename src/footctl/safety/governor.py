@@ -407,7 +407,10 @@ class SafetyGovernor:
     async def _ramp_to(self, target: Target, generation: int) -> DeviceState:
         while True:
             allowed = self._allowed_intensity(target.intensity)
-            step = dataclasses.replace(target, intensity=allowed)
+            step = (
+                target if allowed == target.intensity
+                else dataclasses.replace(target, intensity=allowed)
+            )
             powering_on = not self.session.state.running
             before = None if powering_on else self.session.state.intensity
             # On failure the desired state stays: it is within the caps, and a
