@@ -35,3 +35,41 @@ def test_devices_add_over_a_sim_link_is_refused_with_the_reason(tmp_path: Path) 
     assert proc.returncode == 2, proc.stderr
     assert "cannot be saved" in proc.stderr and "--link" in proc.stderr
     assert not path.exists()
+
+
+# --- the config file is strictly typed ---------------------------------------------------
+
+
+def test_config_values_of_the_wrong_type_are_errors_with_file_line_and_field(
+    tmp_path: Path,
+) -> None:
+    path = config_file()
+    path.write_text(
+        f"profile_dirs = [{str(tmp_path)!r}]\n"  # a path is a string: fine
+        "[caps]\n"
+        'max_heat_minutes = "15"\n'  # line 3: a string, not a number
+        'clamp = "yes"\n'  # line 4
+        "no_heat = 1\n"  # line 5: an integer, not a boolean
+        "max_session_minutes = 12\n"  # an integer is a number: fine
+        "[[schedules]]\n"
+        'kind = "bedtime"\n'
+        'bedtime = "22:30"\n'
+        'lead_minutes = "45"\n'  # line 10
+        'days = ["mon", "tue"]\n'  # an array of days: fine
+        'program = "no-heat"\n'
+    )
+    proc = footctl("config", "check")
+    assert proc.returncode == 2, proc.stdout
+    assert f"{path}:3: caps.max_heat_minutes: " in proc.stdout
+    assert "not the string '15'" in proc.stdout
+    assert f"{path}:4: caps.clamp: " in proc.stdout
+    assert f"{path}:5: caps.no_heat: " in proc.stdout
+    assert f"{path}:10: schedules[0].lead_minutes: " in proc.stdout
+    data = one_json(footctl("--json", "config", "check"))
+    assert sorted((p["line"], p["field"]) for p in data["problems"]) == [
+        (3, "caps.max_heat_minutes"), (4, "caps.clamp"), (5, "caps.no_heat"),
+        (10, "schedules[0].lead_minutes"),
+    ]
+    # Nothing of a file with type errors is applied.
+    shown = footctl("config", "show")
+    assert shown.returncode == 2 and "caps.no_heat" in shown.stderr

@@ -31,7 +31,13 @@ CEILING_SESSIONS_PER_NIGHT = 4
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a value of the wrong TOML type ("15" for 15, "yes" or 1 for true) is an
+    # error naming its line, never coerced and applied (an integer is still a number).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# TOML has no path type: a path is written as a string (strict mode wants a Path).
+FilePath = Annotated[Path, Field(strict=False)]
 
 
 class CapsConfig(_Model):
@@ -107,7 +113,7 @@ class MqttConfig(_Model):
     )
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
-    ca_file: Path | None = Field(default=None, description="CA certificate(s) for mqtts://")
+    ca_file: FilePath | None = Field(default=None, description="CA certificate(s) for mqtts://")
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     base_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "footctl"
     host_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] | None = Field(
@@ -127,7 +133,7 @@ class Config(_Model):
 
     caps: CapsConfig = CapsConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
-    profile_dirs: list[Path] = Field(default_factory=list)
+    profile_dirs: list[FilePath] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
     mqtt: MqttConfig | None = None
     # Where the file came from and the line of each key, so a problem found later (a

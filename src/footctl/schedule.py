@@ -124,7 +124,8 @@ def local_zone() -> tzinfo:
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict like the rest of the config file (config._Model): no "45" for 45.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     program: Annotated[str, Field(min_length=1)]
     device: str | None = None
@@ -156,7 +157,10 @@ def _unique_days(days: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
     return days
 
 
-Days = Annotated[tuple[Weekday, ...], Field(min_length=1), AfterValidator(_unique_days)]
+# Not strict: TOML gives an array (a list), kept as a tuple; each day is still checked.
+Days = Annotated[
+    tuple[Weekday, ...], Field(min_length=1, strict=False), AfterValidator(_unique_days)
+]
 
 
 class WeeklySchedule(_Base):
