@@ -45,7 +45,7 @@ def test_config_values_of_the_wrong_type_are_errors_with_file_line_and_field(
 ) -> None:
     path = config_file()
     path.write_text(
-        f"profile_dirs = [{str(tmp_path)!r}]\n"  # a path is a string: fine
+        f"profile_dirs = [{str(tmp_path / 'profiles')!r}]\n"  # a path is a string: fine
         "[caps]\n"
         'max_heat_minutes = "15"\n'  # line 3: a string, not a number
         'clamp = "yes"\n'  # line 4
@@ -73,3 +73,63 @@ def test_config_values_of_the_wrong_type_are_errors_with_file_line_and_field(
     # Nothing of a file with type errors is applied.
     shown = footctl("config", "show")
     assert shown.returncode == 2 and "caps.no_heat" in shown.stderr
+
+
+# --- config check goes on past the errors ------------------------------------------------
+
+
+def test_config_check_lists_second_round_problems_past_type_errors() -> None:
+    path = config_file()
+    path.write_text(
+        "[caps]\n"
+        'max_heat_minutes = "15"\n'  # line 2: a type error (first round)
+        "[[devices]]\n"
+        'address = "F0:F0:00:00:00:01"\n'
+        'profile = "shiatsu-aa56"\n'  # line 5: no such profile
+        'name = "bedroom"\n'
+        "[[devices]]\n"
+        'address = "F0:F0:00:00:00:02"\n'
+        'profile = "shiatsu-aa55"\n'
+        'name = "Bedroom"\n'  # line 10: the same name again
+        "[[schedules]]\n"
+        'kind = "weekly"\n'
+        'at = "25:00"\n'  # line 13: not a time
+        'program = "no-heat"\n'
+        "[[schedules]]\n"  # line 15: schedules[1]
+        'kind = "weekly"\n'
+        'at = "22:00"\n'
+        'program = "nada"\n'  # no such program
+    )
+    data = one_json(footctl("--json", "config", "check"))
+    assert data["ok"] is False
+    found = {(p["line"], p["field"]) for p in data["problems"]}
+    assert found == {
+        (2, "caps.max_heat_minutes"), (13, "schedules[0].at"), (5, "devices[0].profile"),
+        (10, "devices[1].name"), (15, "schedules[1]"),
+    }
+    text = footctl("config", "check").stdout
+    assert "no program 'nada'" in text and "'Bedroom' is also the name of devices[0]" in text
+
+
+def test_a_schedule_naming_a_massager_with_no_devices_is_an_error() -> None:
+    config_file().write_text(
+        '[[schedules]]\nkind = "weekly"\nat = "22:00"\nprogram = "no-heat"\ndevice = "kitchen"\n'
+    )
+    check = footctl("config", "check")
+    assert check.returncode == 2, check.stdout
+    assert "schedules[0]: no massager 'kitchen'" in check.stdout
+    listed = footctl("schedule", "list")
+    assert listed.returncode == 2 and "no massager 'kitchen'" in listed.stderr
+
+
+def test_the_daemons_audit_knows_the_massagers_it_holds() -> None:
+    from datetime import UTC, datetime
+
+    from footctl.config import Config
+    from footctl.scheduler import audit_config
+
+    config = Config.model_validate({"schedules": [
+        {"kind": "weekly", "at": "22:00", "program": "no-heat", "device": "shiatsu-aa55"}]})
+    now = datetime.now(UTC)
+    assert [p.kind for p in audit_config(config, now)] == ["unknown_device"]
+    assert audit_config(config, now, held={"shiatsu-aa55": "C4:00:00:00:00:01"}) == []

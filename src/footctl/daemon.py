@@ -143,7 +143,11 @@ class Daemon:
         """Check the schedules now, not at night (unknown programs and massagers,
         starts the cooldown or the night limit would refuse), and log what is found."""
         try:
-            problems = audit_config(self.config, self._wall(), self.program_dir)
+            # The massagers held (with --simulate, not the config's) are what a
+            # schedule's device may name: its name, its address, its profile id.
+            held = {key: h.device_id for h in self.owner.held
+                    for key in (h.name, h.device_id, h.spec.profile.id)}
+            problems = audit_config(self.config, self._wall(), self.program_dir, held=held)
         except (FootctlError, OSError, ValueError) as exc:
             _LOG.warning("schedules not checked: %s", exc)
             return []

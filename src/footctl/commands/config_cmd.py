@@ -24,11 +24,13 @@ from footctl.config import (
     STATE_DIR_ENV,
     CapsConfig,
     Config,
+    Salvaged,
     config_path,
     data_dir,
     journal_path,
     load_config,
     runtime_dir,
+    salvage_config,
     state_dir,
 )
 from footctl.device.profile.loader import PROFILE_DIR_ENV, get_profile, scan_profiles, shipped_dir
@@ -161,13 +163,16 @@ def show(args: argparse.Namespace, out: Output) -> int:
 
 
 def check(args: argparse.Namespace, out: Output) -> int:
-    """Every problem in the configuration and the files it leads to; exit 2 if any."""
+    """Every problem in the configuration and the files it leads to; exit 2 if any.
+    A file with invalid entries is still checked as far as its valid parts go (their
+    profiles, programs, names and schedules), so every problem is listed at once."""
     from footctl.scheduler import audit_config  # noqa: PLC0415
 
     problems: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
     path = config_path(args.config)
     config: Config | None = None
+    salvaged: Salvaged | None = None
     if args.config and not path.exists():
         problems.append({"file": str(path), "line": None, "field": "<file>",
                          "reason": "no such file"})
@@ -177,31 +182,28 @@ def check(args: argparse.Namespace, out: Output) -> int:
         problems += [{"file": str(p.file), "line": p.line, "field": p.field, "reason": p.reason}
                      for p in exc.problems] or [{"file": str(path), "line": None,
                                                  "field": "<file>", "reason": exc.message}]
-    dirs = list(config.profile_dirs) if config else []
+        salvaged = salvage_config(path)
+    else:
+        salvaged = Salvaged(config, list(config.devices), list(config.schedules))
+    dirs = list(salvaged.config.profile_dirs) if salvaged else []
     profiles, bad_profiles = scan_profiles(dirs)
     catalog = scan_programs(default_user_dir())
     problems += [{"file": str(p.file), "line": p.line, "field": p.field, "reason": p.reason}
                  for p in bad_profiles]
     problems += [{"file": str(p.file), "line": p.line, "field": p.field, "reason": p.reason,
                   "step": p.step} for p in catalog.problems]
-    if config is not None:
-        for index, dev in enumerate(config.devices):
-            if dev.profile not in profiles:
-                line = config.where("devices", index, "profile")
-                problems.append({
-                    "file": str(config.source), "line": int(line.rsplit(":", 1)[1])
-                    if line.count(":") else None,
-                    "field": f"devices[{index}].profile",
-                    "reason": f"no profile {dev.profile!r} (known: {', '.join(sorted(profiles))})",
-                })
+    if salvaged is not None:
+        problems += _device_problems(salvaged, sorted(profiles))
         try:
-            audit = audit_config(config, datetime.now(UTC))
+            audit = audit_config(salvaged.config, datetime.now(UTC),
+                                 schedules=salvaged.schedules)
         except FootctlError as exc:
             audit = []
             problems.append({"file": str(path), "line": None, "field": "schedules",
                              "reason": str(exc)})
         for item in audit:
-            row = {"file": str(config.source or path), "line": _line(config, item.index),
+            row = {"file": str(salvaged.config.source or path),
+                   "line": _line(salvaged.config, item.index),
                    "field": f"schedules[{item.index}]", "reason": item.message}
             (problems if item.error else warnings).append(row)
     lines = [_where(p) + f"{p['field']}: {p['reason']}" for p in problems]
@@ -219,8 +221,36 @@ def check(args: argparse.Namespace, out: Output) -> int:
     return ExitCode.OK if ok else ExitCode.USAGE
 
 
-def _line(config: Config, index: int) -> int | None:
-    where = config.where("schedules", index)
+def _device_problems(salvaged: Salvaged, known: list[str]) -> list[dict[str, Any]]:
+    """Each ``[[devices]]`` entry whose profile does not exist, or whose name or
+    address an earlier entry already has (``--device NAME`` would be ambiguous)."""
+    config = salvaged.config
+    problems: list[dict[str, Any]] = []
+
+    def row(index: int, field: str, reason: str) -> dict[str, Any]:
+        return {"file": str(config.source), "line": _line(config, "devices", index, field),
+                "field": f"devices[{index}].{field}", "reason": reason}
+
+    first: dict[tuple[str, str], int] = {}
+    for index, dev in enumerate(salvaged.devices):
+        if dev is None:
+            continue
+        if dev.profile not in known:
+            problems.append(row(index, "profile",
+                                f"no profile {dev.profile!r} (known: {', '.join(known)})"))
+        for field, value in (("name", dev.name), ("address", dev.address)):
+            if value is None:
+                continue
+            earlier = first.setdefault((field, value.lower()), index)
+            if earlier != index:
+                problems.append(row(index, field, f"{value!r} is also the {field} of "
+                                                  f"devices[{earlier}]; each must be unique"))
+    return problems
+
+
+def _line(config: Config, *loc: str | int) -> int | None:
+    """The line of ``loc`` (a schedule's index alone means ``schedules[index]``)."""
+    where = config.where(*(("schedules", *loc) if len(loc) == 1 else loc))
     tail = where.rsplit(":", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
 
