@@ -133,3 +133,29 @@ def test_the_daemons_audit_knows_the_massagers_it_holds() -> None:
     now = datetime.now(UTC)
     assert [p.kind for p in audit_config(config, now)] == ["unknown_device"]
     assert audit_config(config, now, held={"shiatsu-aa55": "C4:00:00:00:00:01"}) == []
+
+
+# --- settings below their floor: the value that applies, and why -------------------------
+
+
+def test_config_shows_and_warns_about_settings_below_their_floor() -> None:
+    path = config_file()
+    path.write_text("[caps]\ncooldown_minutes = 0\nintensity_step_seconds = 0\n")
+    check = footctl("--json", "config", "check")
+    assert check.returncode == 0, check.stdout  # a warning, not an error
+    warned = {(w["line"], w["field"]): w["reason"] for w in one_json(check)["warnings"]}
+    assert set(warned) == {(2, "caps.cooldown_minutes"), (3, "caps.intensity_step_seconds")}
+    assert "15 applies on a real radio" in warned[(2, "caps.cooldown_minutes")]
+    assert "5 applies on a real radio" in warned[(3, "caps.intensity_step_seconds")]
+    shown = one_json(footctl("--json", "config", "show", "--profile", "shiatsu-aa55"))
+    rows = {r["setting"]: r for r in shown["caps"]}
+    assert rows["cooldown_minutes"]["value"] == 0 and rows["cooldown_minutes"]["applies"] == 15
+    assert rows["intensity_step_seconds"]["applies"] == 5
+    assert rows["max_session_minutes"]["applies"] == rows["max_session_minutes"]["value"]
+    limits = {r["limit"]: r for r in shown["limits"]["limits"]}
+    assert limits["cooldown minutes"]["value"] == 15.0
+    assert limits["cooldown minutes"]["source"] == "floor (real radio)"
+    assert limits["ramp seconds/level"]["value"] == 5.0
+    text = footctl("config", "show").stdout
+    line = next(x for x in text.splitlines() if "cooldown_minutes" in x)
+    assert "applies: 15 on a real radio" in line

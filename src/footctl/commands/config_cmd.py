@@ -65,14 +65,54 @@ def valid_range(name: str) -> str:
     return f"{text}, or unset" if optional else text
 
 
+# Why the governor raises a setting to its floor on a real radio (safety/limits.py).
+FLOOR_REASONS = {
+    "cooldown_minutes": "a new session cannot see the last one's heat dose, so the feet "
+                        "must have cooled down first",
+    "intensity_step_seconds": "a person needs a few seconds at a level to feel whether it "
+                              "is too strong before the next one comes",
+}
+
+
+def on_a_real_radio(caps: CapsConfig) -> dict[str, float]:
+    """The ``[caps]`` settings with a floor, as the governor applies them on a real
+    radio (:meth:`Limits.with_floors`; a virtual massager takes them as written)."""
+    c = caps.to_caps()
+    floored = Limits(
+        intensity_min=0, intensity_max=0, heat_max=0, heat_max_reason="",
+        session_s=c.session_s, heat_s=c.heat_s, temperature_c=c.temperature_c,
+        clamp=c.clamp, no_heat=c.no_heat, heartbeat_s=c.heartbeat_s,
+        ramp_step_s=c.ramp_step_s, cooldown_s=c.cooldown_s,
+    ).with_floors()
+    return {"cooldown_minutes": floored.cooldown_s / 60,
+            "intensity_step_seconds": floored.ramp_step_s}
+
+
+def floor_notes(caps: CapsConfig) -> dict[str, str]:
+    """Each setting written below its floor: what applies instead, and why."""
+    notes = {}
+    for name, applies in on_a_real_radio(caps).items():
+        if applies != getattr(caps, name):
+            notes[name] = (f"{getattr(caps, name):g} is below the floor: {applies:g} applies "
+                           f"on a real radio ({FLOOR_REASONS[name]}); virtual massagers "
+                           "use it as written")
+    return notes
+
+
 def caps_rows(config: Config) -> list[dict[str, Any]]:
-    """Each ``[caps]`` setting: its value, where it comes from, its valid range."""
+    """Each ``[caps]`` setting: its value, the value that applies on a real radio,
+    where it comes from, its valid range."""
     rows = []
+    applies = on_a_real_radio(config.caps)
+    notes = floor_notes(config.caps)
     for name, field in CapsConfig.model_fields.items():
         in_file = name in config.caps.model_fields_set
+        value = getattr(config.caps, name)
         rows.append({
             "setting": name,
-            "value": getattr(config.caps, name),
+            "value": value,
+            "applies": applies.get(name, value),
+            "note": notes.get(name),
             "source": config.where("caps", name) if in_file else "default",
             "default": field.default,
             "range": valid_range(name),
@@ -83,6 +123,7 @@ def caps_rows(config: Config) -> list[dict[str, Any]]:
 def _limit_rows(config: Config, profile_id: str) -> list[dict[str, Any]]:
     profile = get_profile(profile_id, list(config.profile_dirs))
     limits = Limits.compute(profile, config.caps.to_caps())
+    real = limits.with_floors()
     caps = config.caps
     hw = profile.capabilities
     intensity_src = "profile range" if caps.max_intensity is None or (
@@ -100,6 +141,10 @@ def _limit_rows(config: Config, profile_id: str) -> list[dict[str, Any]]:
         {"limit": "unattended heat level", "value": limits.unattended_heat_level,
          "source": "profile" if limits.unattended_heat_level < caps.unattended_heat_level
          else "caps"},
+        {"limit": "cooldown minutes", "value": round(real.cooldown_s / 60, 1),
+         "source": "floor (real radio)" if real.cooldown_s > limits.cooldown_s else "caps"},
+        {"limit": "ramp seconds/level", "value": round(real.ramp_step_s, 2),
+         "source": "floor (real radio)" if real.ramp_step_s > limits.ramp_step_s else "caps"},
     ]
 
 
@@ -144,7 +189,9 @@ def show(args: argparse.Namespace, out: Output) -> int:
     for r in caps:
         value = "none" if r["value"] is None else str(r["value"]).lower()
         lines.append(f"  {r['setting']:<{width}} = {value:<6} {r['source']:<30} "
-                     f"valid: {r['range']}")
+                     f"valid: {r['range']}"
+                     + (f"  (applies: {r['applies']:g} on a real radio, the floor)"
+                        if r["note"] else ""))
     profile_id = getattr(args, "profile", None)
     if profile_id:
         limits = _limit_rows(config, profile_id)
@@ -194,6 +241,9 @@ def check(args: argparse.Namespace, out: Output) -> int:
                   "step": p.step} for p in catalog.problems]
     if salvaged is not None:
         problems += _device_problems(salvaged, sorted(profiles))
+        warnings += [{"file": str(path), "line": _line(salvaged.config, "caps", name),
+                      "field": f"caps.{name}", "reason": note}
+                     for name, note in floor_notes(salvaged.config.caps).items()]
         try:
             audit = audit_config(salvaged.config, datetime.now(UTC),
                                  schedules=salvaged.schedules)
