@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from cli_rig import footctl, one_json, sim_process
 
 
@@ -159,3 +161,41 @@ def test_config_shows_and_warns_about_settings_below_their_floor() -> None:
     text = footctl("config", "show").stdout
     line = next(x for x in text.splitlines() if "cooldown_minutes" in x)
     assert "applies: 15 on a real radio" in line
+
+
+# --- profile check: two things with one code on the wire ---------------------------------
+
+SHIPPED_PROFILES = Path(__file__).resolve().parents[1] / "device_profiles"
+
+
+def test_profile_check_finds_duplicate_mode_and_heat_codes(tmp_path: Path) -> None:
+    text = (SHIPPED_PROFILES / "shiatsu-aa55.toml").read_text()
+    mine = tmp_path / "dup.toml"
+    mine.write_text(
+        text.replace('{ name = "rolling", code = 2 }', '{ name = "rolling", code = 1 }')
+        .replace("heat_levels = [{ level = 1, celsius = 40 }]",
+                 "heat_levels = [{ level = 1, celsius = 40, code = 0 }]")
+    )
+    assert mine.read_text().count("code = 1 }") == 2 and "code = 0 }" in mine.read_text()
+    lines = mine.read_text().splitlines()
+    rolling = next(i for i, x in enumerate(lines, 1) if '"rolling"' in x)
+    heat = next(i for i, x in enumerate(lines, 1) if x.startswith("heat_levels"))
+    proc = footctl("profile", "check", str(mine))
+    assert proc.returncode == 2, proc.stderr
+    assert (f"{mine}:{rolling}: capabilities.modes.1.code: mode 'rolling' has code 0x01, "
+            "as mode 'kneading' does") in proc.stderr
+    assert f"{mine}:{heat}: capabilities.heat_levels.0.code: heat level 1 has code 0x00, " \
+           "as heat off does" in proc.stderr
+
+
+def test_two_chambers_on_one_key_do_not_load() -> None:
+    from footctl.device.profile.loader import load_profile_text
+    from footctl.errors import ProfileError
+
+    text = (SHIPPED_PROFILES / "aircomp-duo.toml").read_text()
+    assert load_profile_text(text).id == "aircomp-duo"
+    bad = text.replace('calves = "calves_key"', 'calves = "feet_key"')
+    with pytest.raises(ProfileError) as caught:
+        load_profile_text(bad)
+    assert "settings.zone" in str(caught.value) and "two chambers share one key" in str(
+        caught.value)
