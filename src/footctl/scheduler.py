@@ -239,8 +239,9 @@ class Scheduler:
                 else None
             )
             if held is not None:
-                _LOG.warning("schedule %d (%s): start at %s not run: %s", index,
-                             schedule.program, decision.scheduled, held)
+                # What the user asked for (pause, skip tonight): not a warning.
+                _LOG.info("schedule %d (%s): start at %s not run: %s", index,
+                          schedule.program, decision.scheduled, held)
                 decision = dataclasses.replace(decision, action="wait", scheduled=None)
             if decision.action != "wait" or decision.skipped:
                 found.append(Due(index, schedule, decision))
