@@ -199,3 +199,36 @@ def test_two_chambers_on_one_key_do_not_load() -> None:
         load_profile_text(bad)
     assert "settings.zone" in str(caught.value) and "two chambers share one key" in str(
         caught.value)
+
+
+# --- program check: adapted is not clamped; durations as a person reads them -------------
+
+SHORT = """
+name = "short"
+[[steps]]
+duration = "9m55s"
+mode = "rolling"
+intensity_percent = 60
+[[steps]]
+duration = "10m"
+mode = "kneading"
+intensity = 2
+"""
+
+
+def test_program_check_tells_adapted_from_clamped_like_its_json() -> None:
+    programs = Path(os.environ["FOOTCTL_PROGRAM_DIR"])
+    programs.mkdir(parents=True)
+    (programs / "short.toml").write_text(SHORT)
+    proc = footctl("program", "check", "short", "--simulate", "shiatsu-aa55")
+    assert proc.returncode == 0, proc.stderr
+    step1 = next(x for x in proc.stdout.splitlines() if x.startswith(" 1 "))
+    assert step1.endswith("adapted") and "clamped" not in proc.stdout
+    assert "runs as written" not in proc.stdout
+    assert "1 step(s) adapted to shiatsu-aa55 (nothing lowered by the caps)" in proc.stdout
+    data = one_json(footctl("--json", "program", "check", "short", "--simulate", "shiatsu-aa55"))
+    assert data["clamped"] == [] and [f["step"] for f in data["adapted"]] == [1]
+    config_file().write_text("[caps]\nmax_session_minutes = 15\n")
+    refused = footctl("program", "check", "short", "--simulate", "shiatsu-aa55")
+    assert refused.returncode == 4
+    assert "asks 19 min 55 s, cap 15 min" in refused.stdout, refused.stdout
