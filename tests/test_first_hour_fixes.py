@@ -232,3 +232,40 @@ def test_program_check_tells_adapted_from_clamped_like_its_json() -> None:
     refused = footctl("program", "check", "short", "--simulate", "shiatsu-aa55")
     assert refused.returncode == 4
     assert "asks 19 min 55 s, cap 15 min" in refused.stdout, refused.stdout
+
+
+# --- schedule list / next: the starts that will really run ------------------------------
+
+
+def test_schedule_list_and_next_show_what_skip_and_pause_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from footctl.schedule import night_of
+
+    monkeypatch.setenv("TZ", "UTC")  # "tonight" is named in the local zone
+    now = datetime.now(UTC)
+    first = (now + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    config_file().write_text(
+        f'[[schedules]]\nkind = "weekly"\nat = "{first:%H:%M}"\nprogram = "no-heat"\n'
+        'tz = "UTC"\n'
+    )
+    assert footctl("schedule", "skip", "tonight").returncode == 0
+    in_tonight = night_of(first, UTC) == night_of(now, UTC)
+    expected = first + timedelta(days=1) if in_tonight else first
+    (row,) = one_json(footctl("--json", "schedule", "list"))["schedules"]
+    assert row["next_as_scheduled"]["at"] == first.isoformat()
+    assert row["next"]["at"] == expected.isoformat()
+    assert (row["next_held"] is not None) is in_tonight
+    listed = footctl("schedule", "list").stdout
+    assert f"next {expected:%a %Y-%m-%d %H:%M} UTC" in listed
+    nexts = one_json(footctl("--json", "schedule", "next", "--count", "2"))["starts"]
+    assert [s["held"] is not None for s in nexts] == [in_tonight, False]
+
+    assert footctl("schedule", "pause").returncode == 0
+    (row,) = one_json(footctl("--json", "schedule", "list"))["schedules"]
+    assert row["next"] is None and "paused" in row["next_held"]
+    assert "next none while paused" in footctl("schedule", "list").stdout
+    text = footctl("schedule", "next", "--count", "5").stdout
+    assert text.count("(will not run: paused)") == 5, text

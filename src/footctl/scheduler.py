@@ -143,6 +143,29 @@ class Controls:
         return None
 
 
+# How many starts ``next_running`` looks through for one that is not held: skipped
+# nights hold a few starts each (at most max_sessions_per_night), so this covers weeks.
+HELD_LOOKAHEAD_STARTS = 64
+
+
+def next_running(
+    schedules: list[Schedule], after: datetime, controls: Controls, zone: tzinfo
+) -> Upcoming | None:
+    """The next start of ``schedules`` that will really run: none while paused, and
+    not one in a skipped night (nights named in ``zone``, the local one)."""
+    if controls.paused:
+        return None
+    count = 1
+    while True:
+        starts = upcoming(schedules, after, count)
+        for start in starts:
+            if controls.holds(start.at, zone) is None:
+                return start
+        if len(starts) < count or count >= HELD_LOOKAHEAD_STARTS:
+            return None
+        count = min(2 * count, HELD_LOOKAHEAD_STARTS)
+
+
 def _read_state(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
