@@ -413,6 +413,7 @@ def audit_config(
     *,
     schedules: Sequence[Schedule | None] | None = None,
     held: Mapping[str, str] | None = None,
+    quiet: bool = False,
 ) -> list[ScheduleProblem]:
     """:func:`audit_schedules` for the config file's schedules (or ``schedules``: a
     salvaged file's, None where an entry is invalid), the programs found (shipped and
@@ -420,10 +421,16 @@ def audit_config(
     massagers (or ``held``: each name a running owner knows, lower-cased, to its
     massager, as with ``--simulate``); the daemon calls this as it starts and
     ``footctl schedule list`` when it lists. Without ``held``, a schedule naming a
-    massager when there is no ``[[devices]]`` names one that does not exist."""
-    from footctl.programs.loader import default_user_dir, list_programs  # noqa: PLC0415
+    massager when there is no ``[[devices]]`` names one that does not exist.
+    ``quiet``: do not log invalid program files (a caller that lists them itself)."""
+    from footctl.programs.loader import (  # noqa: PLC0415
+        default_user_dir,
+        list_programs,
+        scan_programs,
+    )
 
-    found = list_programs(program_dir if program_dir is not None else default_user_dir())
+    where = program_dir if program_dir is not None else default_user_dir()
+    found = scan_programs(where).programs if quiet else list_programs(where)
     programs = {f.program.name: f.program.duration_s for f in found}
     devices: dict[str, str] = {}
     default: str | None = None

@@ -246,7 +246,7 @@ def check(args: argparse.Namespace, out: Output) -> int:
                      for name, note in floor_notes(salvaged.config.caps).items()]
         try:
             audit = audit_config(salvaged.config, datetime.now(UTC),
-                                 schedules=salvaged.schedules)
+                                 schedules=salvaged.schedules, quiet=True)
         except FootctlError as exc:
             audit = []
             problems.append({"file": str(path), "line": None, "field": "schedules",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from footctl.config import Config
 from footctl.errors import ExitCode, UsageError
+from footctl.programs.loader import default_user_dir, scan_programs
 from footctl.schedule import local_zone, night_of
 from footctl.scheduler import (
     Controls,
@@ -97,7 +98,10 @@ def _list(config: Config, now: datetime, zone: tzinfo, controls: Controls, out: 
     if tonight in controls.skip_nights:
         lines.append(f"tonight ({tonight:%a %Y-%m-%d}) skipped")
     # Found now rather than at start time, at night, when nobody reads the log.
-    problems = audit_config(config, now)
+    for skipped in scan_programs(default_user_dir()).problems:
+        print(f"footctl: warning: skipped an invalid program file: {skipped}",
+              file=sys.stderr, flush=True)
+    problems = audit_config(config, now, quiet=True)
     for problem in problems:
         label = "error" if problem.error else "warning"
         print(f"footctl: {label}: {problem}", file=sys.stderr, flush=True)
