@@ -269,3 +269,58 @@ def test_schedule_list_and_next_show_what_skip_and_pause_hold(
     assert "next none while paused" in footctl("schedule", "list").stdout
     text = footctl("schedule", "next", "--count", "5").stdout
     assert text.count("(will not run: paused)") == 5, text
+
+
+# --- cosmetics: usage errors, help texts, warnings once, where a cap comes from -----------
+
+
+def test_a_usage_error_shows_the_commands_usage_and_one_prefix() -> None:
+    proc = footctl("set", "--intensity", "x")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: footctl set "), proc.stderr
+    assert "footctl: set: argument --intensity: 'x' is not a whole number" in proc.stderr
+    assert "footctl: footctl" not in proc.stderr
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    (["set"], ["--intensity N", "--mode NAME", "--zone N"]),
+    (["rate"], ["N", "--note TEXT"]),
+])
+def test_every_option_of_set_and_rate_has_help(command: list[str], options: list[str]) -> None:
+    lines = footctl(*command, "--help", check=True).stdout.splitlines()
+    for option in options:
+        # "  --mode NAME           massage mode ..." or the help on the next line
+        index = next(i for i, x in enumerate(lines)
+                     if x.startswith("  ") and x[2] != " " and x.strip().split("  ")[0] == option)
+        same_line = lines[index].strip()[len(option):].strip()
+        below = lines[index + 1] if index + 1 < len(lines) else ""
+        next_line = below.strip() if below.startswith(" " * 20) else ""
+        assert same_line or next_line, f"{option} has no help:\n" + "\n".join(lines)
+
+
+def test_config_check_reports_an_invalid_program_file_once() -> None:
+    programs = Path(os.environ["FOOTCTL_PROGRAM_DIR"])
+    programs.mkdir(parents=True)
+    (programs / "broken.toml").write_text(
+        'name = "broken"\n[[steps]]\nduration = 60\nmode = "kneading"\nintensity = "x"\n'
+    )
+    proc = footctl("config", "check")
+    assert proc.returncode == 2
+    assert (proc.stdout + proc.stderr).count("broken.toml") == 1, (proc.stdout, proc.stderr)
+    listed = footctl("schedule", "list")
+    assert listed.stderr.count("broken.toml") == 1, listed.stderr
+    assert "footctl: warning: skipped an invalid program file" in listed.stderr
+
+
+def test_a_refusal_by_a_default_cap_does_not_cite_a_config_file() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from footctl.schedule import may_start
+
+    now = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)
+    default = may_start(now, now - timedelta(minutes=5), 30).message
+    assert "cooldown_minutes = 30, the default" in default and "of the config file" not in default
+    mine = may_start(now, now - timedelta(minutes=5), 20).message
+    assert "cooldown_minutes = 20 in [caps] of the config file" in mine
+    night = may_start(now, None, 30, sessions_tonight=2).message
+    assert "max_sessions_per_night = 2, the default" in night
