@@ -32,7 +32,12 @@ MAX_PORT = 65535
 
 
 class _UsageExit(Exception):
-    """A command-line mistake (argparse's errors, raised instead of exiting)."""
+    """A command-line mistake (argparse's errors, raised instead of exiting), with
+    the parser of the command it is about (whose usage line is the one to show)."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser | None = None) -> None:
+        super().__init__(message)
+        self.parser = parser
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -42,7 +47,9 @@ def _parser_class() -> type[argparse.ArgumentParser]:
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
-            raise _UsageExit(message if self.prog == "footctl" else f"{self.prog}: {message}")
+            # "footctl set: ..." would read "footctl: footctl set: ..." once printed.
+            command = self.prog.removeprefix("footctl").strip()
+            raise _UsageExit(f"{command}: {message}" if command else message, self)
 
     return _Parser
 
@@ -150,10 +157,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add("off", "everything off (= stop)")
     add("stop", "everything off: every massager of every footctl, or the one named")
     p = add("set", "change intensity, heat, mode or zone")
-    p.add_argument("--intensity", type=_int_arg, metavar="N")
+    p.add_argument("--intensity", type=_int_arg, metavar="N",
+                   help="massage intensity (the profile's range; raised one level at a time)")
     p.add_argument("--heat", type=_int_arg, metavar="N", help="heat level, 0 = off")
-    p.add_argument("--mode", metavar="NAME")
-    p.add_argument("--zone", type=_int_arg, metavar="N")
+    p.add_argument("--mode", metavar="NAME",
+                   help="massage mode by name ('footctl profiles' lists each device's)")
+    p.add_argument("--zone", type=_int_arg, metavar="N",
+                   help="zone (or air-chamber bit mask) where the device has zones")
     _more_commands(add)
     return parser
 
@@ -192,8 +202,9 @@ def _more_commands(add: Any) -> None:
     p.add_argument("--include-simulated", action="store_true",
                    help="also sessions on virtual massagers (--simulate, footctl sim)")
     p = add("rate", "rate last night's sleep (1-5) on the latest session")
-    p.add_argument("rating", type=_int_arg, metavar="N")
-    p.add_argument("--note", metavar="TEXT")
+    p.add_argument("rating", type=_int_arg, metavar="N",
+                   help="how well you slept, 1 (badly) to 5 (very well)")
+    p.add_argument("--note", metavar="TEXT", help="a few words kept with the rating")
     p.add_argument("--include-simulated", action="store_true",
                    help="may rate a session on a virtual massager")
     p = add("daemon", "hold the massagers, run the schedules, serve the control socket")
@@ -416,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.link = link_arg(os.environ[LINK_ENV])
     except _UsageExit as exc:
         if not as_json:
-            parser.print_usage(sys.stderr)
+            (exc.parser or parser).print_usage(sys.stderr)
         return _usage(str(exc), as_json)
     except argparse.ArgumentTypeError as exc:
         return _usage(f"{LINK_ENV}: {exc}", as_json)

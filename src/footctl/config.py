@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -31,7 +32,13 @@ CEILING_SESSIONS_PER_NIGHT = 4
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a value of the wrong TOML type ("15" for 15, "yes" or 1 for true) is an
+    # error naming its line, never coerced and applied (an integer is still a number).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# TOML has no path type: a path is written as a string (strict mode wants a Path).
+FilePath = Annotated[Path, Field(strict=False)]
 
 
 class CapsConfig(_Model):
@@ -107,7 +114,7 @@ class MqttConfig(_Model):
     )
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
-    ca_file: Path | None = Field(default=None, description="CA certificate(s) for mqtts://")
+    ca_file: FilePath | None = Field(default=None, description="CA certificate(s) for mqtts://")
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     base_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "footctl"
     host_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] | None = Field(
@@ -127,7 +134,7 @@ class Config(_Model):
 
     caps: CapsConfig = CapsConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
-    profile_dirs: list[Path] = Field(default_factory=list)
+    profile_dirs: list[FilePath] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
     mqtt: MqttConfig | None = None
     # Where the file came from and the line of each key, so a problem found later (a
@@ -260,3 +267,67 @@ def load_config(path: Path) -> Config:
     config._source = path
     config._lines = lines
     return config
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """What of a config file can still be checked against profiles, programs and
+    schedules when parts of it are invalid: ``config`` holds the parts that are
+    valid on their own; ``devices`` and ``schedules`` keep every entry at its place
+    in the file (None where that entry is invalid), so problems name the right one."""
+
+    config: Config
+    devices: list[DeviceConfig | None]
+    schedules: list[Schedule | None]
+
+
+def salvage_config(path: Path) -> Salvaged | None:
+    """The valid parts of the config file at ``path`` (each ``[[devices]]`` and
+    ``[[schedules]]`` entry, each ``[caps]`` and ``[mqtt]`` key, the profile dirs, taken
+    alone), for ``config check`` to go on past the errors :func:`load_config` lists.
+    None if the file is missing, unreadable or not TOML (nothing to go on with)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    from footctl.device.profile.loader import _key_lines  # noqa: PLC0415
+
+    kept: dict[str, Any] = {}
+    entries: dict[str, list[Any]] = {"devices": [], "schedules": []}
+    for key, model in (("devices", DeviceConfig), ("schedules", None)):
+        items = data.get(key)
+        for item in items if isinstance(items, list) else []:
+            entries[key].append(_valid_alone(model, item))
+        kept[key] = [e for e in entries[key] if e is not None]
+    for key in ("caps", "mqtt"):
+        section = data.get(key)
+        if isinstance(section, dict):
+            kept[key] = {k: v for k, v in section.items() if _valid({key: {k: v}})}
+    if _valid({"profile_dirs": data.get("profile_dirs", [])}):
+        kept["profile_dirs"] = data.get("profile_dirs", [])
+    try:
+        config = Config.model_validate(kept)
+    except ValidationError:  # a combination of valid parts is invalid: nothing to go on with
+        return None
+    config._source = path
+    config._lines = _key_lines(text)
+    return Salvaged(config, entries["devices"], entries["schedules"])
+
+
+def _valid(data: dict[str, Any]) -> bool:
+    try:
+        Config.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _valid_alone(model: type[DeviceConfig] | None, item: object) -> Any:
+    """``item`` validated as a device (``model``) or a schedule (None), else None."""
+    from footctl.schedule import parse_schedule  # noqa: PLC0415
+
+    try:
+        return model.model_validate(item) if model is not None else parse_schedule(item)
+    except ValidationError:
+        return None

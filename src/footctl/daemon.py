@@ -143,7 +143,11 @@ class Daemon:
         """Check the schedules now, not at night (unknown programs and massagers,
         starts the cooldown or the night limit would refuse), and log what is found."""
         try:
-            problems = audit_config(self.config, self._wall(), self.program_dir)
+            # The massagers held (with --simulate, not the config's) are what a
+            # schedule's device may name: its name, its address, its profile id.
+            held = {key: h.device_id for h in self.owner.held
+                    for key in (h.name, h.device_id, h.spec.profile.id)}
+            problems = audit_config(self.config, self._wall(), self.program_dir, held=held)
         except (FootctlError, OSError, ValueError) as exc:
             _LOG.warning("schedules not checked: %s", exc)
             return []
@@ -225,12 +229,29 @@ class Daemon:
         except FootctlError as exc:
             self._not_run(item, key, "refused", at, str(exc))
             return None
+        _LOG.info("schedule %s (%s): due at %s; starting it on %s (unattended)",
+                  item.index, item.schedule.program, _local(at), held.name)
         reply = await self.owner.request(request)
         if isinstance(reply, Reply):
+            _LOG.info("schedule %s (%s): started on %s", item.index, item.schedule.program,
+                      held.name)
+            self.owner.spawn(self._log_end(item, held), f"footctl[{held.name}].schedule-end")
             return held.runner
         reason, note = not_run_of(reply)
         self._not_run(item, key, reason, at, note)
         return None
+
+    async def _log_end(self, item: Due, held: Held) -> None:
+        """Log how a scheduled program ended (journald then shows why the massager
+        went off, as it shows why it came on)."""
+        result = await self.owner.wait_program(held)
+        if result is None:
+            _LOG.info("schedule %s (%s): ended on %s", item.index, item.schedule.program,
+                      held.name)
+            return
+        _LOG.info("schedule %s (%s): ended on %s: %s after %d of %d step(s), %.1f min",
+                  item.index, item.schedule.program, held.name, result.end_reason,
+                  result.steps_run, result.steps, result.elapsed_s / 60)
 
     def schedules(self) -> tuple[ScheduleView, ...]:
         """The schedules, their next starts and when each was last checked."""
@@ -247,6 +268,11 @@ class Daemon:
                 last_checked=last.isoformat() if last else None,
             ))
         return tuple(rows)
+
+
+def _local(at: datetime | None) -> str:
+    """A start time for the log, in the local zone (what the user wrote schedules in)."""
+    return "now" if at is None else f"{at.astimezone(local_zone()):%a %Y-%m-%d %H:%M %Z}"
 
 
 def not_run_of(reply: ErrorReply) -> tuple[str, str]:

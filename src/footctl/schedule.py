@@ -50,7 +50,7 @@ from pydantic import (
     field_validator,
 )
 
-from footctl.safety.limits import cooldown_left_s
+from footctl.safety.limits import DEFAULT_COOLDOWN_S, cooldown_left_s
 
 # A night runs from noon to the next noon, so a session after midnight counts with the
 # evening it belongs to (for nightly limits, progress and history).
@@ -124,7 +124,8 @@ def local_zone() -> tzinfo:
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict like the rest of the config file (config._Model): no "45" for 45.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     program: Annotated[str, Field(min_length=1)]
     device: str | None = None
@@ -156,7 +157,10 @@ def _unique_days(days: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
     return days
 
 
-Days = Annotated[tuple[Weekday, ...], Field(min_length=1), AfterValidator(_unique_days)]
+# Not strict: TOML gives an array (a list), kept as a tuple; each day is still checked.
+Days = Annotated[
+    tuple[Weekday, ...], Field(min_length=1, strict=False), AfterValidator(_unique_days)
+]
 
 
 class WeeklySchedule(_Base):
@@ -373,6 +377,14 @@ class StartCheck:
     wait_s: float = 0.0
 
 
+def _setting(name: str, value: float, default: float) -> str:
+    """Where a cap's value comes from, as far as its value tells: the default (no
+    config file needed to explain it), else the user's ``[caps]``."""
+    if value == default:
+        return f"{name} = {value:g}, the default (a config file's [caps] may change it)"
+    return f"{name} = {value:g} in [caps] of the config file"
+
+
 def within_night_limit(sessions_tonight: int, max_sessions_per_night: int) -> StartCheck:
     """Refuse a start when this night already had ``max_sessions_per_night`` program
     starts; the message names the setting."""
@@ -381,8 +393,9 @@ def within_night_limit(sessions_tonight: int, max_sessions_per_night: int) -> St
             False,
             "night_limit",
             f"{sessions_tonight} program start(s) tonight already; the limit is "
-            f"max_sessions_per_night = {max_sessions_per_night} in [caps] of the config file "
-            "(sessions by hand do not count)",
+            + _setting("max_sessions_per_night", max_sessions_per_night,
+                       DEFAULT_MAX_SESSIONS_PER_NIGHT)
+            + "; sessions by hand do not count",
         )
     return StartCheck(True)
 
@@ -410,8 +423,8 @@ def may_start(
         return StartCheck(
             False,
             "cooldown",
-            f"the last session ended less than {cooldown_minutes:g} min ago "
-            f"(cooldown_minutes = {cooldown_minutes:g} in [caps] of the config file); "
+            f"the last session ended less than {cooldown_minutes:g} min ago; "
+            f"{_setting('cooldown_minutes', cooldown_minutes, DEFAULT_COOLDOWN_S / 60)}; "
             f"wait {math.ceil(wait_s / 60)} min",
             wait_s,
         )

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -142,6 +143,29 @@ class Controls:
         return None
 
 
+# How many starts ``next_running`` looks through for one that is not held: skipped
+# nights hold a few starts each (at most max_sessions_per_night), so this covers weeks.
+HELD_LOOKAHEAD_STARTS = 64
+
+
+def next_running(
+    schedules: list[Schedule], after: datetime, controls: Controls, zone: tzinfo
+) -> Upcoming | None:
+    """The next start of ``schedules`` that will really run: none while paused, and
+    not one in a skipped night (nights named in ``zone``, the local one)."""
+    if controls.paused:
+        return None
+    count = 1
+    while True:
+        starts = upcoming(schedules, after, count)
+        for start in starts:
+            if controls.holds(start.at, zone) is None:
+                return start
+        if len(starts) < count or count >= HELD_LOOKAHEAD_STARTS:
+            return None
+        count = min(2 * count, HELD_LOOKAHEAD_STARTS)
+
+
 def _read_state(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
@@ -238,8 +262,9 @@ class Scheduler:
                 else None
             )
             if held is not None:
-                _LOG.warning("schedule %d (%s): start at %s not run: %s", index,
-                             schedule.program, decision.scheduled, held)
+                # What the user asked for (pause, skip tonight): not a warning.
+                _LOG.info("schedule %d (%s): start at %s not run: %s", index,
+                          schedule.program, decision.scheduled, held)
                 decision = dataclasses.replace(decision, action="wait", scheduled=None)
             if decision.action != "wait" or decision.skipped:
                 found.append(Due(index, schedule, decision))
@@ -294,7 +319,7 @@ class ScheduleProblem:
 
 
 def audit_schedules(
-    schedules: list[Schedule],
+    schedules: Sequence[Schedule | None],
     *,
     programs: dict[str, float],
     devices: dict[str, str] | None,
@@ -313,10 +338,13 @@ def audit_schedules(
     Two starts on one massager closer than the first program's length plus
     ``cooldown_minutes`` collide (the later one is refused), and so do more starts in
     one night than ``max_sessions_per_night``; both are looked for over the next
-    :data:`AUDIT_HORIZON`.
+    :data:`AUDIT_HORIZON`. A None in ``schedules`` is an entry that is invalid in
+    itself (reported elsewhere); it keeps the others at their index.
     """
     problems: list[ScheduleProblem] = []
     for index, s in enumerate(schedules):
+        if s is None:
+            continue
         if s.program not in programs:
             names = ", ".join(sorted(programs)) or "none"
             problems.append(ScheduleProblem(
@@ -326,11 +354,13 @@ def audit_schedules(
             problems.append(ScheduleProblem(
                 index, "unknown_device",
                 f"no massager {s.device!r} in [[devices]] "
-                f"(configured: {', '.join(sorted(devices)) or 'none'})"))
+                + (f"(configured: {', '.join(sorted(devices))})" if devices else
+                   "(there is none: add it with 'footctl devices add --name NAME')")))
     bad = {p.index for p in problems}
     end = now + AUDIT_HORIZON
     starts: list[tuple[datetime, int, str]] = []  # (start UTC, schedule, device)
-    for index, s in enumerate(schedules):
+    valid = {index: s for index, s in enumerate(schedules) if s is not None}
+    for index, s in valid.items():
         if index in bad:
             continue
         named = s.device.lower() if s.device is not None else None
@@ -343,7 +373,7 @@ def audit_schedules(
     seen: set[tuple[int, int, str]] = set()
     for i, (at, index, device) in enumerate(starts):
         busy_until = at + timedelta(
-            seconds=programs[schedules[index].program], minutes=cooldown_minutes
+            seconds=programs[valid[index].program], minutes=cooldown_minutes
         )
         for later, other, other_device in starts[i + 1 :]:
             if later >= busy_until:
@@ -356,13 +386,13 @@ def audit_schedules(
             first = f"schedule {index}" if other != index else "one of its starts"
             problems.append(ScheduleProblem(
                 other, "cooldown_collision",
-                f"starts {gap:g} min after {first} ({schedules[index].program}, "
-                f"{at.astimezone(schedules[index].zone()):%a %H:%M}) began; that program "
-                f"lasts {programs[schedules[index].program] / 60:g} min and cooldown_minutes "
+                f"starts {gap:g} min after {first} ({valid[index].program}, "
+                f"{at.astimezone(valid[index].zone()):%a %H:%M}) began; that program "
+                f"lasts {programs[valid[index].program] / 60:g} min and cooldown_minutes "
                 f"= {cooldown_minutes:g}, so this start would be refused"))
     per_night: dict[tuple[str, date], list[int]] = {}
     for at, index, device in starts:
-        night = night_of(at, schedules[index].zone())
+        night = night_of(at, valid[index].zone())
         per_night.setdefault((device, night), []).append(index)
     reported: set[int] = set()
     for (_device, night), indexes in sorted(per_night.items()):
@@ -377,27 +407,44 @@ def audit_schedules(
 
 
 def audit_config(
-    config: Config, now: datetime, program_dir: Path | None = None
+    config: Config,
+    now: datetime,
+    program_dir: Path | None = None,
+    *,
+    schedules: Sequence[Schedule | None] | None = None,
+    held: Mapping[str, str] | None = None,
+    quiet: bool = False,
 ) -> list[ScheduleProblem]:
-    """:func:`audit_schedules` for the config file's schedules, the programs found
-    (shipped and the user's, in ``program_dir``, by default the usual place) and the
-    configured massagers; the daemon calls this as it starts and ``footctl schedule
-    list`` when it lists."""
-    from footctl.programs.loader import default_user_dir, list_programs  # noqa: PLC0415
+    """:func:`audit_schedules` for the config file's schedules (or ``schedules``: a
+    salvaged file's, None where an entry is invalid), the programs found (shipped and
+    the user's, in ``program_dir``, by default the usual place) and the configured
+    massagers (or ``held``: each name a running owner knows, lower-cased, to its
+    massager, as with ``--simulate``); the daemon calls this as it starts and
+    ``footctl schedule list`` when it lists. Without ``held``, a schedule naming a
+    massager when there is no ``[[devices]]`` names one that does not exist.
+    ``quiet``: do not log invalid program files (a caller that lists them itself)."""
+    from footctl.programs.loader import (  # noqa: PLC0415
+        default_user_dir,
+        list_programs,
+        scan_programs,
+    )
 
-    found = list_programs(program_dir if program_dir is not None else default_user_dir())
+    where = program_dir if program_dir is not None else default_user_dir()
+    found = scan_programs(where).programs if quiet else list_programs(where)
     programs = {f.program.name: f.program.duration_s for f in found}
-    devices: dict[str, str] | None = None
+    devices: dict[str, str] = {}
     default: str | None = None
+    for d in config.devices:
+        devices[d.address.lower()] = d.address.lower()
+        if d.name:
+            devices[d.name.lower()] = d.address.lower()
     if config.devices:
-        devices = {}
-        for d in config.devices:
-            devices[d.address.lower()] = d.address.lower()
-            if d.name:
-                devices[d.name.lower()] = d.address.lower()
         default = config.devices[0].address.lower()
+    if held is not None:
+        devices = {k.lower(): v.lower() for k, v in held.items()}
+        default = next(iter(devices.values()), None)
     return audit_schedules(
-        list(config.schedules),
+        list(config.schedules) if schedules is None else schedules,
         programs=programs,
         devices=devices,
         default_device=default,

@@ -29,9 +29,43 @@ def toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
 def error_reason(err: ErrorDetails) -> str:
     """A pydantic error's message as the user should read it: an unknown key is
     probably misspelt, and a validator's own message loses pydantic's prefix."""
-    if err.get("type") == "extra_forbidden":
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
         return "unknown field (misspelt?)"
-    return err.get("msg", "invalid").removeprefix("Value error, ")
+    reason = err.get("msg", "invalid").removeprefix("Value error, ")
+    if kind in _SCALAR_TYPE_ERRORS:
+        # Strict models: say what was written, and how to write it instead.
+        value = err.get("input")
+        hint = _TYPE_HINTS.get(kind, "")
+        if isinstance(value, str):
+            return f"{reason}, not the string {value!r}{hint}"
+        return f"{reason}, not {_toml_type(value)} {value!r}{hint}"
+    return reason
+
+
+# pydantic's errors for a value of the wrong type where a number or a boolean belongs.
+_SCALAR_TYPE_ERRORS = frozenset({"float_type", "int_type", "bool_type", "string_type"})
+_TYPE_HINTS = {
+    "float_type": " (write the number without quotes)",
+    "int_type": " (write a whole number without quotes)",
+    "bool_type": " (write true or false, without quotes)",
+    "string_type": " (write it in quotes)",
+}
+
+
+def _toml_type(value: object) -> str:
+    """The TOML name of a parsed value's type, as the user wrote it."""
+    if isinstance(value, bool):
+        return "the boolean"
+    if isinstance(value, int):
+        return "the integer"
+    if isinstance(value, float):
+        return "the float"
+    if isinstance(value, list):
+        return "the array"
+    if isinstance(value, dict):
+        return "the table"
+    return "the value"
 
 
 def load_toml_dir(

@@ -24,11 +24,13 @@ from footctl.config import (
     STATE_DIR_ENV,
     CapsConfig,
     Config,
+    Salvaged,
     config_path,
     data_dir,
     journal_path,
     load_config,
     runtime_dir,
+    salvage_config,
     state_dir,
 )
 from footctl.device.profile.loader import PROFILE_DIR_ENV, get_profile, scan_profiles, shipped_dir
@@ -63,14 +65,54 @@ def valid_range(name: str) -> str:
     return f"{text}, or unset" if optional else text
 
 
+# Why the governor raises a setting to its floor on a real radio (safety/limits.py).
+FLOOR_REASONS = {
+    "cooldown_minutes": "a new session cannot see the last one's heat dose, so the feet "
+                        "must have cooled down first",
+    "intensity_step_seconds": "a person needs a few seconds at a level to feel whether it "
+                              "is too strong before the next one comes",
+}
+
+
+def on_a_real_radio(caps: CapsConfig) -> dict[str, float]:
+    """The ``[caps]`` settings with a floor, as the governor applies them on a real
+    radio (:meth:`Limits.with_floors`; a virtual massager takes them as written)."""
+    c = caps.to_caps()
+    floored = Limits(
+        intensity_min=0, intensity_max=0, heat_max=0, heat_max_reason="",
+        session_s=c.session_s, heat_s=c.heat_s, temperature_c=c.temperature_c,
+        clamp=c.clamp, no_heat=c.no_heat, heartbeat_s=c.heartbeat_s,
+        ramp_step_s=c.ramp_step_s, cooldown_s=c.cooldown_s,
+    ).with_floors()
+    return {"cooldown_minutes": floored.cooldown_s / 60,
+            "intensity_step_seconds": floored.ramp_step_s}
+
+
+def floor_notes(caps: CapsConfig) -> dict[str, str]:
+    """Each setting written below its floor: what applies instead, and why."""
+    notes = {}
+    for name, applies in on_a_real_radio(caps).items():
+        if applies != getattr(caps, name):
+            notes[name] = (f"{getattr(caps, name):g} is below the floor: {applies:g} applies "
+                           f"on a real radio ({FLOOR_REASONS[name]}); virtual massagers "
+                           "use it as written")
+    return notes
+
+
 def caps_rows(config: Config) -> list[dict[str, Any]]:
-    """Each ``[caps]`` setting: its value, where it comes from, its valid range."""
+    """Each ``[caps]`` setting: its value, the value that applies on a real radio,
+    where it comes from, its valid range."""
     rows = []
+    applies = on_a_real_radio(config.caps)
+    notes = floor_notes(config.caps)
     for name, field in CapsConfig.model_fields.items():
         in_file = name in config.caps.model_fields_set
+        value = getattr(config.caps, name)
         rows.append({
             "setting": name,
-            "value": getattr(config.caps, name),
+            "value": value,
+            "applies": applies.get(name, value),
+            "note": notes.get(name),
             "source": config.where("caps", name) if in_file else "default",
             "default": field.default,
             "range": valid_range(name),
@@ -81,6 +123,7 @@ def caps_rows(config: Config) -> list[dict[str, Any]]:
 def _limit_rows(config: Config, profile_id: str) -> list[dict[str, Any]]:
     profile = get_profile(profile_id, list(config.profile_dirs))
     limits = Limits.compute(profile, config.caps.to_caps())
+    real = limits.with_floors()
     caps = config.caps
     hw = profile.capabilities
     intensity_src = "profile range" if caps.max_intensity is None or (
@@ -98,6 +141,10 @@ def _limit_rows(config: Config, profile_id: str) -> list[dict[str, Any]]:
         {"limit": "unattended heat level", "value": limits.unattended_heat_level,
          "source": "profile" if limits.unattended_heat_level < caps.unattended_heat_level
          else "caps"},
+        {"limit": "cooldown minutes", "value": round(real.cooldown_s / 60, 1),
+         "source": "floor (real radio)" if real.cooldown_s > limits.cooldown_s else "caps"},
+        {"limit": "ramp seconds/level", "value": round(real.ramp_step_s, 2),
+         "source": "floor (real radio)" if real.ramp_step_s > limits.ramp_step_s else "caps"},
     ]
 
 
@@ -142,7 +189,9 @@ def show(args: argparse.Namespace, out: Output) -> int:
     for r in caps:
         value = "none" if r["value"] is None else str(r["value"]).lower()
         lines.append(f"  {r['setting']:<{width}} = {value:<6} {r['source']:<30} "
-                     f"valid: {r['range']}")
+                     f"valid: {r['range']}"
+                     + (f"  (applies: {r['applies']:g} on a real radio, the floor)"
+                        if r["note"] else ""))
     profile_id = getattr(args, "profile", None)
     if profile_id:
         limits = _limit_rows(config, profile_id)
@@ -161,13 +210,16 @@ def show(args: argparse.Namespace, out: Output) -> int:
 
 
 def check(args: argparse.Namespace, out: Output) -> int:
-    """Every problem in the configuration and the files it leads to; exit 2 if any."""
+    """Every problem in the configuration and the files it leads to; exit 2 if any.
+    A file with invalid entries is still checked as far as its valid parts go (their
+    profiles, programs, names and schedules), so every problem is listed at once."""
     from footctl.scheduler import audit_config  # noqa: PLC0415
 
     problems: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
     path = config_path(args.config)
     config: Config | None = None
+    salvaged: Salvaged | None = None
     if args.config and not path.exists():
         problems.append({"file": str(path), "line": None, "field": "<file>",
                          "reason": "no such file"})
@@ -177,31 +229,31 @@ def check(args: argparse.Namespace, out: Output) -> int:
         problems += [{"file": str(p.file), "line": p.line, "field": p.field, "reason": p.reason}
                      for p in exc.problems] or [{"file": str(path), "line": None,
                                                  "field": "<file>", "reason": exc.message}]
-    dirs = list(config.profile_dirs) if config else []
+        salvaged = salvage_config(path)
+    else:
+        salvaged = Salvaged(config, list(config.devices), list(config.schedules))
+    dirs = list(salvaged.config.profile_dirs) if salvaged else []
     profiles, bad_profiles = scan_profiles(dirs)
     catalog = scan_programs(default_user_dir())
     problems += [{"file": str(p.file), "line": p.line, "field": p.field, "reason": p.reason}
                  for p in bad_profiles]
     problems += [{"file": str(p.file), "line": p.line, "field": p.field, "reason": p.reason,
                   "step": p.step} for p in catalog.problems]
-    if config is not None:
-        for index, dev in enumerate(config.devices):
-            if dev.profile not in profiles:
-                line = config.where("devices", index, "profile")
-                problems.append({
-                    "file": str(config.source), "line": int(line.rsplit(":", 1)[1])
-                    if line.count(":") else None,
-                    "field": f"devices[{index}].profile",
-                    "reason": f"no profile {dev.profile!r} (known: {', '.join(sorted(profiles))})",
-                })
+    if salvaged is not None:
+        problems += _device_problems(salvaged, sorted(profiles))
+        warnings += [{"file": str(path), "line": _line(salvaged.config, "caps", name),
+                      "field": f"caps.{name}", "reason": note}
+                     for name, note in floor_notes(salvaged.config.caps).items()]
         try:
-            audit = audit_config(config, datetime.now(UTC))
+            audit = audit_config(salvaged.config, datetime.now(UTC),
+                                 schedules=salvaged.schedules, quiet=True)
         except FootctlError as exc:
             audit = []
             problems.append({"file": str(path), "line": None, "field": "schedules",
                              "reason": str(exc)})
         for item in audit:
-            row = {"file": str(config.source or path), "line": _line(config, item.index),
+            row = {"file": str(salvaged.config.source or path),
+                   "line": _line(salvaged.config, item.index),
                    "field": f"schedules[{item.index}]", "reason": item.message}
             (problems if item.error else warnings).append(row)
     lines = [_where(p) + f"{p['field']}: {p['reason']}" for p in problems]
@@ -219,8 +271,36 @@ def check(args: argparse.Namespace, out: Output) -> int:
     return ExitCode.OK if ok else ExitCode.USAGE
 
 
-def _line(config: Config, index: int) -> int | None:
-    where = config.where("schedules", index)
+def _device_problems(salvaged: Salvaged, known: list[str]) -> list[dict[str, Any]]:
+    """Each ``[[devices]]`` entry whose profile does not exist, or whose name or
+    address an earlier entry already has (``--device NAME`` would be ambiguous)."""
+    config = salvaged.config
+    problems: list[dict[str, Any]] = []
+
+    def row(index: int, field: str, reason: str) -> dict[str, Any]:
+        return {"file": str(config.source), "line": _line(config, "devices", index, field),
+                "field": f"devices[{index}].{field}", "reason": reason}
+
+    first: dict[tuple[str, str], int] = {}
+    for index, dev in enumerate(salvaged.devices):
+        if dev is None:
+            continue
+        if dev.profile not in known:
+            problems.append(row(index, "profile",
+                                f"no profile {dev.profile!r} (known: {', '.join(known)})"))
+        for field, value in (("name", dev.name), ("address", dev.address)):
+            if value is None:
+                continue
+            earlier = first.setdefault((field, value.lower()), index)
+            if earlier != index:
+                problems.append(row(index, field, f"{value!r} is also the {field} of "
+                                                  f"devices[{earlier}]; each must be unique"))
+    return problems
+
+
+def _line(config: Config, *loc: str | int) -> int | None:
+    """The line of ``loc`` (a schedule's index alone means ``schedules[index]``)."""
+    where = config.where(*(("schedules", *loc) if len(loc) == 1 else loc))
     tail = where.rsplit(":", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
 

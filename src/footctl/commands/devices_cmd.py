@@ -22,12 +22,16 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)
 
 
-def entry_text(address: str, profile_id: str, name: str | None) -> str:
-    """The ``[[devices]]`` table for one massager."""
+def entry_text(address: str, profile_id: str, name: str | None, *, simulate: bool = False
+               ) -> str:
+    """The ``[[devices]]`` table for one massager (``simulate``: a virtual one, which
+    the owner builds in its own process at this address instead of scanning for it)."""
     lines = ["", "[[devices]]", f"address = {_toml_string(address)}",
              f"profile = {_toml_string(profile_id)}"]
     if name:
         lines.append(f"name = {_toml_string(name)}")
+    if simulate:
+        lines.append("simulate = true")
     return "\n".join(lines) + "\n"
 
 
@@ -51,6 +55,15 @@ def _pick(seen: list[Seen], address: str | None) -> Seen:
 
 async def add(args: argparse.Namespace, out: Output) -> int:
     """Scan, pick the massager, and append it to ``[[devices]]``."""
+    if args.link:
+        # [[devices]] has no field for a sim process's link (config.DeviceConfig): saved
+        # as a real massager it would be scanned for over Bluetooth and never found.
+        raise UsageError(
+            f"a massager on the sim link {args.link} cannot be saved in [[devices]] "
+            "(the config file has no link field, and its address is the sim's)",
+            advice="pass --link LINK to each command instead, or save a virtual one "
+            "with 'footctl --simulate PROFILE devices add'",
+        )
     path = config_path(args.config)
     config = load_config(path)
     if args.name and any((d.name or "").lower() == args.name.lower() for d in config.devices):
@@ -71,7 +84,8 @@ async def add(args: argparse.Namespace, out: Output) -> int:
     before = path.read_text(encoding="utf-8") if path.exists() else None
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (before or "").rstrip("\n")
-    entry = entry_text(found.address, profile_id, args.name)
+    simulate = bool(args.simulate)
+    entry = entry_text(found.address, profile_id, args.name, simulate=simulate)
     path.write_text(text + "\n" + entry if text else entry.lstrip("\n"), encoding="utf-8")
     try:
         load_config(path)
@@ -82,7 +96,8 @@ async def add(args: argparse.Namespace, out: Output) -> int:
             path.write_text(before, encoding="utf-8")
         raise
     data = {"ok": True, "config_file": str(path), "address": found.address,
-            "profile": profile_id, "name": args.name}
+            "profile": profile_id, "name": args.name, "simulate": simulate}
     out.result(data, f"added {found.address} ({profile_id}"
-               + (f", {args.name}" if args.name else "") + f") to {path}")
+               + (f", {args.name}" if args.name else "")
+               + (", virtual: simulate = true" if simulate else "") + f") to {path}")
     return ExitCode.OK

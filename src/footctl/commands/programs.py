@@ -19,7 +19,7 @@ from footctl.errors import ExitCode, UsageError
 from footctl.journal_hooks import open_journal
 from footctl.programs.loader import default_user_dir, get_program, scan_programs
 from footctl.programs.model import Program, Step, effective_intensity
-from footctl.programs.runner import Assessment, Progress, assess
+from footctl.programs.runner import Assessment, Finding, Progress, assess
 from footctl.render import mmss
 from footctl.safety.limits import Limits
 from footctl.safety.watchdog import LoopWatchdog
@@ -233,7 +233,28 @@ def _check_payload(
         "program_findings": [f.to_dict() for f in assessment.findings if f.step is None],
         "refused": [f.to_dict() for f in assessment.refused],
         "clamped": [f.to_dict() for f in assessment.clamped],
+        "adapted": [f.to_dict() for f in _adapted(assessment)],
     }
+
+
+def _adapted(assessment: Assessment) -> list[Finding]:
+    """Findings where the program was made concrete for the device (a mode of its
+    family, a level from a percentage): it runs as meant, nothing lowered."""
+    return [f for f in assessment.findings if f.action == "adapted"]
+
+
+def _verdict(findings: list[Finding]) -> str:
+    """One step's verdict: the strongest of its findings' actions."""
+    actions = {f.action for f in findings}
+    for action, word in (("refused", "REFUSED"), ("clamped", "clamped"), ("adapted", "adapted")):
+        if action in actions:
+            return word
+    return "ok"
+
+
+def _steps(findings: list[Finding]) -> str:
+    """How many steps ``findings`` touch, in words (``2 step(s)``)."""
+    return f"{len({f.step for f in findings if f.step is not None})} step(s)"
 
 
 def _check_text(program: Program, assessment: Assessment, profile_id: str, nights: int) -> str:
@@ -244,18 +265,22 @@ def _check_text(program: Program, assessment: Assessment, profile_id: str, night
     lines += [f"   {f}" for f in assessment.findings if f.step is None]
     for number, step in enumerate(program.steps, start=1):
         findings = [f for f in assessment.findings if f.step == number]
-        verdict = "ok" if not findings else ("REFUSED" if any(
-            f.action == "refused" for f in findings) else "clamped")
+        verdict = _verdict(findings)
         lines.append(
             f"{number:>2} {mmss(step.duration_s):>6}  {step.label:<24} {step.mode:<10} "
             f"intensity {_intensity_text(program, step, nights)}, heat {step.heat}"
             + (" pulsed" if step.pulse else "") + f"  {verdict}"
         )
         lines += [f"     {f.action}: {f.reason}" for f in findings]
+    adapted = _adapted(assessment)
+    fitted = f"; {_steps(adapted)} adapted to {profile_id}" if adapted else ""
     if assessment.refused:
         lines.append(f"refused: {len(assessment.refused)} problem(s); the program will not start")
     elif assessment.clamped:
-        lines.append(f"runs with {len(assessment.clamped)} step(s) lowered by the caps")
+        lines.append(f"runs with {_steps(assessment.clamped)} lowered by the caps{fitted}")
+    elif adapted:
+        lines.append(f"runs with {_steps(adapted)} adapted to {profile_id} "
+                     "(nothing lowered by the caps)")
     else:
         lines.append("runs as written")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 
 # Without a systemd watchdog the main loop still wakes this often (to notice nothing).
 IDLE_WAKE_S = 60.0
+
+# Loggers whose INFO lines the daemon always writes (without -v): why the massager came
+# on, went off, or stayed off at a scheduled time belongs in journald.
+SCHEDULE_LOGGERS = ("footctl.daemon", "footctl.scheduler")
+
+
+def log_schedule_events() -> None:
+    """Let the scheduled starts, ends and holds through at INFO (more with -v)."""
+    for name in SCHEDULE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
 
 # What `service install` writes and `contrib/footctl.service` holds. systemd restarts
 # the daemon if it fails or stops pinging (WatchdogSec); 130/143 are our exit codes
@@ -96,6 +109,7 @@ async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
     """Run the daemon until SIGINT/SIGTERM (everything off first)."""
     from footctl.client import call, live_owners  # noqa: PLC0415
 
+    log_schedule_events()
     running = [o for o in live_owners() if o.daemon]
     if running:
         pid = call(running[0].path, {"kind": "ping"}).get("owner_pid")

@@ -41,8 +41,9 @@ class Problem:
 
 
 def _show(value: int | float | str) -> str:
-    if isinstance(value, float):
-        return f"{value / 60:g} min"
+    if isinstance(value, float):  # a duration in seconds: whole seconds, as a person reads it
+        minutes, seconds = divmod(round(value), 60)
+        return f"{minutes} min" + (f" {seconds} s" if seconds else "")
     return str(value)
 
 

@@ -8,13 +8,41 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from footctl.device.profile.base import Byte, Model
 from footctl.device.profile.settings import KNOWN_FAMILIES, Chamber, Nodes
 
-__all__ = ["Capabilities", "Family", "HeatLevel", "IntRange", "Mode"]
+__all__ = ["Capabilities", "Family", "HeatLevel", "IntRange", "Mode", "duplicate_codes"]
 
+# What "heat off" puts on the wire: a heat level whose code is this could not be told
+# from off (the codec and the virtual massager read 0 as no heat).
+HEAT_OFF_WIRE = 0
+
+
+def duplicate_codes(
+    codes: list[tuple[tuple[str | int, ...], str, int]], taken: dict[int, str]
+) -> list[InitErrorDetails]:
+    """An error at each place (key path, what it is, its wire code) whose code an
+    earlier place (or ``taken``: code -> what uses it) already has: on the wire the
+    device could not tell them apart."""
+    first: dict[int, str] = dict(taken)
+    errors: list[InitErrorDetails] = []
+    for loc, what, code in codes:
+        if code in first:
+            errors.append(InitErrorDetails(
+                type=PydanticCustomError(
+                    "duplicate_code",
+                    "{what} has code {code}, as {other} does: the device could not tell "
+                    "them apart (each needs its own code)",
+                    {"what": what, "code": f"{code:#04x}", "other": first[code]},
+                ),
+                loc=loc, input=code,
+            ))
+        else:
+            first[code] = what
+    return errors
 
 
 class IntRange(Model):
@@ -99,6 +127,20 @@ class Capabilities(Model):
         if isinstance(data, dict) and data.get("chambers") and "zones" not in data:
             return {**data, "zones": {"min": 1, "max": (1 << len(data["chambers"])) - 1}}
         return data
+
+    @model_validator(mode="after")
+    def _distinct_codes(self) -> Capabilities:
+        # Raised as a ValidationError so each error is located at its own key
+        # (capabilities.modes.1.code), not at the whole capabilities table.
+        errors = duplicate_codes(
+            [(("modes", i, "code"), f"mode {m.name!r}", m.code)
+             for i, m in enumerate(self.modes)], {})
+        errors += duplicate_codes(
+            [(("heat_levels", i, "code"), f"heat level {h.level}", h.wire)
+             for i, h in enumerate(self.heat_levels)], {HEAT_OFF_WIRE: "heat off"})
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Capabilities:

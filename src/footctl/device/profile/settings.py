@@ -208,6 +208,9 @@ class Setting(Model):
             raise ValueError("order lists a value twice")
         if self.values is not None and not self.values:
             raise ValueError("a table needs at least one value")
+        if self.bits is not None and len(set(self.bits.values())) != len(self.bits):
+            raise ValueError("bits: two chambers share one key (the device could not tell "
+                             "which one a press toggles)")
         return self
 
     def commands_used(self) -> list[str]:
