@@ -23,14 +23,20 @@ from typing import TYPE_CHECKING, Any
 from footctl.cli_authoring import is_authoring
 from footctl.client import Printer
 from footctl.config import Config, config_path, load_config
-from footctl.control.api import Request, parse_request
+from footctl.control.api import ErrorReply, Reply, Request, error_reply, parse_request
 from footctl.control.owner import DeviceSpec, Held, Owner
 from footctl.control.radios import open_radios
 from footctl.device.profile.loader import find_profiles, get_profile, load_profile
 from footctl.device.profile.schema import Profile
 from footctl.device.transport.ble import Radio, scan
 from footctl.devices import find_profile_by_scan, open_radio
-from footctl.errors import DeviceUnavailable, ExitCode, FootctlError, ProfileError
+from footctl.errors import (
+    DeviceUnavailable,
+    ExitCode,
+    FootctlError,
+    ProfileError,
+    SafetyRefused,
+)
 from footctl.safety.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
@@ -42,6 +48,11 @@ _LOG = logging.getLogger(__name__)
 
 # Exit codes for an owner ended by a signal, as shells report them (128 + signal).
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+# A stop from elsewhere that voided this command's request may still be being written
+# (up to the owner's STOP_TIMEOUT_S): this command waits that long and this much more
+# for it to settle (confirmed, or owed) before it goes its way.
+STOP_SETTLE_MARGIN_S = 1.0
 
 
 def run_command(args: argparse.Namespace, out: Output) -> int:
@@ -263,18 +274,38 @@ async def open_owner(
         radio = Radio()
         try:
             profile, address = await find_profile_by_scan(args, config, radio, progress)
-        except OSError as exc:  # no Bluetooth stack at all (no D-Bus, no adapter)
-            what = f"no massager named {args.device!r}" if args.device else "no massager"
-            raise DeviceUnavailable(
-                f"{what}: no footctl holds one, none is configured, and Bluetooth is not "
-                f"reachable ({exc.strerror or exc})",
-                advice="add it to [[devices]], or use --simulate/--link for a virtual one",
-            ) from exc
+        except (OSError, DeviceUnavailable) as exc:
+            # No Bluetooth stack (which the transport reports as DeviceUnavailable), or
+            # nothing found: say first what the user named and who holds what.
+            raise await _nothing_named(args, exc) from exc
         devices = [(DeviceSpec(profile, address), radio)]
     return await Owner.open_in(
         stack, config, devices, connect=connect, scan_timeout=args.scan_timeout,
         on_progress=progress,
         reply_budget_s=None,  # a one-shot command reports the confirmed state
+    )
+
+
+async def _nothing_named(args: argparse.Namespace, exc: Exception) -> DeviceUnavailable:
+    """No owner holds what the command names, none is configured, and Bluetooth found
+    nothing (or is not there): the error names the massager asked for and lists the
+    ones the running owners hold."""
+    from footctl.client import live_owners
+
+    owners = await asyncio.to_thread(live_owners)
+    held = sorted({str(v.get("name")) for o in owners for v in o.devices})
+    what = f"no massager named {args.device!r}" if args.device else "no massager"
+    if isinstance(exc, DeviceUnavailable):
+        reason = exc.message.removeprefix("bluetooth: ")
+    else:
+        reason = f"Bluetooth is not reachable ({exc.strerror or exc})" if isinstance(
+            exc, OSError) else str(exc)
+    where = (f"the running footctl holds {', '.join(held)}" if held
+             else "no footctl owner is running")
+    return DeviceUnavailable(
+        f"{what}: {where}, none is configured, and Bluetooth: {reason}",
+        advice=("--device " + " | ".join(held)) if held and args.device else
+        "add it to [[devices]], or use --simulate/--link for a virtual one",
     )
 
 
@@ -317,36 +348,240 @@ async def _device_command(args: argparse.Namespace, config: Config, out: Output)
     request = request_for(args)
     printer = Printer(out.as_json)
     async with contextlib.AsyncExitStack() as stack:
-        owner = await open_owner(stack, args, config, progress_printer(args, out))
+        try:
+            owner = await _open_or_nothing(stack, args, config, out, request.kind)
+        except DeviceUnavailable:
+            # Not found: another command may have just taken it (a connected massager no
+            # longer advertises) and now serves it: go through that one.
+            routed = await _retry_through_owners(args, printer)
+            if routed is None:
+                raise
+            return routed
+        if owner is None:
+            return ExitCode.OK  # a stop with nothing running anywhere
+        # Served before the first connect, not after the first reply: a connect or a
+        # ramp can take a minute, and a 'footctl stop' from anywhere must reach this
+        # massager meanwhile (issue: a one-shot set outlived every stop sent to it).
+        served = await serve_early(owner)
         targets = owner.targets(args.device) if args.device or request.kind in (
             "stop", "status", "watch") else [owner.pick(None)]
-        if request.kind in ("status", "watch", "stop"):
+        if request.kind == "stop":
+            return await _stop_here(owner, targets, request, out)
+        if request.kind in ("status", "watch"):
             results = await asyncio.gather(
                 *(owner.ensure_connected(h) for h in targets), return_exceptions=True
             )
             failed = [r for r in results if isinstance(r, FootctlError)]
-            # A stop goes on past a massager it cannot reach, but one that reached none
-            # failed: this process ends, nothing stays to write the off later (no
-            # Bluetooth stack, massager out of range: exit 3, with what is missing).
-            if failed and (request.kind != "stop" or len(failed) == len(results)):
+            if failed:
                 raise failed[0]
         if request.kind == "watch":
-            return await _watch_here(owner, args.device)
+            return await _watch_here(owner, args.device, served=served is not None)
+        epochs = [h.stop_epoch for h in targets]
         reply = await owner.request(request)
+        if any(h.stop_epoch != e for h, e in zip(targets, epochs, strict=True)):
+            # A stop from elsewhere came while this waited (connect, ramp): it wins, and
+            # the command says so rather than printing the state as its own success.
+            if isinstance(reply, Reply):
+                reply = error_reply(_stopped_meanwhile(), args.device)
+            await _deliver_owed_stop(served, targets, out)
+        if isinstance(reply, ErrorReply) and reply.exit_code == ExitCode.UNREACHABLE:
+            routed = await _through_holder(args, owner, targets, printer, stack)
+            if routed is not None:
+                return routed
         code = printer.reply(_dump(reply), "direct")
         if code != ExitCode.OK:
             return code
         held = [h for h in owner.held if _running(h) and not h.spec.simulated]
         if held:
-            return await guard(owner, out)
+            return await guard(owner, out, served=served is not None)
         return ExitCode.OK
 
 
-async def _watch_here(owner: Owner, device: str | None) -> int:
+class Served:
+    """``owner``'s socket, served by this one-shot command; it knows when no stop
+    from elsewhere is in flight (``stops_settled``)."""
+
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
+        self.stops = 0
+        self.stops_settled = asyncio.Event()
+        self.stops_settled.set()
+
+    async def handle(self, request: Request) -> Reply | ErrorReply:
+        """Answer a request from the socket as the owner does, counting stops."""
+        if request.kind != "stop":
+            return await self.owner.request(request)
+        self.stops += 1
+        self.stops_settled.clear()
+        try:
+            return await self.owner.request(request)
+        finally:
+            self.stops -= 1
+            if not self.stops:
+                self.stops_settled.set()
+
+
+async def serve_early(owner: Owner) -> Served | None:
+    """Serve ``owner-<pid>.sock`` now (stop, status and commands from elsewhere reach
+    this process while it connects or ramps), unless every massager is virtual and
+    lives in this process only (nobody else can reach those)."""
+    from footctl.control.owner import REPLY_BUDGET_S
+
+    if all(h.spec.simulated for h in owner.held):
+        return None
+    # Requests from elsewhere get an answer within the budget while a ramp goes on,
+    # as the daemon gives; so does this command (the ramp goes on under guard()).
+    owner.reply_budget_s = REPLY_BUDGET_S
+    served = Served(owner)
+    await owner.serve(handler=served.handle)
+    return served
+
+
+async def _deliver_owed_stop(
+    served: Served | None, targets: list[Held], out: Output
+) -> None:
+    """A stop from elsewhere reached this command while it was still connecting: the
+    off is owed (the stopping command said so), and this process writes it as soon as
+    the connect it has under way lands, before it exits; at most one connect's time."""
+    from footctl.control.owner import CONNECT_TIMEOUT_S, STOP_TIMEOUT_S
+
+    # The stop itself is still being tried (up to its own budget) when this command's
+    # request wakes up: let it settle, confirmed or owed, so its sender gets an answer.
+    if served is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S + STOP_SETTLE_MARGIN_S):
+                await served.stops_settled.wait()
+    owed = [h for h in targets if h.stop_owed and h.connect_task is not None]
+    if not owed:
+        return
+    if not out.as_json:
+        print("footctl: a stop came while connecting: writing everything off first",
+              file=sys.stderr, flush=True)
+    tasks = [asyncio.shield(h.connect_task) for h in owed if h.connect_task is not None]
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CONNECT_TIMEOUT_S + STOP_TIMEOUT_S):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    for held in owed:
+        if held.stop_owed:
+            print(f"footctl: {held.name}: the owed off could not be written (not reached); "
+                  "nothing was switched on by this command", file=sys.stderr, flush=True)
+
+
+def _stopped_meanwhile() -> SafetyRefused:
+    return SafetyRefused(
+        "superseded_by_stop",
+        "a stop from elsewhere came while this was connecting or ramping: everything is off",
+        advice="send it again if you still want it",
+    )
+
+
+async def _open_or_nothing(
+    stack: contextlib.AsyncExitStack,
+    args: argparse.Namespace,
+    config: Config,
+    out: Output,
+    kind: str,
+) -> Owner | None:
+    """:func:`open_owner`; for a ``stop`` that names no massager when no owner runs and
+    none can be found, None (nothing to stop is not an error)."""
+    if kind != "stop" or args.device or args.simulate or args.link or config.devices:
+        return await open_owner(stack, args, config, progress_printer(args, out))
+    if not out.as_json:
+        print("footctl: no footctl owner is running; looking for a massager to switch off",
+              file=sys.stderr, flush=True)
+    try:
+        return await open_owner(stack, args, config, progress_printer(args, out))
+    except DeviceUnavailable as exc:
+        from footctl.safety.markers import MarkerStore
+
+        left_on = [m.address for m in MarkerStore().orphaned()]
+        if left_on:  # a crashed run left one on: that is not "nothing running"
+            raise DeviceUnavailable(
+                f"a footctl run that died left {', '.join(left_on)} on, and it cannot be "
+                f"reached to switch it off ({exc.message})",
+                advice="switch it off by hand, or run 'footctl stop' again in range",
+            ) from exc
+        text = f"nothing running: {exc.message.removeprefix('no massager: ')}"
+        out.result({"ok": True, "devices": [], "notes": [text], "via": "direct"}, text)
+        return None
+
+
+async def _stop_here(
+    owner: Owner, targets: list[Held], request: Request, out: Output
+) -> int:
+    """Stop ``targets`` from this process; each one whose off is not confirmed is named
+    (stderr, and ``unconfirmed`` with ``--json``), exit 3."""
+    results = await asyncio.gather(
+        *(owner.ensure_connected(h) for h in targets), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, FootctlError)]
+    if failed and len(failed) == len(results):
+        raise failed[0]  # reached none: exit 3 with what is missing
+    reply = await owner.request(request)
+    data = _dump(reply)
+    if not isinstance(reply, Reply):
+        return Printer(out.as_json).error(data)
+    from footctl.client import unconfirmed
+
+    # This process ends after the stop: what it could not confirm is not owed by anyone.
+    why = {m["device"]: m["reason"] for m in unconfirmed(data)}
+    why.update({h.name: str(r) for h, r in zip(targets, results, strict=True)
+                if isinstance(r, FootctlError)})
+    missed = [{"device": h.name, "device_id": h.device_id, "owed": False,
+               "reason": why.get(h.name, "no answer")}
+              for h in targets if h.stop_owed or h.name in why]
+    notes = [n for n in data.get("notes", [])
+             if not any(n.startswith(f"{m['device']}: ") for m in missed)]
+    return Printer(out.as_json).stop_result(
+        {**data, "notes": notes}, missed, "direct",
+        retry="this command ends, so nothing retries it: run 'footctl stop' again",
+    )
+
+
+async def _through_holder(
+    args: argparse.Namespace,
+    owner: Owner,
+    targets: list[Held],
+    printer: Printer,
+    stack: contextlib.AsyncExitStack,
+) -> int | None:
+    """This command could not connect: if another footctl holds the massager (it
+    started at the same moment and won the connection), go through that owner
+    instead (nothing was written here); None if none does."""
+    from footctl.client import held_by
+
+    if args.simulate or any(h.ever_connected for h in targets):
+        return None
+    holders = await asyncio.to_thread(held_by, [h.address for h in targets], owner.pid)
+    if not holders:
+        return None
+    await stack.aclose()  # let go of the radio before talking to the holder
+    code = await _retry_through_owners(args, printer)
+    if code is not None:
+        return code
+    return printer.error({
+        "error": "device_unavailable", "exit_code": ExitCode.UNREACHABLE,
+        "message": f"footctl pid {holders[0]} holds this massager but did not answer",
+        "advice": "'footctl status' shows who holds what",
+    })
+
+
+async def _retry_through_owners(args: argparse.Namespace, printer: Printer) -> int | None:
+    """The command through a live owner that now holds its massager (it started at the
+    same moment as this one and won the connection); None if none does."""
+    from footctl.client import try_owners
+
+    if args.simulate or args.command not in ("on", "off", "stop", "set", "status"):
+        return None
+    return await asyncio.to_thread(try_owners, args, printer)
+
+
+async def _watch_here(owner: Owner, device: str | None, *, served: bool) -> int:
     from footctl.control.api import StateEvent
     from footctl.render import emit
 
-    await owner.serve()
+    if not served:
+        await owner.serve()
     stream = owner.subscribe(device)
     try:
         while True:
@@ -356,13 +591,14 @@ async def _watch_here(owner: Owner, device: str | None) -> int:
         stream.close()
 
 
-async def guard(owner: Owner, out: Output) -> int:
+async def guard(owner: Owner, out: Output, *, served: bool = False) -> int:
     """Stay the owner while a massager runs: serve the socket, enforce the caps,
     until every session has ended."""
     from footctl.control.owner import REPLY_BUDGET_S
 
     owner.reply_budget_s = REPLY_BUDGET_S  # clients get an answer while a ramp goes on
-    await owner.serve()
+    if not served:
+        await owner.serve()
     if not out.as_json:
         print(
             "holding the session: caps are enforced while this runs; "
