@@ -151,3 +151,20 @@ def test_two_commands_at_once_on_one_massager_share_its_owner(
     assert footctl("stop").returncode == 0
     owner = first if done[0] is second else second
     assert owner.wait(timeout=CLI_TIMEOUT_S) == 0
+
+
+def test_a_second_set_while_a_one_shot_ramps_goes_through_its_owner(
+    procs: Procs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_config(tmp_path, monkeypatch, DEFAULT_RAMP)
+    link, ctl = procs.sim("shiatsu-aa55")
+    procs.start("--json", "--link", link, "--device", "shiatsu-aa55",
+                "set", "--intensity", "3")
+    wait_until(lambda: state(ctl)["running"], what="the ramp's first step")
+    second = footctl("--json", "--link", link, "--device", "shiatsu-aa55",
+                     "set", "--intensity", "2")
+    assert second.returncode == 0, second.stderr
+    reply = one_json(second)
+    assert reply["via"].startswith("owner ") and reply["device"]["desired"]["intensity"] == 2
+    assert footctl("stop").returncode == 0
+    assert not state(ctl)["running"]
