@@ -221,8 +221,14 @@ async def _stop_here(
         *(owner.ensure_connected(h) for h in targets), return_exceptions=True
     )
     failed = [r for r in results if isinstance(r, FootctlError)]
-    if failed and len(failed) == len(results):
-        raise failed[0]  # reached none: exit 3 with what is missing
+    if failed and len(failed) == len(results):  # reached none: exit 3, each one's reason
+        if len(failed) == 1:
+            raise failed[0]
+        raise DeviceUnavailable(
+            "everything off NOT confirmed on any massager: "
+            + "; ".join(str(f) for f in failed),
+            advice=failed[0].advice,
+        )
     reply = await owner.request(request)
     data = _dump(reply)
     if not isinstance(reply, Reply):
