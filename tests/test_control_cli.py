@@ -165,7 +165,9 @@ def test_a_stop_during_a_reconnect_is_not_undone_by_the_earlier_set(procs: Procs
     wait_until(lambda: state(ctl)["connected"], what="reconnect")
     time.sleep(1.5)  # the owner's re-assert, if any, would have happened by now
     assert not state(ctl)["running"] and state(ctl)["heat"] == 0
-    assert stop.returncode == 0, stop.stderr
+    # the link was down: the off was owed, not confirmed, and the stop said so
+    assert stop.returncode == 3, stop.stderr
+    assert one_json(stop)["unconfirmed"][0]["owed"] is True and "owed" in stop.stderr
 
 
 def test_the_cooldown_holds_through_the_daemon(procs: Procs) -> None:

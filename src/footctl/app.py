@@ -1,11 +1,11 @@
 """A CLI command that found no owner for its massager becomes one: a short-lived
 :class:`~footctl.control.owner.Owner` in this process.
 
-It carries out the command through the same control API as any source. If the
-massager is left running (a real one, or one on a ``--link``), the process stays
-in the foreground as its owner, serving ``owner-<pid>.sock`` so ``footctl stop``
-and ``status`` from elsewhere reach it, and enforcing the caps until the session
-ends, Ctrl-C/SIGTERM (everything off, then exit), or a stop.
+This module dispatches every command that runs here (not through an owner) and
+opens the owner (:func:`open_owner`); the device commands themselves (serving
+``owner-<pid>.sock`` from the start, so ``footctl stop`` from elsewhere reaches a
+command still connecting or ramping, and holding the session while the massager
+runs) are :mod:`footctl.oneshot`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -21,17 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from footctl.cli_authoring import is_authoring
-from footctl.client import Printer
 from footctl.config import Config, config_path, load_config
 from footctl.control.api import Request, parse_request
-from footctl.control.owner import DeviceSpec, Held, Owner
+from footctl.control.owner import DeviceSpec, Owner
 from footctl.control.radios import open_radios
 from footctl.device.profile.loader import find_profiles, get_profile, load_profile
 from footctl.device.profile.schema import Profile
 from footctl.device.transport.ble import Radio, scan
 from footctl.devices import find_profile_by_scan, open_radio
-from footctl.errors import DeviceUnavailable, ExitCode, FootctlError, ProfileError
-from footctl.safety.watchdog import LoopWatchdog
+from footctl.errors import (
+    DeviceUnavailable,
+    ExitCode,
+    FootctlError,
+    ProfileError,
+)
 
 if TYPE_CHECKING:
     from footctl.cli import Output
@@ -133,7 +135,9 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         from footctl.commands import dispatch
 
         return await dispatch(args, config, out)
-    return await _device_command(args, config, out)
+    from footctl.oneshot import device_command
+
+    return await device_command(args, config, out)
 
 
 # --- profiles -------------------------------------------------------------------
@@ -263,18 +267,38 @@ async def open_owner(
         radio = Radio()
         try:
             profile, address = await find_profile_by_scan(args, config, radio, progress)
-        except OSError as exc:  # no Bluetooth stack at all (no D-Bus, no adapter)
-            what = f"no massager named {args.device!r}" if args.device else "no massager"
-            raise DeviceUnavailable(
-                f"{what}: no footctl holds one, none is configured, and Bluetooth is not "
-                f"reachable ({exc.strerror or exc})",
-                advice="add it to [[devices]], or use --simulate/--link for a virtual one",
-            ) from exc
+        except (OSError, DeviceUnavailable) as exc:
+            # No Bluetooth stack (which the transport reports as DeviceUnavailable), or
+            # nothing found: say first what the user named and who holds what.
+            raise await _nothing_named(args, exc) from exc
         devices = [(DeviceSpec(profile, address), radio)]
     return await Owner.open_in(
         stack, config, devices, connect=connect, scan_timeout=args.scan_timeout,
         on_progress=progress,
         reply_budget_s=None,  # a one-shot command reports the confirmed state
+    )
+
+
+async def _nothing_named(args: argparse.Namespace, exc: Exception) -> DeviceUnavailable:
+    """No owner holds what the command names, none is configured, and Bluetooth found
+    nothing (or is not there): the error names the massager asked for and lists the
+    ones the running owners hold."""
+    from footctl.client import live_owners
+
+    owners = await asyncio.to_thread(live_owners)
+    held = sorted({str(v.get("name")) for o in owners for v in o.devices})
+    what = f"no massager named {args.device!r}" if args.device else "no massager"
+    if isinstance(exc, DeviceUnavailable):
+        reason = exc.message.removeprefix("bluetooth: ")
+    else:
+        reason = f"Bluetooth is not reachable ({exc.strerror or exc})" if isinstance(
+            exc, OSError) else str(exc)
+    where = (f"the running footctl holds {', '.join(held)}" if held
+             else "no footctl owner is running")
+    return DeviceUnavailable(
+        f"{what}: {where}, none is configured, and Bluetooth: {reason}",
+        advice=("--device " + " | ".join(held)) if held and args.device else
+        "add it to [[devices]], or use --simulate/--link for a virtual one",
     )
 
 
@@ -302,89 +326,4 @@ def request_for(args: argparse.Namespace) -> Request:
     return parse_request(data)
 
 
-def _running(held: Held) -> bool:
-    return (
-        held.governor.desired.running or held.session.state.running or held.program_running
-    )
-
-
-def _dump(model: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(model.model_dump_json())
-    return data
-
-
-async def _device_command(args: argparse.Namespace, config: Config, out: Output) -> int:
-    request = request_for(args)
-    printer = Printer(out.as_json)
-    async with contextlib.AsyncExitStack() as stack:
-        owner = await open_owner(stack, args, config, progress_printer(args, out))
-        targets = owner.targets(args.device) if args.device or request.kind in (
-            "stop", "status", "watch") else [owner.pick(None)]
-        if request.kind in ("status", "watch", "stop"):
-            results = await asyncio.gather(
-                *(owner.ensure_connected(h) for h in targets), return_exceptions=True
-            )
-            failed = [r for r in results if isinstance(r, FootctlError)]
-            # A stop goes on past a massager it cannot reach, but one that reached none
-            # failed: this process ends, nothing stays to write the off later (no
-            # Bluetooth stack, massager out of range: exit 3, with what is missing).
-            if failed and (request.kind != "stop" or len(failed) == len(results)):
-                raise failed[0]
-        if request.kind == "watch":
-            return await _watch_here(owner, args.device)
-        reply = await owner.request(request)
-        code = printer.reply(_dump(reply), "direct")
-        if code != ExitCode.OK:
-            return code
-        held = [h for h in owner.held if _running(h) and not h.spec.simulated]
-        if held:
-            return await guard(owner, out)
-        return ExitCode.OK
-
-
-async def _watch_here(owner: Owner, device: str | None) -> int:
-    from footctl.control.api import StateEvent
-    from footctl.render import emit
-
-    await owner.serve()
-    stream = owner.subscribe(device)
-    try:
-        while True:
-            for view in await stream.get():
-                emit(StateEvent(seq=view.seq, device=view).model_dump_json())
-    finally:
-        stream.close()
-
-
-async def guard(owner: Owner, out: Output) -> int:
-    """Stay the owner while a massager runs: serve the socket, enforce the caps,
-    until every session has ended."""
-    from footctl.control.owner import REPLY_BUDGET_S
-
-    owner.reply_budget_s = REPLY_BUDGET_S  # clients get an answer while a ramp goes on
-    await owner.serve()
-    if not out.as_json:
-        print(
-            "holding the session: caps are enforced while this runs; "
-            "Ctrl-C or 'footctl stop' ends it",
-            file=sys.stderr,
-            flush=True,
-        )
-    dog = LoopWatchdog(min(h.governor.limits.heartbeat_s for h in owner.held))
-    dog.start()
-    stream = owner.hub.subscribe(current=False)
-    try:
-        while any(_running(h) for h in owner.held):
-            await stream.get()
-    finally:
-        stream.close()
-        dog.stop()
-    reasons = [h.governor.end_reason or "stopped" for h in owner.held]
-    if not out.as_json:
-        print(f"session ended: {', '.join(reasons)}", file=sys.stderr)
-    if any(h.governor.fault is not None for h in owner.held) or "heartbeat_missed" in reasons:
-        return ExitCode.REFUSED  # ended by a safety action, not by the user or a cap
-    return ExitCode.OK
-
-
-__all__ = ["guard", "open_owner", "request_for", "run_command"]
+__all__ = ["open_owner", "progress_printer", "request_for", "run_command"]

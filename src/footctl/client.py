@@ -183,6 +183,28 @@ class Printer:
             emit(reply_text(reply) + f"\n(via {via})")
         return OK
 
+    def stop_result(
+        self, reply: dict[str, Any], missed: list[dict[str, Any]], via: str, retry: str
+    ) -> int:
+        """Print a stop's outcome; each massager in ``missed`` (its off not confirmed)
+        is named on stderr and listed as ``unconfirmed``: exit 3 if any."""
+        if not missed:
+            return self.reply(reply, via)
+        out = {**reply, "ok": False, "error": "device_unavailable", "exit_code": UNREACHABLE,
+               "unconfirmed": missed, "via": via,
+               "message": "everything off not confirmed on " + ", ".join(
+                   str(m["device"]) for m in missed)}
+        if self.as_json:
+            emit(wire.dumps(out, sort_keys=True))
+        else:
+            emit(reply_text(reply) + f"\n(via {via})")
+        for m in missed:
+            then = (f"owed: footctl pid {m['owner_pid']} writes it first when the link "
+                    "returns" if m.get("owed") else retry)
+            print(f"footctl: {m['device']}: everything off NOT confirmed ({m['reason']}); "
+                  f"{then}", file=sys.stderr, flush=True)
+        return UNREACHABLE
+
     def error(self, reply: dict[str, Any]) -> int:
         """Print an error reply; its exit code."""
         code = int(reply.get("exit_code") or OTHER)
@@ -291,14 +313,47 @@ def _stop_chosen(
     errors = [r for r in replies if not r.get("ok")]
     if errors and not devices:
         return printer.error(errors[0])
-    merged = {"v": 1, "ok": True, "devices": devices, "notes": notes,
+    missed = [m for r in replies if r.get("ok") for m in unconfirmed(r)]
+    merged = {"v": 1, "ok": True, "devices": devices,
+              "notes": [n for n in notes if not any(n.startswith(f"{m['device']}: ")
+                                                    for m in missed)],
               "owners": len(replies), "errors": errors}
     for err in errors:
         print(f"footctl: {err.get('message')}", file=sys.stderr, flush=True)
     owners = list(dict.fromkeys(id(o) for o, _ in chosen))
     via = _via(chosen[0][0]) if len(owners) == 1 else f"{len(owners)} owners"
-    code = printer.reply(merged, via)
+    code = printer.stop_result(merged, missed, via, retry="run 'footctl stop' again")
     return code if not errors else int(errors[0].get("exit_code") or OTHER)
+
+
+# How an owner's stop reply says a massager's off is not confirmed yet (it is then
+# owed, written first when the link returns): its note starts "<name>: " and holds this.
+NOT_CONFIRMED = "everything off not confirmed"
+
+
+def unconfirmed(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """The massagers of an owner's stop reply whose off is owed, not confirmed."""
+    out = []
+    for view in reply.get("devices", []):
+        name = str(view.get("name"))
+        for note in reply.get("notes", []):
+            if note.startswith(f"{name}: {NOT_CONFIRMED}"):
+                reason = note.removeprefix(f"{name}: {NOT_CONFIRMED} yet").strip(" (")
+                out.append({"device": name, "device_id": view.get("device_id"),
+                            "owner_pid": view.get("owner_pid"), "owed": True,
+                            "reason": reason.split(");")[0]})
+                break
+    return out
+
+
+def held_by(addresses: Sequence[str], exclude_pid: int) -> list[int]:
+    """The pids of the live owners (other than ``exclude_pid``) holding a massager
+    at one of ``addresses``."""
+    wanted = {a.lower() for a in addresses if a}
+    return [
+        int(v.get("owner_pid") or 0) for o in live_owners() for v in o.devices
+        if str(v.get("address", "")).lower() in wanted and v.get("owner_pid") != exclude_pid
+    ]
 
 
 # --- scan through the owners (they hold the radios) -----------------------------------
