@@ -326,24 +326,16 @@ def _stop_chosen(
     return code if not errors else int(errors[0].get("exit_code") or OTHER)
 
 
-# How an owner's stop reply says a massager's off is not confirmed yet (it is then
-# owed, written first when the link returns): its note starts "<name>: " and holds this.
-NOT_CONFIRMED = "everything off not confirmed"
-
-
 def unconfirmed(reply: dict[str, Any]) -> list[dict[str, Any]]:
-    """The massagers of an owner's stop reply whose off is owed, not confirmed."""
-    out = []
-    for view in reply.get("devices", []):
-        name = str(view.get("name"))
-        for note in reply.get("notes", []):
-            if note.startswith(f"{name}: {NOT_CONFIRMED}"):
-                reason = note.removeprefix(f"{name}: {NOT_CONFIRMED} yet").strip(" (")
-                out.append({"device": name, "device_id": view.get("device_id"),
-                            "owner_pid": view.get("owner_pid"), "owed": True,
-                            "reason": reason.split(");")[0]})
-                break
-    return out
+    """The massagers of an owner's stop reply whose off is owed, not confirmed (the
+    reply's ``owed``: :class:`footctl.control.api.StopOwed`)."""
+    pids = {str(v.get("device_id")): v.get("owner_pid") for v in reply.get("devices", [])}
+    return [
+        {"device": o.get("name"), "device_id": o.get("device_id"),
+         "owner_pid": pids.get(str(o.get("device_id")), reply.get("owner_pid")), "owed": True,
+         "reason": o.get("reason")}
+        for o in reply.get("owed", [])
+    ]
 
 
 def held_by(addresses: Sequence[str], exclude_pid: int) -> list[int]:

@@ -407,6 +407,21 @@ class ScheduleView(_Model):
     last_checked: str | None = None
 
 
+class StopOwed(_Model):
+    """A massager a stop reached but could not switch off yet (no link, no answer):
+    its off is owed, written first when the link returns."""
+
+    device_id: str
+    name: str
+    reason: str
+
+    @property
+    def note(self) -> str:
+        """How a person reads it."""
+        return (f"{self.name}: everything off not confirmed yet ({self.reason}); "
+                "it is written first when the link returns")
+
+
 class Reply(_Model):
     """A successful answer: the state of the massagers the request concerned."""
 
@@ -418,6 +433,7 @@ class Reply(_Model):
     started: str | None = None
     schedules: tuple[ScheduleView, ...] = ()
     seen: tuple[ScanResult, ...] = ()  # a ScanRequest's answer
+    owed: tuple[StopOwed, ...] = ()  # a StopRequest's massagers not switched off yet
     owner_pid: int = 0
     daemon: bool = False
 

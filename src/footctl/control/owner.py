@@ -54,6 +54,7 @@ from footctl.control.api import (
     ScanResult,
     SetRequest,
     StatusRequest,
+    StopOwed,
     StopRequest,
     WatchRequest,
     device_caps,
@@ -539,8 +540,10 @@ class Owner:
             return self._reply([self.pick(request.device)])
         if isinstance(request, StopRequest):
             targets = self.targets(request.device)
-            notes = await asyncio.gather(*(self.stop(h, request.source) for h in targets))
-            return self._reply(targets, tuple(n for n in notes if n))
+            owed = [o for o in await asyncio.gather(*(self.stop(h, request.source)
+                                                    for h in targets)) if o is not None]
+            reply = self._reply(targets, tuple(o.note for o in owed))
+            return reply.model_copy(update={"owed": tuple(owed)}) if owed else reply
         if isinstance(request, LeaseRequest):
             for held in self.targets(request.device):
                 held.governor.lease(request.source, request.seconds)
@@ -665,18 +668,17 @@ class Owner:
             "('footctl watch' shows it)",
         )
 
-    async def stop(self, held: Held, source: str = "cli") -> str | None:
+    async def stop(self, held: Held, source: str = "cli") -> StopOwed | None:
         """Everything off now; the running program ends. Never waits behind another
-        request. Returns a note if the off is not confirmed yet (it is then owed and
+        request. Returns what is owed if the off is not confirmed yet (it is then
         written first when the link returns)."""
         held.note_stop()
-        note = None
+        owed = None
         try:
             await self._send_stop(held, source)
         except FootctlError as exc:
             held.stop_owed = True
-            note = (f"{held.name}: everything off not confirmed yet ({exc.message}); "
-                    "it is written first when the link returns")
+            owed = StopOwed(device_id=held.device_id, name=held.name, reason=exc.message)
             if not held.session.connected and not held.ever_connected:
                 self._connecting(held)
         finally:
@@ -686,7 +688,7 @@ class Owner:
                 with contextlib.suppress(asyncio.CancelledError, FootctlError):
                     await task
             self.publish(held)
-        return note
+        return owed
 
     async def _send_stop(self, held: Held, source: str) -> None:
         try:
