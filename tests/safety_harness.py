@@ -23,15 +23,23 @@ import contextlib
 import json
 import os
 import selectors
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
+from footctl.config import Config
+from footctl.control.owner import DeviceSpec, Owner
 from footctl.device.codec import encode_status
 from footctl.device.profile.schema import Profile
+from footctl.device.session import SCAN_TIMEOUT_S, DeviceSession
+from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, TransportError
+from footctl.journal import Journal
 from footctl.safety.markers import MarkerStore
 from footctl.state import Report
 from footctl.virtual.model import FrameRecord, MassagerModel
@@ -42,11 +50,14 @@ __all__ = [
     "ADDRESS",
     "FakeClock",
     "FakeLink",
+    "FakeLinks",
     "FakeMassager",
     "VirtualTimeLoop",
+    "build_owner",
     "dead_pid",
     "eventually",
     "is_off_frame",
+    "mark_journal_dead",
     "mark_owner_dead",
     "without_auto_off",
 ]
@@ -342,6 +353,98 @@ class FakeLink:
         self._connected = False
         if self.device.connection is self:
             self.device.connection = None
+
+
+# --- the owner, as deployed, on the fake radio -------------------------------------------
+
+#: How often a fake scan looks whether the massager advertises (a real one advertises
+#: every 20-100 ms).
+SCAN_POLL_S = 0.05
+
+
+class FakeLinks:
+    """The ``connect`` an :class:`Owner` takes: how its sessions (and its crash recovery's)
+    reach the :class:`FakeMassager`. Like ``DeviceSession.connect`` it scans until the
+    massager advertises (in range, no other central connected), for at most the scan
+    timeout, then connects a :class:`FakeLink` and attaches the session to it. Every
+    link it made dies with the process (:meth:`kill`)."""
+
+    def __init__(self, device: FakeMassager, *, scan_timeout: float = SCAN_TIMEOUT_S) -> None:
+        self.device = device
+        self.scan_timeout = scan_timeout
+        self.links: list[FakeLink] = []
+        #: Told ``(session)`` just before a link connects (the test tells recovery apart).
+        self.before_connect: Callable[[DeviceSession], None] | None = None
+        self.after_connect: Callable[[DeviceSession], None] | None = None
+
+    async def __call__(self, session: DeviceSession) -> None:
+        if session.connected:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.scan_timeout
+        device = self.device
+        while not (device.in_range and device.connection is None):
+            if loop.time() >= deadline:
+                raise DeviceUnavailable(f"{ADDRESS} not found within {self.scan_timeout:g} s")
+            await asyncio.sleep(SCAN_POLL_S)
+        link = FakeLink(device)
+        link.session = session
+        self.links.append(link)
+        if self.before_connect is not None:
+            self.before_connect(session)
+        try:
+            await link.connect()
+        finally:
+            if self.after_connect is not None:
+                self.after_connect(session)
+        await session.attach(link, ADDRESS)
+
+    def kill(self) -> None:
+        """The process died: each of its links ends without telling anyone."""
+        for link in self.links:
+            link.kill()
+
+
+def build_owner(
+    profile: Profile,
+    config: Config,
+    links: FakeLinks,
+    *,
+    clock: Callable[[], float],
+    wall: Callable[[], datetime],
+    markers: MarkerStore,
+    journal: Journal,
+) -> Owner:
+    """One massager's owner built the way the daemon builds it (``footctl.daemon``):
+    the config's caps, a real journal (the cooldown's last session end), crash markers,
+    the monotonic and wall clocks; only the radio is the fake one (``links``), on a
+    radio that is not virtual, so the governor keeps the design's floors. Open it
+    with ``await owner.open()`` (crash recovery, connect, the watch and tick tasks)."""
+    spec = DeviceSpec(profile, ADDRESS)
+    return Owner(
+        config,
+        [(spec, Radio("fake link"))],
+        journal=journal,
+        markers=markers,
+        clock=clock,
+        sleep=asyncio.sleep,
+        wall=wall,
+        connect=links,
+    )
+
+
+def mark_journal_dead(path: Path) -> int:
+    """Rewrite the journal's open rows as if their process had died (as
+    :func:`mark_owner_dead` does for markers); returns how many."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            cur = db.execute(
+                "UPDATE sessions SET pid = ? WHERE ended_at IS NULL", (dead_pid(),)
+            )
+        return cur.rowcount
+    finally:
+        db.close()
 
 
 # --- frames ----------------------------------------------------------------------------

@@ -10,12 +10,20 @@ codec over the scripted fake link to a MassagerModel, on a virtual-time event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from footctl.config import Config
+from footctl.control.api import ErrorReply, ReleaseRequest, Reply, error_reply, parse_request
+from footctl.control.owner import Owner
 from footctl.device.session import FRAMES_KEPT
 from footctl.errors import SafetyRefused, UsageError
 from footctl.journal import Journal
@@ -29,7 +37,14 @@ from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import everything_off
 from footctl.schedule import may_start
 from footctl.state import Command
-from footctl.virtual.model import FrameRecord
+from footctl.virtual.model import FrameRecord, MassagerModel
+from safety_harness import (
+    FakeLinks,
+    FakeMassager,
+    VirtualTimeLoop,
+    build_owner,
+    without_auto_off,
+)
 from test_safety_regressions import ABSOLUTE, KEYS, PROFILES, Rig, make_rig, virtual_time
 
 HEAT_ON_WRITES = {("heat", 1), ("power", 1), ("press_power", None), ("press_heat", None)}
@@ -516,3 +531,135 @@ def test_pinned_keys_reconnect_during_a_request_does_not_skip_the_ramp() -> None
             ("request", {}),
         ],
     )
+
+
+# --- leases guard a running session only (through the owner and the control API) ---------
+
+
+WALL_EPOCH = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
+
+
+@dataclass
+class OwnerRig:
+    """The owner as the daemon builds it (journal, markers, heartbeat, its own watch
+    task) on the fake radio, reached by JSON lines through the API's edge."""
+
+    owner: Owner
+    device: FakeMassager
+
+    @property
+    def model(self) -> MassagerModel:
+        return self.device.model
+
+    @property
+    def governor(self) -> SafetyGovernor:
+        return self.owner.held[0].governor
+
+    async def send(self, **fields: object) -> Reply | ErrorReply:
+        """One request line, parsed at the edge, then to the owner (as the socket does)."""
+        try:
+            request = parse_request(json.dumps(fields))
+        except UsageError as exc:
+            return error_reply(exc)
+        return await self.owner.request(request)
+
+
+@contextlib.asynccontextmanager
+async def owner_rig(tmp_path: Path, profile_id: str = ABSOLUTE) -> AsyncIterator[OwnerRig]:
+    """An open :class:`OwnerRig` on an idle massager; closed (everything off) after."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    clock = loop.clock
+    start = clock()
+
+    def wall() -> datetime:
+        return WALL_EPOCH + timedelta(seconds=clock() - start)
+
+    profile = without_auto_off(PROFILES[profile_id])
+    device = FakeMassager(profile, MassagerModel(profile, now=clock, rng=random.Random(0)))
+    status = loop.create_task(device.status_loop())
+    journal = Journal(tmp_path / "journal.sqlite", clock=wall)
+    owner = build_owner(
+        profile, Config(), FakeLinks(device), clock=clock, wall=wall,
+        markers=MarkerStore(tmp_path / "active"), journal=journal,
+    )
+    await owner.open()
+    try:
+        yield OwnerRig(owner, device)
+    finally:
+        await owner.close()
+        status.cancel()
+        journal.close()
+
+
+@virtual_time
+async def test_a_lease_that_ran_out_while_idle_does_not_end_the_next_session(
+    tmp_path: Path,
+) -> None:
+    """Protects: a lease renewed while the massager was idle (the MQTT bridge, the TUI)
+    ran out while nothing ran, and the next session, whoever started it, was switched
+    off at once as ``heartbeat_missed``. A lease guards a running session only."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="lease", source="mqtt", seconds=30.0), Reply)
+        await asyncio.sleep(60)  # nothing runs; the lease runs out
+        reply = await rig.send(kind="on", source="cli")
+        assert isinstance(reply, Reply), reply
+        await asyncio.sleep(5)
+        assert rig.model.running
+        assert rig.governor.end_reason is None
+
+
+@virtual_time
+async def test_a_live_lease_guards_the_session_it_was_taken_for(tmp_path: Path) -> None:
+    """The dead man still works: a source that leases a running session and goes quiet
+    (no release) switches it off within one pass of its lease running out."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="on", source="mqtt"), Reply)
+        assert isinstance(await rig.send(kind="lease", source="mqtt", seconds=30.0), Reply)
+        await asyncio.sleep(29)
+        assert rig.model.running
+        await asyncio.sleep(2)
+        assert not rig.model.running
+        assert rig.governor.end_reason == "heartbeat_missed"
+
+
+@virtual_time
+async def test_a_released_lease_leaves_the_session_running(tmp_path: Path) -> None:
+    """The TUI quits from a daemon (or the MQTT bridge shuts down cleanly): it releases
+    its lease, and the daemon's session goes on under its caps instead of ending as a
+    missed heartbeat when the lease would have run out."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="on", source="tui"), Reply)
+        assert isinstance(await rig.send(kind="lease", source="tui", seconds=30.0), Reply)
+        assert isinstance(await rig.send(kind="release", source="tui"), Reply)
+        await asyncio.sleep(60)
+        assert rig.model.running
+        assert rig.governor.end_reason is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"seconds": 0},
+        {"seconds": 0.0},
+        {"seconds": -30.0},
+        {"seconds": 4.0},
+        {"seconds": 601.0},
+        {"seconds": "30"},
+        {"seconds": True},
+        {"release": True},
+    ],
+)
+def test_a_lease_of_no_length_or_a_release_flag_is_refused_at_the_edge(
+    fields: dict[str, object],
+) -> None:
+    """A lease is 5-600 s; handing it back is its own request (``release``), never a
+    lease of zero (which once meant "the heartbeat's length")."""
+    with pytest.raises(UsageError):
+        parse_request(json.dumps({"kind": "lease", "source": "mqtt", **fields}))
+
+
+def test_a_release_names_at_most_a_device() -> None:
+    assert parse_request('{"kind": "release", "source": "tui"}') == ReleaseRequest(source="tui")
+    with pytest.raises(UsageError):
+        parse_request('{"kind": "release", "source": "tui", "seconds": 30}')

@@ -56,6 +56,7 @@ def build_governed(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     scan_timeout: float = 10.0,
     on_progress: Callable[[str], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> tuple[DeviceSession, SafetyGovernor]:
     """The one way a session and its governor are built: limits from the config's
     caps, the cooldown from the journal's last session end, crash markers (not for
@@ -77,6 +78,7 @@ def build_governed(
         markers=None if spec.simulated else markers,
         on_progress=on_progress,
         last_session_end=_last_end_from(journal),
+        wall_clock=wall_clock,
     )
     if hooks is not None:
         hooks.attach(governor)

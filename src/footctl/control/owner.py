@@ -45,6 +45,7 @@ from footctl.control.api import (
     ErrorReply,
     LeaseRequest,
     PingRequest,
+    ReleaseRequest,
     Reply,
     Request,
     RunRequest,
@@ -64,6 +65,7 @@ from footctl.control.held import (
     view_of,
 )
 from footctl.control.hub import StateHub, Subscription
+from footctl.device.session import DeviceSession
 from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
 from footctl.journal_hooks import JournalHooks, recover_journal
@@ -128,6 +130,7 @@ class Owner:
         scan_timeout: float = 10.0,
         on_progress: Callable[[str], None] | None = None,
         reply_budget_s: float | None = REPLY_BUDGET_S,
+        connect: Callable[[DeviceSession], Awaitable[None]] = DeviceSession.connect,
     ) -> None:
         if not devices:
             raise UsageError(
@@ -146,6 +149,9 @@ class Owner:
         self._clock = clock
         self._sleep = sleep
         self._wall = wall
+        # How a session reaches its massager (crash recovery's too): scan, then bleak.
+        # The stateful safety test puts its scripted link here, and nothing else.
+        self._connect_session = connect
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._servers: list[ControlServer] = []
@@ -157,6 +163,7 @@ class Owner:
             session, governor = build_governed(
                 spec, radio, config, journal=journal, hooks=self.hooks, markers=markers,
                 clock=clock, sleep=sleep, scan_timeout=scan_timeout, on_progress=on_progress,
+                wall_clock=lambda: wall().timestamp(),
             )
             name = spec.name or spec.profile.id
             if name.lower() in names:
@@ -266,7 +273,7 @@ class Owner:
         if self.markers is not None and real:
             await recover_after_crash(
                 real[0].radio, self.config, self.markers, lambda m: _LOG.info("%s", m),
-                self.journal,
+                self.journal, connect=self._connect_session,
             )
             for held in real:  # what recovery could not confirm off is owed
                 held.governor.adopt_unrecovered()
@@ -386,7 +393,7 @@ class Owner:
     async def _connect(self, held: Held) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await held.session.connect()
+                await self._connect_session(held.session)
         except TimeoutError as exc:
             raise DeviceUnavailable(
                 f"{held.name}: no connection within {CONNECT_TIMEOUT_S:g} s"
@@ -476,6 +483,10 @@ class Owner:
         if isinstance(request, LeaseRequest):
             for held in self.targets(request.device):
                 held.governor.lease(request.source, request.seconds)
+            return self._reply(self.targets(request.device))
+        if isinstance(request, ReleaseRequest):
+            for held in self.targets(request.device):
+                held.governor.release(request.source)
             return self._reply(self.targets(request.device))
         if isinstance(request, SetRequest):
             held = self.pick(request.device)

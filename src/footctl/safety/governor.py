@@ -7,6 +7,12 @@ owns the fail-safe actions: heat off when the heat cap expires or the device
 reports heat it was not asked for or a temperature above the cap; everything off
 when the session cap expires, when a controller heartbeat or a remote lease is
 missed, on shutdown, and when a link comes back after a cap expired while away.
+
+Leases: a remote source (MQTT, the TUI on a daemon) holds a running session with a
+lease it renews; if it stops renewing, everything goes off (the dead man). A lease
+guards a running session only: one that ran out while nothing ran is dropped when
+the next session starts, the end of a session clears them all, and a source that
+leaves on purpose releases its lease (:meth:`SafetyGovernor.release`).
 """
 
 from __future__ import annotations
@@ -215,12 +221,32 @@ class SafetyGovernor:
         self._leases[source] = (self._clock(), self.limits.heartbeat_s)
 
     def lease(self, source: str, seconds: float | None = None) -> None:
-        """A remote source (MQTT, a daemon client) renews its hold on the session."""
+        """A remote source (MQTT, a daemon client) renews its hold on the session for
+        ``seconds`` (None: the heartbeat's length). See :meth:`release` for the rules."""
         self._leases[source] = (self._clock(), seconds or self.limits.heartbeat_s)
 
     def release(self, source: str) -> None:
-        """A source no longer holds the session."""
+        """``source`` hands its hold back: the session goes on under the caps and the
+        controller's heartbeat, and no longer ends when that source stops renewing.
+
+        What a lease guards: the session running now, or the next one if the lease is
+        still live when it starts; nothing idle. So a lease already run out when a
+        session starts (by a request or by the massager's own button) is dropped then:
+        it guarded nothing (it used to switch the next session off at once as
+        ``heartbeat_missed``, whoever started it; reported by the MQTT and TUI work).
+        A live one goes on guarding the new session, and the end of a session clears
+        every lease. A source that stops renewing a live lease (it died, hung, lost its
+        broker) is the dead man: everything off. A source that leaves on purpose (the
+        TUI's quit from a daemon, the MQTT bridge's clean shutdown) releases."""
         self._leases.pop(source, None)
+
+    def _drop_lapsed_leases(self, now: float) -> None:
+        """A session starts: leases that ran out while nothing ran guarded nothing."""
+        self._leases = {
+            s: (renewed, seconds)
+            for s, (renewed, seconds) in self._leases.items()
+            if now - renewed <= seconds
+        }
 
     def _missed_lease(self) -> str | None:
         now = self._clock()
@@ -250,6 +276,7 @@ class SafetyGovernor:
             self.fault = None
         now = self._clock()
         if self._session_started is None:
+            self._drop_lapsed_leases(now)
             self._session_started = now
             self._last_raise_at = now  # power-on counts as the first step up
             self.source = source
@@ -534,6 +561,7 @@ class SafetyGovernor:
         ):
             # Also after a session ended: a massager that comes on by itself later is
             # supervised like any other (it was ignored once a session had ended).
+            self._drop_lapsed_leases(now)
             self._session_started = now
             self._last_raise_at = now  # its power-on counts as the first step up
             self._log("device reports running: session timer started")
