@@ -149,6 +149,9 @@ class SafetyGovernor:
         self._submit_lock = asyncio.Lock()
         self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
         self._lost_at: float | None = None
+        # The link dropped and its return has not been looked at yet (_after_reconnect):
+        # until then a ramp step is not written (see _ramp_to).
+        self._return_unseen = False
         self.fault: str | None = None
         # A flagged fault is acted on once; it latches until the device reports a clean
         # heater again, then a new fault is flagged anew (it stayed latched forever, and a
@@ -452,6 +455,12 @@ class SafetyGovernor:
             await self._sleep(wait)
             if generation != self._generation or not self.desired.running:
                 return self.session.state
+            if self._return_unseen:
+                # The link dropped during the wait: its return decides (the massager may
+                # come back off: a power cut). A step written first pressed power on a
+                # massager that had rebooted, after a loop stall (found by the stateful
+                # test through the owner). The desired state stays, to be re-asserted.
+                return self.session.state
             if self._switched_itself_off():
                 # A report during the last write (busy) showed it switched itself off or
                 # rebooted: the next step must not power it on again (issue #9, 1).
@@ -571,6 +580,13 @@ class SafetyGovernor:
                     self._markers.write(address, self.profile.id, "device")
                 except OSError as exc:
                     _LOG.error("could not write the crash marker: %s", exc)
+            # Journaled like any session, so its end starts the cooldown: it was not, and
+            # a request right after an own-button session ended started a new one at once
+            # (found by the stateful test through the owner and its real journal).
+            self.peak_heat = 0
+            self.heat_seconds = 0.0
+            for hooks in list(self._hooks):
+                hooks.session_started(self, "device")
         self._update_heat(now)  # the dose counts reported heat too, asked for or not
         self.peak_heat = max(self.peak_heat, state.heat)
         if state.assumed or not state.connected:
@@ -691,10 +707,12 @@ class SafetyGovernor:
             self._log("link lost; caps keep counting")
             self._lost_at = self._clock()
             self._seen_running = False
+            self._return_unseen = True
             return
         self._spawn(self._after_reconnect(), "reassert")
 
     async def _after_reconnect(self) -> None:
+        self._return_unseen = False
         gap = self._clock() - (self._lost_at if self._lost_at is not None else self._clock())
         expired = self._expired_all()
         faulty = self._fault_latched and self.fault is not None
