@@ -493,6 +493,11 @@ class Owner:
             gov_request = GovRequest(
                 source=request.source, power=True, intensity=request.intensity,
                 heat=request.heat, mode=request.mode, zone=request.zone,
+                # A request that says a schedule sent it may find the user asleep: the
+                # unattended heat limit, as for a scheduled program (a set with
+                # source "schedule" got attended heat; found by the stateful test
+                # through the control API).
+                unattended=request.source == "schedule",
             )
             return self._reply([held], await self.submit(held, gov_request))
         if isinstance(request, RunRequest):
