@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 __all__ = [
     "ADDRESS",
+    "FAST_TMP",
     "FakeClock",
     "FakeLink",
     "FakeLinks",
@@ -357,6 +358,10 @@ class FakeLink:
 
 # --- the owner, as deployed, on the fake radio -------------------------------------------
 
+#: Where the stateful test keeps each example's journal and markers: a RAM disk if the
+#: machine has one (a journal write is an fsync on a disk; the file is thrown away).
+FAST_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
 #: How often a fake scan looks whether the massager advertises (a real one advertises
 #: every 20-100 ms).
 SCAN_POLL_S = 0.05
@@ -494,7 +499,8 @@ def memoized_codec() -> Iterator[None]:
     """Memoize the codec's pure functions while a long run repeats the same frames (the
     periodic status, keepalives, the same few commands): checksums and field parsing were
     the largest share of the stateful test's time. Keyed on the profile's id and the
-    bytes or command; errors (garbled frames) are never cached."""
+    bytes or command; errors (garbled frames) are never cached. Crash recovery's profile
+    lookup too (see below)."""
     from footctl.device import codec
     from footctl.virtual import model as model_module
 
@@ -520,6 +526,23 @@ def memoized_codec() -> Iterator[None]:
     saved = [(module, name, getattr(module, name)) for module, name in targets]
     for module, name, fn in saved:
         setattr(module, name, memo(fn))
+    # Crash recovery finds a marker's profile by id, and that parsed every profile file
+    # (0.7 s a restart: the largest share once the test ran through the owner). The
+    # files do not change during a run.
+    from footctl import devices
+
+    load_profile = devices.get_profile
+    profiles: dict[tuple[str, tuple[Path, ...]], Profile] = {}
+
+    def get_profile(profile_id: str, extra_dirs: list[Path] | None = None) -> Profile:
+        key = (profile_id, tuple(extra_dirs or ()))
+        hit = profiles.get(key)
+        if hit is None:
+            hit = profiles[key] = load_profile(profile_id, extra_dirs)
+        return hit
+
+    saved.append((devices, "get_profile", load_profile))
+    devices.get_profile = get_profile  # type: ignore[assignment]
     try:
         yield
     finally:

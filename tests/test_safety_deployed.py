@@ -444,6 +444,7 @@ _REQUEST = {
     "heat": None,
     "mode": None,
     "zone": None,
+    "device": None,
     "lease_s": None,
 }
 
