@@ -664,3 +664,55 @@ def test_a_release_names_at_most_a_device() -> None:
     assert parse_request('{"kind": "release", "source": "tui"}') == ReleaseRequest(source="tui")
     with pytest.raises(UsageError):
         parse_request('{"kind": "release", "source": "tui", "seconds": 30}')
+
+
+async def test_quitting_the_tui_from_a_daemon_releases_its_leases() -> None:
+    """Protects: the TUI quit from a daemon by letting its leases lapse, which switched
+    the daemon's session off as ``heartbeat_missed`` 30 s later, against the README's
+    "q stops what it owns; leaves the daemon's". It hands them back instead; and it
+    stops nothing of the daemon's."""
+    from footctl.tui.app import FootctlTui
+    from tui_fake import FakeController, base_view, fake_catalog
+
+    fake = FakeController(base_view())
+    app = FootctlTui(fake, owns_devices=False, catalog=fake_catalog())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        fake.reply = Reply(devices=(base_view(),))
+        await pilot.press("plus")
+        while app._tasks:
+            await pilot.pause()
+        assert app.leased == {base_view().device_id}
+        await pilot.press("q")
+        await pilot.pause()
+    assert [(r.kind, r.device) for r in fake.requests if r.kind in ("release", "stop")] == [
+        ("release", base_view().device_id)
+    ]
+
+
+async def test_the_mqtt_bridge_releases_when_idle_and_on_a_clean_shutdown() -> None:
+    """The MQTT bridge hands its lease back when the massager it leased goes idle (a
+    lease renewed just before a session ended must not guard the next session of
+    another source), and on a clean shutdown (what MQTT started runs on under the
+    caps). A broker that goes away is not a clean shutdown: those leases lapse."""
+    from footctl.mqtt.bridge import MqttBridge
+    from footctl.mqtt.settings import BrokerSettings
+    from tui_fake import FakeController, base_view
+
+    idle = base_view(
+        reported=base_view().reported.model_copy(update={"power": False}),
+        desired=base_view().desired.model_copy(update={"power": False}),
+    )
+    device = idle.device_id
+    fake = FakeController(idle)
+    bridge = MqttBridge(fake, BrokerSettings(host="127.0.0.1"))
+    bridge._leased.add(device)
+    await bridge._lease(device)  # the renewal finds it idle
+    assert [(r.kind, r.device) for r in fake.requests] == [("release", device)]
+    assert bridge._leased == set()
+
+    fake = FakeController(base_view())
+    bridge = MqttBridge(fake, BrokerSettings(host="127.0.0.1"))
+    bridge._leased.add(device)
+    await bridge._release_all()
+    assert [(r.kind, r.device, r.source) for r in fake.requests] == [("release", device, "mqtt")]
