@@ -211,6 +211,10 @@ class FakeMassager:
         self.connect_listeners: list[Callable[[], None]] = []
         self._pending = False
         self._frames: dict[Report, bytes] = {}
+        # Set while a link is connected: the periodic status sleeps on it otherwise
+        # (ticking through hours of fake time with nobody connected was a tenth of a
+        # long run).
+        self.linked = asyncio.Event()
         model.subscribe(self.notify_soon)  # a device tells its subscriber about changes
         status = profile.status
         self.interval = (
@@ -262,6 +266,8 @@ class FakeMassager:
         if self.interval is None:
             return
         while True:
+            if self.connection is None:
+                await self.linked.wait()
             await asyncio.sleep(self.interval)
             if self.connection is not None:
                 self.notify_soon()
@@ -279,6 +285,7 @@ class FakeMassager:
         """Go out of range: the connection dies (the central is told), no reconnects."""
         self.in_range = False
         link, self.connection = self.connection, None
+        self.linked.clear()
         if link is not None:
             link.lost()
 
@@ -321,6 +328,7 @@ class FakeLink:
         if self.device.connection not in (None, self):
             raise DeviceUnavailable(f"{ADDRESS}: already connected to another central")
         self.device.connection = self
+        self.device.linked.set()
         self._connected = True
         self.device.connects += 1
         for listener in list(self.device.connect_listeners):
@@ -340,6 +348,7 @@ class FakeLink:
         self._connected = False
         if self.device.connection is self:
             self.device.connection = None
+            self.device.linked.clear()
 
     def lost(self) -> None:
         """The device went away under us: tell the session (from the loop)."""
@@ -354,6 +363,7 @@ class FakeLink:
         self._connected = False
         if self.device.connection is self:
             self.device.connection = None
+            self.device.linked.clear()
 
 
 # --- the owner, as deployed, on the fake radio -------------------------------------------
