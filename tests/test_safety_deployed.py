@@ -460,14 +460,18 @@ class _Draws:
         return self.values[label]
 
 
-def _replay(profile_id: str, steps: list[tuple[str, dict[str, object]]]) -> None:
+def _replay(
+    profile_id: str,
+    steps: list[tuple[str, dict[str, object]]],
+    config: dict[str, object] | None = None,
+) -> None:
     import test_safety_stateful as stateful
     from safety_harness import memoized_codec
 
     machine = stateful._machine(profile_id)()
     try:
         with memoized_codec():
-            machine.setup(_Draws(_CONFIG))  # type: ignore[arg-type]
+            machine.setup(_Draws({**_CONFIG, **(config or {})}))  # type: ignore[arg-type]
             machine.promises_hold()
             for name, args in steps:
                 if name == "request":
@@ -716,3 +720,43 @@ async def test_the_mqtt_bridge_releases_when_idle_and_on_a_clean_shutdown() -> N
     bridge._leased.add(device)
     await bridge._release_all()
     assert [(r.kind, r.device, r.source) for r in fake.requests] == [("release", device, "mqtt")]
+
+
+# --- found by the stateful test once it ran through the owner and the control API ----------
+
+
+def test_pinned_a_set_from_the_schedule_gets_the_unattended_heat_limit() -> None:
+    """A set request with source "schedule" reached the governor as an attended one:
+    heat 1 with ``unattended_heat_level = 0``."""
+    _replay("shiatsu-keys", [("request", {"source": "schedule", "heat": 1})], {"temp": 41.0})
+
+
+def test_pinned_an_own_button_session_starts_the_cooldown() -> None:
+    """A session the massager's own button started was never journaled, so its end did
+    not start the cooldown: a request right after it started a new session at once."""
+    _replay(
+        "shiatsu-aa55",
+        [
+            ("crash", {}),
+            ("device_reboot", {}),
+            ("restart", {}),
+            ("own_power_button", {}),
+            ("stop_during_connect", {"delay": 0.0, "source": "cli", "with_request": False}),
+            ("lease", {"release": False, "seconds": None, "source": "mqtt"}),
+            ("request", {}),
+        ],
+    )
+
+
+def test_pinned_a_ramp_step_waits_for_the_returning_link_to_be_looked_at() -> None:
+    """A ramp went on after the owner's reply; the massager rebooted with the link (a
+    power cut) during a loop stall, and the next ramp step pressed power on it before
+    the governor had looked at the returned link."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("request", {"intensity": 3}),
+            ("power_cycle", {"away": 0.0}),
+            ("loop_stall", {"seconds": 3.0}),
+        ],
+    )
