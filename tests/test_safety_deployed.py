@@ -14,6 +14,8 @@ import contextlib
 import itertools
 import json
 import random
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -760,3 +762,45 @@ def test_pinned_a_ramp_step_waits_for_the_returning_link_to_be_looked_at() -> No
             ("loop_stall", {"seconds": 3.0}),
         ],
     )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"kind": "set", "source": "mqtt", "intensity": NaN}\n',
+        b'{"kind": "set", "source": "mqtt", "heat": Infinity}\n',
+        b'{"kind": "set", "source": "mqtt", "intensity": "3"}\n',
+        b'{"kind": "set", "source": "mqtt", "intensity": true}\n',
+        b'{"kind": "set", "source": "mqtt", "intensity": 2.5}\n',
+        b'{"kind": "lease", "source": "mqtt", "seconds": 0}\n',
+        b'{"kind": "release", "source": "mqtt", "seconds": 30}\n',
+    ],
+)
+async def test_the_socket_refuses_values_of_the_wrong_type_before_the_owner(line: bytes) -> None:
+    """The stateful test sends its JSON lines through ``parse_request`` and not through
+    the socket (no real sockets on its fake clock); this checks that the socket server
+    is that edge: a type-confused or non-finite value gets a usage error (exit 2) and
+    never reaches the owner."""
+    from footctl.control.hub import StateHub
+    from footctl.control.server import ControlServer
+
+    seen: list[object] = []
+
+    async def handle(request: object) -> Reply:
+        seen.append(request)
+        return Reply()
+
+    sock = Path(tempfile.mkdtemp(prefix="fs-")) / "o.sock"  # (a short path for AF_UNIX)
+    server = ControlServer(sock, handle, StateHub().subscribe)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(line)
+        await writer.drain()
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 5))
+        writer.close()
+    finally:
+        await server.close()
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    assert answer["ok"] is False and answer["exit_code"] == 2, answer
+    assert seen == []
