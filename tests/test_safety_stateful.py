@@ -155,6 +155,8 @@ FAULT_FLAG_S = 2 * CONFIRM_TIMEOUT_S + 1.0 + E
 FAULT_OFF_S = 2 * CONFIRM_TIMEOUT_S + 2 * KEY_PRESS_WAIT_S + E
 
 SOURCES = ("cli", "tui", "mqtt", "schedule", "program")
+#: The shipped programs (RunRequest).
+PROGRAMS = ("quick-relax", "wind-down", "no-heat")
 
 # The design's floors and ceilings (DESIGN.md, README "Safety"), written here rather than
 # imported, so a governor that loosens them is caught: the ramp never faster than a level
@@ -579,6 +581,14 @@ class SafetyMachine(RuleBasedStateMachine):
             )
         if running and intensity > self.exp_intensity_max:
             self.violation(f"intensity {intensity} above the cap {self.exp_intensity_max}")
+        if (
+            heat > min(self.exp_unattended, self.exp_heat_max)
+            and heat > was_heat
+            and self._unattended_program()
+            and not self.rogue_toggles
+            and not self.own_doing
+        ):
+            self.violation(f"heat {heat} in a scheduled (unattended) program")
         if heat > self.exp_heat_max and not self.rogue_toggles and not self.own_doing:
             self.violation(
                 f"heat {heat} above the allowed {self.exp_heat_max} (no_heat={self.caps.no_heat})"
@@ -591,6 +601,12 @@ class SafetyMachine(RuleBasedStateMachine):
             if (kind == "heat" and not heat) or (not running and not heat):
                 self.return_need = None
         self.prev = (running, heat, intensity)
+
+    def _unattended_program(self) -> bool:
+        proc = self.proc
+        if proc is None or not proc.held.program_running or proc.held.runner is None:
+            return False
+        return proc.held.runner.source == "schedule"
 
     def _overdue(self, what: str, since: float | None, cap: float, now: float) -> None:
         proc = self.proc
@@ -1222,6 +1238,29 @@ class SafetyMachine(RuleBasedStateMachine):
                 self.device.notify_soon()
 
         self.run(press())
+
+    @precondition(lambda self: self.ready and self.proc is not None)
+    @rule(
+        source=st.sampled_from(["program", "schedule"]),
+        program=st.sampled_from(PROGRAMS),
+    )
+    def run_program(self, source: str, program: str) -> None:
+        """A RunRequest: a shipped program starts now (a schedule's: unattended, heat at
+        most the unattended level); its steps reach the governor in the background."""
+        assert self.proc is not None
+        STATS["programs"] += 1
+        owed, self_off = self.owed_off_since, self.self_off_since
+        self.owed_off_since = self.self_off_since = None  # (until refused: see below)
+        reply, _ = self.send({"kind": "run", "source": source, "program": program})
+        if isinstance(reply, ErrorReply):
+            STATS[f"program_refused:{reply.reason or reply.error}"] += 1
+            self.owed_off_since, self.self_off_since = owed, self_off
+            return
+        # (Its sessions are checked where they start: the governor's cooldown refuses the
+        # first step of one started within it. The owner's own start check reads the
+        # config's cooldown without the floor, so such a start is accepted and then fails
+        # on its first step: reported, not a safety violation.)
+        STATS["programs_started"] += 1
 
     # --- rules: the process ----------------------------------------------------------------
 
