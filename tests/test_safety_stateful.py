@@ -155,6 +155,8 @@ FAULT_FLAG_S = 2 * CONFIRM_TIMEOUT_S + 1.0 + E
 FAULT_OFF_S = 2 * CONFIRM_TIMEOUT_S + 2 * KEY_PRESS_WAIT_S + E
 
 SOURCES = ("cli", "tui", "mqtt", "schedule", "program")
+#: A killed process's tasks are cancelled this many times over at most (see _kill).
+KILL_ROUNDS = 10
 #: The shipped programs (RunRequest).
 PROGRAMS = ("quick-relax", "wind-down", "no-heat")
 
@@ -484,10 +486,18 @@ class SafetyMachine(RuleBasedStateMachine):
         """The process dies at once: its links end, its tasks never run again, its
         journal connection closes with open rows left behind."""
         proc.links.kill()
-        for task in list(proc.tasks):
-            task.cancel()
         self.owner = None
-        self.loop.settle()
+        for _ in range(KILL_ROUNDS):
+            # A task that catches its cancellation and awaits in ``finally`` (a program
+            # runner's everything-off) is cancelled again there: a dead process runs
+            # nothing more, not even its clean-ups (they would write its journal rows
+            # and clear its markers after its death).
+            pending = [t for t in proc.tasks if not t.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            self.loop.settle()
         proc.journal.close()
         if self.own_on and not self._marker_present():
             # A stop owed for a massager its own button switched on dies with the process:
@@ -959,7 +969,7 @@ class SafetyMachine(RuleBasedStateMachine):
             self.caps.no_heat
             and (request.heat or 0) > 0
             and valid_intensity
-            and exc.reason != "no_heat"
+            and exc.reason not in ("no_heat", "busy")  # (busy: a program runs, see Owner)
         ):
             self.violation(f"heat under no_heat refused as {exc.reason}, not no_heat")
 
