@@ -17,7 +17,8 @@ Every command reaches the owner as a JSON line through the API's edge
 wrong type or not finite, which the edge must refuse), StopRequest with and without a
 device (also while the session reconnects, and while a request waits for that
 connect), LeaseRequest and ReleaseRequest from the MQTT bridge and the TUI (lease
-lengths the edge must refuse, too). Faults: time, loop stalls, wall-clock jumps,
+lengths the edge must refuse, too), and RunRequest for the shipped programs (by hand
+and from a schedule: unattended). Faults: time, loop stalls, wall-clock jumps,
 link drops and returns and flaps that overlap the reconnects, device power cycles and
 reboots, the massager's own power button, garbled and truncated notifications, a
 heater stuck on (``rogue_heat``) and overheating (``rogue_celsius``), crashes (the
