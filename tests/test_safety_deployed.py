@@ -572,15 +572,19 @@ class OwnerRig:
 
 
 @contextlib.asynccontextmanager
-async def owner_rig(tmp_path: Path, profile_id: str = ABSOLUTE) -> AsyncIterator[OwnerRig]:
-    """An open :class:`OwnerRig` on an idle massager; closed (everything off) after."""
+async def owner_rig(
+    tmp_path: Path, profile_id: str = ABSOLUTE, wall_jumps: list[float] | None = None
+) -> AsyncIterator[OwnerRig]:
+    """An open :class:`OwnerRig` on an idle massager; closed (everything off) after.
+    The wall clock runs with fake time, plus every jump in ``wall_jumps`` (seconds)."""
     loop = asyncio.get_running_loop()
     assert isinstance(loop, VirtualTimeLoop)
     clock = loop.clock
     start = clock()
+    jumps = wall_jumps if wall_jumps is not None else []
 
     def wall() -> datetime:
-        return WALL_EPOCH + timedelta(seconds=clock() - start)
+        return WALL_EPOCH + timedelta(seconds=clock() - start + sum(jumps))
 
     profile = without_auto_off(PROFILES[profile_id])
     device = FakeMassager(profile, MassagerModel(profile, now=clock, rng=random.Random(0)))
@@ -614,6 +618,26 @@ async def test_a_lease_that_ran_out_while_idle_does_not_end_the_next_session(
         await asyncio.sleep(5)
         assert rig.model.running
         assert rig.governor.end_reason is None
+
+
+@virtual_time
+async def test_a_wall_clock_set_forward_during_a_session_does_not_shorten_the_cooldown(
+    tmp_path: Path,
+) -> None:
+    """Protects: the journal records a session's end as its start plus its length on the
+    monotonic clock; the wall clock set 30 min forward during the session made a new
+    session 60 s after the end count 31 min of rest, and start. The owner that saw
+    the end counts the rest on the monotonic clock too."""
+    jumps: list[float] = []
+    async with owner_rig(tmp_path, wall_jumps=jumps) as rig:
+        assert isinstance(await rig.send(kind="on", source="cli"), Reply)
+        await asyncio.sleep(60)
+        jumps.append(30 * 60.0)  # NTP, or a person, sets the clock forward
+        assert isinstance(await rig.send(kind="stop", source="cli"), Reply)
+        await asyncio.sleep(60)
+        reply = await rig.send(kind="on", source="cli")
+        assert isinstance(reply, ErrorReply) and reply.reason == "cooldown", reply
+        assert not rig.model.running
 
 
 @virtual_time

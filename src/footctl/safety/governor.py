@@ -149,6 +149,7 @@ class SafetyGovernor:
         self._submit_lock = asyncio.Lock()
         self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
         self._lost_at: float | None = None
+        self._ended_mono: float | None = None  # the last session's end seen here
         # The link dropped and its return has not been looked at yet (_after_reconnect):
         # until then a ramp step is not written (see _ramp_to).
         self._return_unseen = False
@@ -295,12 +296,19 @@ class SafetyGovernor:
         if self._last_session_end is None or not address or self.limits.cooldown_s <= 0:
             return
         ended = self._last_session_end(address)
-        if ended is None:
-            return
-        # One rule with schedule.may_start: an end in the future (the wall clock moved
-        # back) counts as just ended. Here it used to count as long ago, so the two
-        # disagreed.
-        left = cooldown_left_s(self._wall(), ended, self.limits.cooldown_s)
+        left = 0.0
+        if ended is not None:
+            # One rule with schedule.may_start: an end in the future (the wall clock moved
+            # back) counts as just ended. Here it used to count as long ago, so the two
+            # disagreed.
+            left = cooldown_left_s(self._wall(), ended, self.limits.cooldown_s)
+        if self._ended_mono is not None:
+            # A session this process saw end: the monotonic clock knows how long the feet
+            # rested. (The journal's end is its start plus its length, on the wall clock
+            # of its start: set forward during a session, a new one 60 s after it ended
+            # counted 31 min of rest; found probing the owner as deployed.)
+            rested_mono = self._clock() - self._ended_mono
+            left = max(left, self.limits.cooldown_s - rested_mono)
         if left > 0:
             rested = self.limits.cooldown_s - left
             raise SafetyRefused(
@@ -525,6 +533,8 @@ class SafetyGovernor:
                 _LOG.error("could not clear the crash marker: %s", exc)
         was_running = self._session_started is not None
         self._update_heat(self._clock())
+        if was_running:
+            self._ended_mono = self._clock()  # (for the cooldown, see _check_cooldown)
         self._session_started = None
         self._seen_running = False
         self._heat_locked = False
