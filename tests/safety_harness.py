@@ -23,15 +23,23 @@ import contextlib
 import json
 import os
 import selectors
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
+from footctl.config import Config
+from footctl.control.owner import DeviceSpec, Owner
 from footctl.device.codec import encode_status
 from footctl.device.profile.schema import Profile
+from footctl.device.session import SCAN_TIMEOUT_S, DeviceSession
+from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, TransportError
+from footctl.journal import Journal
 from footctl.safety.markers import MarkerStore
 from footctl.state import Report
 from footctl.virtual.model import FrameRecord, MassagerModel
@@ -40,13 +48,17 @@ T = TypeVar("T")
 
 __all__ = [
     "ADDRESS",
+    "FAST_TMP",
     "FakeClock",
     "FakeLink",
+    "FakeLinks",
     "FakeMassager",
     "VirtualTimeLoop",
+    "build_owner",
     "dead_pid",
     "eventually",
     "is_off_frame",
+    "mark_journal_dead",
     "mark_owner_dead",
     "without_auto_off",
 ]
@@ -199,6 +211,10 @@ class FakeMassager:
         self.connect_listeners: list[Callable[[], None]] = []
         self._pending = False
         self._frames: dict[Report, bytes] = {}
+        # Set while a link is connected: the periodic status sleeps on it otherwise
+        # (ticking through hours of fake time with nobody connected was a tenth of a
+        # long run).
+        self.linked = asyncio.Event()
         model.subscribe(self.notify_soon)  # a device tells its subscriber about changes
         status = profile.status
         self.interval = (
@@ -250,6 +266,8 @@ class FakeMassager:
         if self.interval is None:
             return
         while True:
+            if self.connection is None:
+                await self.linked.wait()
             await asyncio.sleep(self.interval)
             if self.connection is not None:
                 self.notify_soon()
@@ -267,6 +285,7 @@ class FakeMassager:
         """Go out of range: the connection dies (the central is told), no reconnects."""
         self.in_range = False
         link, self.connection = self.connection, None
+        self.linked.clear()
         if link is not None:
             link.lost()
 
@@ -309,6 +328,7 @@ class FakeLink:
         if self.device.connection not in (None, self):
             raise DeviceUnavailable(f"{ADDRESS}: already connected to another central")
         self.device.connection = self
+        self.device.linked.set()
         self._connected = True
         self.device.connects += 1
         for listener in list(self.device.connect_listeners):
@@ -328,6 +348,7 @@ class FakeLink:
         self._connected = False
         if self.device.connection is self:
             self.device.connection = None
+            self.device.linked.clear()
 
     def lost(self) -> None:
         """The device went away under us: tell the session (from the loop)."""
@@ -342,6 +363,103 @@ class FakeLink:
         self._connected = False
         if self.device.connection is self:
             self.device.connection = None
+            self.device.linked.clear()
+
+
+# --- the owner, as deployed, on the fake radio -------------------------------------------
+
+#: Where the stateful test keeps each example's journal and markers: a RAM disk if the
+#: machine has one (a journal write is an fsync on a disk; the file is thrown away).
+FAST_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+#: How often a fake scan looks whether the massager advertises (a real one advertises
+#: every 20-100 ms).
+SCAN_POLL_S = 0.05
+
+
+class FakeLinks:
+    """The ``connect`` an :class:`Owner` takes: how its sessions (and its crash recovery's)
+    reach the :class:`FakeMassager`. Like ``DeviceSession.connect`` it scans until the
+    massager advertises (in range, no other central connected), for at most the scan
+    timeout, then connects a :class:`FakeLink` and attaches the session to it. Every
+    link it made dies with the process (:meth:`kill`)."""
+
+    def __init__(self, device: FakeMassager, *, scan_timeout: float = SCAN_TIMEOUT_S) -> None:
+        self.device = device
+        self.scan_timeout = scan_timeout
+        self.links: list[FakeLink] = []
+        #: Told ``(session)`` just before a link connects (the test tells recovery apart).
+        self.before_connect: Callable[[DeviceSession], None] | None = None
+        self.after_connect: Callable[[DeviceSession], None] | None = None
+
+    async def __call__(self, session: DeviceSession) -> None:
+        if session.connected:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.scan_timeout
+        device = self.device
+        while not (device.in_range and device.connection is None):
+            if loop.time() >= deadline:
+                raise DeviceUnavailable(f"{ADDRESS} not found within {self.scan_timeout:g} s")
+            await asyncio.sleep(SCAN_POLL_S)
+        link = FakeLink(device)
+        link.session = session
+        self.links.append(link)
+        if self.before_connect is not None:
+            self.before_connect(session)
+        try:
+            await link.connect()
+        finally:
+            if self.after_connect is not None:
+                self.after_connect(session)
+        await session.attach(link, ADDRESS)
+
+    def kill(self) -> None:
+        """The process died: each of its links ends without telling anyone."""
+        for link in self.links:
+            link.kill()
+
+
+def build_owner(
+    profile: Profile,
+    config: Config,
+    links: FakeLinks,
+    *,
+    clock: Callable[[], float],
+    wall: Callable[[], datetime],
+    markers: MarkerStore,
+    journal: Journal,
+) -> Owner:
+    """One massager's owner built the way the daemon builds it (``footctl.daemon``):
+    the config's caps, a real journal (the cooldown's last session end), crash markers,
+    the monotonic and wall clocks; only the radio is the fake one (``links``), on a
+    radio that is not virtual, so the governor keeps the design's floors. Open it
+    with ``await owner.open()`` (crash recovery, connect, the watch and tick tasks)."""
+    spec = DeviceSpec(profile, ADDRESS)
+    return Owner(
+        config,
+        [(spec, Radio("fake link"))],
+        journal=journal,
+        markers=markers,
+        clock=clock,
+        sleep=asyncio.sleep,
+        wall=wall,
+        connect=links,
+    )
+
+
+def mark_journal_dead(path: Path) -> int:
+    """Rewrite the journal's open rows as if their process had died (as
+    :func:`mark_owner_dead` does for markers); returns how many."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            cur = db.execute(
+                "UPDATE sessions SET pid = ? WHERE ended_at IS NULL", (dead_pid(),)
+            )
+        return cur.rowcount
+    finally:
+        db.close()
 
 
 # --- frames ----------------------------------------------------------------------------
@@ -391,7 +509,8 @@ def memoized_codec() -> Iterator[None]:
     """Memoize the codec's pure functions while a long run repeats the same frames (the
     periodic status, keepalives, the same few commands): checksums and field parsing were
     the largest share of the stateful test's time. Keyed on the profile's id and the
-    bytes or command; errors (garbled frames) are never cached."""
+    bytes or command; errors (garbled frames) are never cached. Crash recovery's profile
+    lookup too (see below)."""
     from footctl.device import codec
     from footctl.virtual import model as model_module
 
@@ -417,6 +536,23 @@ def memoized_codec() -> Iterator[None]:
     saved = [(module, name, getattr(module, name)) for module, name in targets]
     for module, name, fn in saved:
         setattr(module, name, memo(fn))
+    # Crash recovery finds a marker's profile by id, and that parsed every profile file
+    # (0.7 s a restart: the largest share once the test ran through the owner). The
+    # files do not change during a run.
+    from footctl import devices
+
+    load_profile = devices.get_profile
+    profiles: dict[tuple[str, tuple[Path, ...]], Profile] = {}
+
+    def get_profile(profile_id: str, extra_dirs: list[Path] | None = None) -> Profile:
+        key = (profile_id, tuple(extra_dirs or ()))
+        hit = profiles.get(key)
+        if hit is None:
+            hit = profiles[key] = load_profile(profile_id, extra_dirs)
+        return hit
+
+    saved.append((devices, "get_profile", load_profile))
+    devices.get_profile = get_profile  # type: ignore[assignment]
     try:
         yield
     finally:

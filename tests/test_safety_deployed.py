@@ -10,12 +10,22 @@ codec over the scripted fake link to a MassagerModel, on a virtual-time event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from footctl.config import Config
+from footctl.control.api import ErrorReply, ReleaseRequest, Reply, error_reply, parse_request
+from footctl.control.owner import Owner
 from footctl.device.session import FRAMES_KEPT
 from footctl.errors import SafetyRefused, UsageError
 from footctl.journal import Journal
@@ -29,7 +39,14 @@ from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import everything_off
 from footctl.schedule import may_start
 from footctl.state import Command
-from footctl.virtual.model import FrameRecord
+from footctl.virtual.model import FrameRecord, MassagerModel
+from safety_harness import (
+    FakeLinks,
+    FakeMassager,
+    VirtualTimeLoop,
+    build_owner,
+    without_auto_off,
+)
 from test_safety_regressions import ABSOLUTE, KEYS, PROFILES, Rig, make_rig, virtual_time
 
 HEAT_ON_WRITES = {("heat", 1), ("power", 1), ("press_power", None), ("press_heat", None)}
@@ -429,6 +446,7 @@ _REQUEST = {
     "heat": None,
     "mode": None,
     "zone": None,
+    "device": None,
     "lease_s": None,
 }
 
@@ -444,14 +462,18 @@ class _Draws:
         return self.values[label]
 
 
-def _replay(profile_id: str, steps: list[tuple[str, dict[str, object]]]) -> None:
+def _replay(
+    profile_id: str,
+    steps: list[tuple[str, dict[str, object]]],
+    config: dict[str, object] | None = None,
+) -> None:
     import test_safety_stateful as stateful
     from safety_harness import memoized_codec
 
     machine = stateful._machine(profile_id)()
     try:
         with memoized_codec():
-            machine.setup(_Draws(_CONFIG))  # type: ignore[arg-type]
+            machine.setup(_Draws({**_CONFIG, **(config or {})}))  # type: ignore[arg-type]
             machine.promises_hold()
             for name, args in steps:
                 if name == "request":
@@ -516,3 +538,293 @@ def test_pinned_keys_reconnect_during_a_request_does_not_skip_the_ramp() -> None
             ("request", {}),
         ],
     )
+
+
+# --- leases guard a running session only (through the owner and the control API) ---------
+
+
+WALL_EPOCH = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
+
+
+@dataclass
+class OwnerRig:
+    """The owner as the daemon builds it (journal, markers, heartbeat, its own watch
+    task) on the fake radio, reached by JSON lines through the API's edge."""
+
+    owner: Owner
+    device: FakeMassager
+
+    @property
+    def model(self) -> MassagerModel:
+        return self.device.model
+
+    @property
+    def governor(self) -> SafetyGovernor:
+        return self.owner.held[0].governor
+
+    async def send(self, **fields: object) -> Reply | ErrorReply:
+        """One request line, parsed at the edge, then to the owner (as the socket does)."""
+        try:
+            request = parse_request(json.dumps(fields))
+        except UsageError as exc:
+            return error_reply(exc)
+        return await self.owner.request(request)
+
+
+@contextlib.asynccontextmanager
+async def owner_rig(
+    tmp_path: Path, profile_id: str = ABSOLUTE, wall_jumps: list[float] | None = None
+) -> AsyncIterator[OwnerRig]:
+    """An open :class:`OwnerRig` on an idle massager; closed (everything off) after.
+    The wall clock runs with fake time, plus every jump in ``wall_jumps`` (seconds)."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    clock = loop.clock
+    start = clock()
+    jumps = wall_jumps if wall_jumps is not None else []
+
+    def wall() -> datetime:
+        return WALL_EPOCH + timedelta(seconds=clock() - start + sum(jumps))
+
+    profile = without_auto_off(PROFILES[profile_id])
+    device = FakeMassager(profile, MassagerModel(profile, now=clock, rng=random.Random(0)))
+    status = loop.create_task(device.status_loop())
+    journal = Journal(tmp_path / "journal.sqlite", clock=wall)
+    owner = build_owner(
+        profile, Config(), FakeLinks(device), clock=clock, wall=wall,
+        markers=MarkerStore(tmp_path / "active"), journal=journal,
+    )
+    await owner.open()
+    try:
+        yield OwnerRig(owner, device)
+    finally:
+        await owner.close()
+        status.cancel()
+        journal.close()
+
+
+@virtual_time
+async def test_a_lease_that_ran_out_while_idle_does_not_end_the_next_session(
+    tmp_path: Path,
+) -> None:
+    """Protects: a lease renewed while the massager was idle (the MQTT bridge, the TUI)
+    ran out while nothing ran, and the next session, whoever started it, was switched
+    off at once as ``heartbeat_missed``. A lease guards a running session only."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="lease", source="mqtt", seconds=30.0), Reply)
+        await asyncio.sleep(60)  # nothing runs; the lease runs out
+        reply = await rig.send(kind="on", source="cli")
+        assert isinstance(reply, Reply), reply
+        await asyncio.sleep(5)
+        assert rig.model.running
+        assert rig.governor.end_reason is None
+
+
+@virtual_time
+async def test_a_wall_clock_set_forward_during_a_session_does_not_shorten_the_cooldown(
+    tmp_path: Path,
+) -> None:
+    """Protects: the journal records a session's end as its start plus its length on the
+    monotonic clock; the wall clock set 30 min forward during the session made a new
+    session 60 s after the end count 31 min of rest, and start. The owner that saw
+    the end counts the rest on the monotonic clock too."""
+    jumps: list[float] = []
+    async with owner_rig(tmp_path, wall_jumps=jumps) as rig:
+        assert isinstance(await rig.send(kind="on", source="cli"), Reply)
+        await asyncio.sleep(60)
+        jumps.append(30 * 60.0)  # NTP, or a person, sets the clock forward
+        assert isinstance(await rig.send(kind="stop", source="cli"), Reply)
+        await asyncio.sleep(60)
+        reply = await rig.send(kind="on", source="cli")
+        assert isinstance(reply, ErrorReply) and reply.reason == "cooldown", reply
+        assert not rig.model.running
+
+
+@virtual_time
+async def test_a_live_lease_guards_the_session_it_was_taken_for(tmp_path: Path) -> None:
+    """The dead man still works: a source that leases a running session and goes quiet
+    (no release) switches it off within one pass of its lease running out."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="on", source="mqtt"), Reply)
+        assert isinstance(await rig.send(kind="lease", source="mqtt", seconds=30.0), Reply)
+        await asyncio.sleep(29)
+        assert rig.model.running
+        await asyncio.sleep(2)
+        assert not rig.model.running
+        assert rig.governor.end_reason == "heartbeat_missed"
+
+
+@virtual_time
+async def test_a_released_lease_leaves_the_session_running(tmp_path: Path) -> None:
+    """The TUI quits from a daemon (or the MQTT bridge shuts down cleanly): it releases
+    its lease, and the daemon's session goes on under its caps instead of ending as a
+    missed heartbeat when the lease would have run out."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="on", source="tui"), Reply)
+        assert isinstance(await rig.send(kind="lease", source="tui", seconds=30.0), Reply)
+        assert isinstance(await rig.send(kind="release", source="tui"), Reply)
+        await asyncio.sleep(60)
+        assert rig.model.running
+        assert rig.governor.end_reason is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"seconds": 0},
+        {"seconds": 0.0},
+        {"seconds": -30.0},
+        {"seconds": 4.0},
+        {"seconds": 601.0},
+        {"seconds": "30"},
+        {"seconds": True},
+        {"release": True},
+    ],
+)
+def test_a_lease_of_no_length_or_a_release_flag_is_refused_at_the_edge(
+    fields: dict[str, object],
+) -> None:
+    """A lease is 5-600 s; handing it back is its own request (``release``), never a
+    lease of zero (which once meant "the heartbeat's length")."""
+    with pytest.raises(UsageError):
+        parse_request(json.dumps({"kind": "lease", "source": "mqtt", **fields}))
+
+
+def test_a_release_names_at_most_a_device() -> None:
+    assert parse_request('{"kind": "release", "source": "tui"}') == ReleaseRequest(source="tui")
+    with pytest.raises(UsageError):
+        parse_request('{"kind": "release", "source": "tui", "seconds": 30}')
+
+
+async def test_quitting_the_tui_from_a_daemon_releases_its_leases() -> None:
+    """Protects: the TUI quit from a daemon by letting its leases lapse, which switched
+    the daemon's session off as ``heartbeat_missed`` 30 s later, against the README's
+    "q stops what it owns; leaves the daemon's". It hands them back instead; and it
+    stops nothing of the daemon's."""
+    from footctl.tui.app import FootctlTui
+    from tui_fake import FakeController, base_view, fake_catalog
+
+    fake = FakeController(base_view())
+    app = FootctlTui(fake, owns_devices=False, catalog=fake_catalog())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        fake.reply = Reply(devices=(base_view(),))
+        await pilot.press("plus")
+        while app._tasks:
+            await pilot.pause()
+        assert app.leased == {base_view().device_id}
+        await pilot.press("q")
+        await pilot.pause()
+    assert [(r.kind, r.device) for r in fake.requests if r.kind in ("release", "stop")] == [
+        ("release", base_view().device_id)
+    ]
+
+
+async def test_the_mqtt_bridge_releases_when_idle_and_on_a_clean_shutdown() -> None:
+    """The MQTT bridge hands its lease back when the massager it leased goes idle (a
+    lease renewed just before a session ended must not guard the next session of
+    another source), and on a clean shutdown (what MQTT started runs on under the
+    caps). A broker that goes away is not a clean shutdown: those leases lapse."""
+    from footctl.mqtt.bridge import MqttBridge
+    from footctl.mqtt.settings import BrokerSettings
+    from tui_fake import FakeController, base_view
+
+    idle = base_view(
+        reported=base_view().reported.model_copy(update={"power": False}),
+        desired=base_view().desired.model_copy(update={"power": False}),
+    )
+    device = idle.device_id
+    fake = FakeController(idle)
+    bridge = MqttBridge(fake, BrokerSettings(host="127.0.0.1"))
+    bridge._leased.add(device)
+    await bridge._lease(device)  # the renewal finds it idle
+    assert [(r.kind, r.device) for r in fake.requests] == [("release", device)]
+    assert bridge._leased == set()
+
+    fake = FakeController(base_view())
+    bridge = MqttBridge(fake, BrokerSettings(host="127.0.0.1"))
+    bridge._leased.add(device)
+    await bridge._release_all()
+    assert [(r.kind, r.device, r.source) for r in fake.requests] == [("release", device, "mqtt")]
+
+
+# --- found by the stateful test once it ran through the owner and the control API ----------
+
+
+def test_pinned_a_set_from_the_schedule_gets_the_unattended_heat_limit() -> None:
+    """A set request with source "schedule" reached the governor as an attended one:
+    heat 1 with ``unattended_heat_level = 0``."""
+    _replay("shiatsu-keys", [("request", {"source": "schedule", "heat": 1})], {"temp": 41.0})
+
+
+def test_pinned_an_own_button_session_starts_the_cooldown() -> None:
+    """A session the massager's own button started was never journaled, so its end did
+    not start the cooldown: a request right after it started a new session at once."""
+    _replay(
+        "shiatsu-aa55",
+        [
+            ("crash", {}),
+            ("device_reboot", {}),
+            ("restart", {}),
+            ("own_power_button", {}),
+            ("stop_during_connect", {"delay": 0.0, "source": "cli", "with_request": False}),
+            ("lease", {"release": False, "seconds": None, "source": "mqtt"}),
+            ("request", {}),
+        ],
+    )
+
+
+def test_pinned_a_ramp_step_waits_for_the_returning_link_to_be_looked_at() -> None:
+    """A ramp went on after the owner's reply; the massager rebooted with the link (a
+    power cut) during a loop stall, and the next ramp step pressed power on it before
+    the governor had looked at the returned link."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("request", {"intensity": 3}),
+            ("power_cycle", {"away": 0.0}),
+            ("loop_stall", {"seconds": 3.0}),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"kind": "set", "source": "mqtt", "intensity": NaN}\n',
+        b'{"kind": "set", "source": "mqtt", "heat": Infinity}\n',
+        b'{"kind": "set", "source": "mqtt", "intensity": "3"}\n',
+        b'{"kind": "set", "source": "mqtt", "intensity": true}\n',
+        b'{"kind": "set", "source": "mqtt", "intensity": 2.5}\n',
+        b'{"kind": "lease", "source": "mqtt", "seconds": 0}\n',
+        b'{"kind": "release", "source": "mqtt", "seconds": 30}\n',
+    ],
+)
+async def test_the_socket_refuses_values_of_the_wrong_type_before_the_owner(line: bytes) -> None:
+    """The stateful test sends its JSON lines through ``parse_request`` and not through
+    the socket (no real sockets on its fake clock); this checks that the socket server
+    is that edge: a type-confused or non-finite value gets a usage error (exit 2) and
+    never reaches the owner."""
+    from footctl.control.hub import StateHub
+    from footctl.control.server import ControlServer
+
+    seen: list[object] = []
+
+    async def handle(request: object) -> Reply:
+        seen.append(request)
+        return Reply()
+
+    sock = Path(tempfile.mkdtemp(prefix="fs-")) / "o.sock"  # (a short path for AF_UNIX)
+    server = ControlServer(sock, handle, StateHub().subscribe)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(line)
+        await writer.drain()
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 5))
+        writer.close()
+    finally:
+        await server.close()
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    assert answer["ok"] is False and answer["exit_code"] == 2, answer
+    assert seen == []

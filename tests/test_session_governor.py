@@ -299,10 +299,12 @@ async def test_new_session_within_cooldown_is_refused(
     await gov.stop()
     ends[rig.session.state.address] = wall[0]
     wall[0] += 10 * 60
+    rig.clock.advance(10 * 60)  # time passes on both clocks
     with pytest.raises(SafetyRefused) as info:
         await gov.submit(Request(intensity=2))
     assert info.value.reason == "cooldown"
     assert not rig.massager.model.running
     wall[0] += 21 * 60  # 31 min after the end: rested
+    rig.clock.advance(21 * 60)
     state, _ = await gov.submit(Request(intensity=2))
     assert state.running

@@ -8,7 +8,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from footctl.config import Config
@@ -134,9 +134,12 @@ async def recover_after_crash(
     markers: MarkerStore,
     progress: Progress,
     journal: Journal | None = None,
+    *,
+    connect: Callable[[DeviceSession], Awaitable[None]] = DeviceSession.connect,
 ) -> list[Marker]:
     """Turn off every device a dead footctl run left mid-session; returns those done.
-    With a ``journal``, the dead run's rows end as ``recovered_after_crash``."""
+    With a ``journal``, the dead run's rows end as ``recovered_after_crash``.
+    ``connect`` reaches a massager (the owner's; a test's scripted link)."""
     done: list[Marker] = []
     for marker in markers.orphaned():
         try:
@@ -157,7 +160,7 @@ async def recover_after_crash(
             on_progress=progress,
         )
         try:
-            await session.connect()
+            await connect(session)
             await session.all_off()
         except FootctlError as exc:
             print(

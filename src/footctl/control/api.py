@@ -151,11 +151,25 @@ class RunRequest(_Request):
 
 class LeaseRequest(_Request):
     """A remote source (MQTT, the TUI) renews its hold on running massagers: while it
-    holds a lease and stops renewing it, the dead-man rule switches them off."""
+    holds a lease and stops renewing it, the dead-man rule switches them off.
+
+    ``seconds`` is how long one renewal holds (None: the owner's heartbeat length);
+    there is no zero or negative lease: a source hands its hold back with
+    :class:`ReleaseRequest`. A lease guards a running session only (see
+    :meth:`footctl.safety.governor.SafetyGovernor.release`)."""
 
     kind: Literal["lease"] = "lease"
     device: Name | None = None
     seconds: Annotated[float, Field(ge=MIN_LEASE_S, le=MAX_LEASE_S)] | None = None
+
+
+class ReleaseRequest(_Request):
+    """The source hands its lease on ``device`` (or on every massager) back: what runs
+    goes on under the caps, and no longer stops when that source goes quiet (the
+    TUI's quit from a daemon, the MQTT bridge's clean shutdown)."""
+
+    kind: Literal["release"] = "release"
+    device: Name | None = None
 
 
 class WatchRequest(_Request):
@@ -229,6 +243,7 @@ Request = Annotated[
     | SetRequest
     | RunRequest
     | LeaseRequest
+    | ReleaseRequest
     | WatchRequest
     | SchedulesRequest
     | DescribeRequest

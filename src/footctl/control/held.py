@@ -64,6 +64,7 @@ def build_governed(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     scan_timeout: float = 10.0,
     on_progress: Callable[[str], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> tuple[DeviceSession, SafetyGovernor]:
     """The one way a session and its governor are built: limits from the config's
     caps, the cooldown from ``last_session_end`` (the journal's, through
@@ -86,6 +87,7 @@ def build_governed(
         markers=None if spec.simulated else markers,
         on_progress=on_progress,
         last_session_end=last_session_end,
+        wall_clock=wall_clock,
     )
     return session, governor
 

@@ -47,6 +47,7 @@ from footctl.control.api import (
     ErrorReply,
     LeaseRequest,
     PingRequest,
+    ReleaseRequest,
     Reply,
     Request,
     RunRequest,
@@ -71,6 +72,7 @@ from footctl.control.held import (
     view_of,
 )
 from footctl.control.hub import StateHub, Subscription
+from footctl.device.session import DeviceSession
 from footctl.device.transport.ble import Radio
 from footctl.errors import DeviceUnavailable, FootctlError, SafetyRefused, UsageError
 from footctl.journal_hooks import JournalRecorder, recover_journal
@@ -149,6 +151,7 @@ class Owner:
         scan_timeout: float = 10.0,
         on_progress: Callable[[str], None] | None = None,
         reply_budget_s: float | None = REPLY_BUDGET_S,
+        connect: Callable[[DeviceSession], Awaitable[None]] = DeviceSession.connect,
     ) -> None:
         if not devices:
             raise UsageError(
@@ -167,6 +170,9 @@ class Owner:
         self._sleep = sleep
         # The wall clock of session events and program starts (the journal's, if any).
         self.wall = wall or (journal.now if journal is not None else _utc_now)
+        # How a session reaches its massager (crash recovery's too): scan, then bleak.
+        # The stateful safety test puts its scripted link here, and nothing else.
+        self._connect_session = connect
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._servers: list[ControlServer] = []
@@ -184,7 +190,7 @@ class Owner:
             session, governor = build_governed(
                 spec, radio, config, last_session_end=self._ends if journal else None,
                 markers=markers, clock=clock, sleep=sleep, scan_timeout=scan_timeout,
-                on_progress=on_progress,
+                on_progress=on_progress, wall_clock=lambda: self.wall().timestamp(),
             )
             name = spec.name or spec.profile.id
             if name.lower() in names:
@@ -332,7 +338,7 @@ class Owner:
         if self.markers is not None and real:
             await recover_after_crash(
                 real[0].radio, self.config, self.markers, lambda m: _LOG.info("%s", m),
-                self.journal,
+                self.journal, connect=self._connect_session,
             )
             for held in real:  # what recovery could not confirm off is owed
                 held.governor.adopt_unrecovered()
@@ -455,7 +461,7 @@ class Owner:
     async def _connect(self, held: Held) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await held.session.connect()
+                await self._connect_session(held.session)
         except TimeoutError as exc:
             raise DeviceUnavailable(
                 f"{held.name}: no connection within {CONNECT_TIMEOUT_S:g} s"
@@ -548,11 +554,20 @@ class Owner:
             for held in self.targets(request.device):
                 held.governor.lease(request.source, request.seconds)
             return self._reply(self.targets(request.device))
+        if isinstance(request, ReleaseRequest):
+            for held in self.targets(request.device):
+                held.governor.release(request.source)
+            return self._reply(self.targets(request.device))
         if isinstance(request, SetRequest):
             held = self.pick(request.device)
             gov_request = GovRequest(
                 source=request.source, power=True, intensity=request.intensity,
                 heat=request.heat, mode=request.mode, zone=request.zone,
+                # A request that says a schedule sent it may find the user asleep: the
+                # unattended heat limit, as for a scheduled program (a set with
+                # source "schedule" got attended heat; found by the stateful test
+                # through the control API).
+                unattended=request.source == "schedule",
             )
             clamped = await self.submit(held, gov_request)
             # submit() published the view a moment ago (nothing ran since): reply with it.

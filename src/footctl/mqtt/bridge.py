@@ -32,6 +32,7 @@ from footctl.control.api import (
     DeviceView,
     ErrorReply,
     LeaseRequest,
+    ReleaseRequest,
     Reply,
     Request,
     RunRequest,
@@ -152,6 +153,7 @@ class MqttBridge:
         finally:
             stream.close()
             self._lanes.cancel()
+            await self._release_all()
 
     def _new_client(self, tls: ssl.SSLContext | None) -> aiomqtt.Client:
         s = self.settings
@@ -494,12 +496,30 @@ class MqttBridge:
         view = next((v for v in self.controller.snapshot() if v.device_id == device_id), None)
         if view is None or not _running(view):
             self._leased.discard(device_id)
+            # Gone idle: hand the lease back, so one renewed a moment before the
+            # session ended cannot guard (and end) the next session of another source.
+            await self._release(device_id)
             return
         reply = await self.controller.request(
             LeaseRequest(source=SOURCE, device=device_id, seconds=self.settings.lease_s)
         )
         if isinstance(reply, ErrorReply):
             _LOG.warning("mqtt: lease on %s refused: %s", device_id, reply.message)
+
+    async def _release(self, device_id: str) -> None:
+        reply = await self.controller.request(ReleaseRequest(source=SOURCE, device=device_id))
+        if isinstance(reply, ErrorReply):
+            _LOG.info("mqtt: release on %s: %s", device_id, reply.message)
+
+    async def _release_all(self) -> None:
+        """A clean shutdown (the bridge is cancelled): hand every lease back, so what
+        MQTT started runs on under the owner's caps. A broker that goes away is not
+        this: those leases lapse (the dead man)."""
+        leased, self._leased = sorted(self._leased), set()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                for device_id in leased:
+                    await self._release(device_id)
 
     async def _renew_leases(self) -> None:
         """Renew while connected (this task lives only as long as the connection)."""

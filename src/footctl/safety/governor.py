@@ -7,6 +7,12 @@ owns the fail-safe actions: heat off when the heat cap expires or the device
 reports heat it was not asked for or a temperature above the cap; everything off
 when the session cap expires, when a controller heartbeat or a remote lease is
 missed, on shutdown, and when a link comes back after a cap expired while away.
+
+Leases: a remote source (MQTT, the TUI on a daemon) holds a running session with a
+lease it renews; if it stops renewing, everything goes off (the dead man). A lease
+guards a running session only: one that ran out while nothing ran is dropped when
+the next session starts, the end of a session clears them all, and a source that
+leaves on purpose releases its lease (:meth:`SafetyGovernor.release`).
 """
 
 from __future__ import annotations
@@ -143,6 +149,10 @@ class SafetyGovernor:
         self._submit_lock = asyncio.Lock()
         self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
         self._lost_at: float | None = None
+        self._ended_mono: float | None = None  # the last session's end seen here
+        # The link dropped and its return has not been looked at yet (_after_reconnect):
+        # until then a ramp step is not written (see _ramp_to).
+        self._return_unseen = False
         self.fault: str | None = None
         # A flagged fault is acted on once; it latches until the device reports a clean
         # heater again, then a new fault is flagged anew (it stayed latched forever, and a
@@ -215,11 +225,23 @@ class SafetyGovernor:
         self._leases[source] = (self._clock(), self.limits.heartbeat_s)
 
     def lease(self, source: str, seconds: float | None = None) -> None:
-        """A remote source (MQTT, a daemon client) renews its hold on the session."""
+        """A remote source (MQTT, a daemon client) renews its hold on the session for
+        ``seconds`` (None: the heartbeat's length). See :meth:`release` for the rules."""
         self._leases[source] = (self._clock(), seconds or self.limits.heartbeat_s)
 
     def release(self, source: str) -> None:
-        """A source no longer holds the session."""
+        """``source`` hands its hold back: the session goes on under the caps and the
+        controller's heartbeat, and no longer ends when that source stops renewing.
+
+        What a lease guards: the session running now, or the next one if the lease is
+        still live when it starts; nothing idle. So a lease already run out when a
+        session starts (by a request or by the massager's own button) is dropped then:
+        it guarded nothing (it used to switch the next session off at once as
+        ``heartbeat_missed``, whoever started it; reported by the MQTT and TUI work).
+        A live one goes on guarding the new session, and the end of a session clears
+        every lease. A source that stops renewing a live lease (it died, hung, lost its
+        broker) is the dead man: everything off. A source that leaves on purpose (the
+        TUI's quit from a daemon, the MQTT bridge's clean shutdown) releases."""
         self._leases.pop(source, None)
 
     def lease_left_s(self) -> float | None:
@@ -229,6 +251,13 @@ class SafetyGovernor:
         left = [renewed + seconds - now for source, (renewed, seconds) in self._leases.items()
                 if source != CONTROLLER]
         return max(0.0, min(left)) if left else None
+    def _drop_lapsed_leases(self, now: float) -> None:
+        """A session starts: leases that ran out while nothing ran guarded nothing."""
+        self._leases = {
+            s: (renewed, seconds)
+            for s, (renewed, seconds) in self._leases.items()
+            if now - renewed <= seconds
+        }
 
     def _missed_lease(self) -> str | None:
         now = self._clock()
@@ -258,6 +287,7 @@ class SafetyGovernor:
             self.fault = None
         now = self._clock()
         if self._session_started is None:
+            self._drop_lapsed_leases(now)
             self._session_started = now
             self._last_raise_at = now  # power-on counts as the first step up
             self.source = source
@@ -273,12 +303,19 @@ class SafetyGovernor:
         if self._last_session_end is None or not address or self.limits.cooldown_s <= 0:
             return
         ended = self._last_session_end(address)
-        if ended is None:
-            return
-        # One rule with schedule.may_start: an end in the future (the wall clock moved
-        # back) counts as just ended. Here it used to count as long ago, so the two
-        # disagreed.
-        left = cooldown_left_s(self._wall(), ended, self.limits.cooldown_s)
+        left = 0.0
+        if ended is not None:
+            # One rule with schedule.may_start: an end in the future (the wall clock moved
+            # back) counts as just ended. Here it used to count as long ago, so the two
+            # disagreed.
+            left = cooldown_left_s(self._wall(), ended, self.limits.cooldown_s)
+        if self._ended_mono is not None:
+            # A session this process saw end: the monotonic clock knows how long the feet
+            # rested. (The journal's end is its start plus its length, on the wall clock
+            # of its start: set forward during a session, a new one 60 s after it ended
+            # counted 31 min of rest; found probing the owner as deployed.)
+            rested_mono = self._clock() - self._ended_mono
+            left = max(left, self.limits.cooldown_s - rested_mono)
         if left > 0:
             rested = self.limits.cooldown_s - left
             raise SafetyRefused(
@@ -436,6 +473,12 @@ class SafetyGovernor:
             await self._sleep(wait)
             if generation != self._generation or not self.desired.running:
                 return self.session.state
+            if self._return_unseen:
+                # The link dropped during the wait: its return decides (the massager may
+                # come back off: a power cut). A step written first pressed power on a
+                # massager that had rebooted, after a loop stall (found by the stateful
+                # test through the owner). The desired state stays, to be re-asserted.
+                return self.session.state
             if self._switched_itself_off():
                 # A report during the last write (busy) showed it switched itself off or
                 # rebooted: the next step must not power it on again (issue #9, 1).
@@ -500,6 +543,8 @@ class SafetyGovernor:
                 _LOG.error("could not clear the crash marker: %s", exc)
         was_running = self._session_started is not None
         self._update_heat(self._clock())
+        if was_running:
+            self._ended_mono = self._clock()  # (for the cooldown, see _check_cooldown)
         self._session_started = None
         self._seen_running = False
         self._heat_locked = False
@@ -545,6 +590,7 @@ class SafetyGovernor:
         ):
             # Also after a session ended: a massager that comes on by itself later is
             # supervised like any other (it was ignored once a session had ended).
+            self._drop_lapsed_leases(now)
             self._session_started = now
             self._last_raise_at = now  # its power-on counts as the first step up
             self._log("device reports running: session timer started")
@@ -554,6 +600,13 @@ class SafetyGovernor:
                     self._markers.write(address, self.profile.id, "device")
                 except OSError as exc:
                     _LOG.error("could not write the crash marker: %s", exc)
+            # Journaled like any session, so its end starts the cooldown: it was not, and
+            # a request right after an own-button session ended started a new one at once
+            # (found by the stateful test through the owner and its real journal).
+            self.peak_heat = 0
+            self.heat_seconds = 0.0
+            for hooks in list(self._hooks):
+                hooks.session_started(self, "device")
         self._update_heat(now)  # the dose counts reported heat too, asked for or not
         self.peak_heat = max(self.peak_heat, state.heat)
         if state.assumed or not state.connected:
@@ -674,10 +727,12 @@ class SafetyGovernor:
             self._log("link lost; caps keep counting")
             self._lost_at = self._clock()
             self._seen_running = False
+            self._return_unseen = True
             return
         self._spawn(self._after_reconnect(), "reassert")
 
     async def _after_reconnect(self) -> None:
+        self._return_unseen = False
         gap = self._clock() - (self._lost_at if self._lost_at is not None else self._clock())
         expired = self._expired_all()
         faulty = self._fault_latched and self.fault is not None

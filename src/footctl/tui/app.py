@@ -24,6 +24,7 @@ from footctl.control.api import (
     DeviceView,
     ErrorReply,
     LeaseRequest,
+    ReleaseRequest,
     Reply,
     Request,
     RunRequest,
@@ -95,8 +96,7 @@ class FootctlTui(App[None]):
         scanner: Scanner | None = None,
     ) -> None:
         """``owns_devices``: the owner lives in this process, so quitting stops its
-        massagers first; a daemon's are left running (under the TUI's lease, which
-        then runs out)."""
+        massagers first; a daemon's are left running (the TUI releases its leases)."""
         super().__init__()
         self.controller = controller
         self.owns_devices = owns_devices
@@ -418,7 +418,10 @@ class FootctlTui(App[None]):
         self.push_screen(JournalScreen(self.journal_path))
 
     async def action_quit(self) -> None:
-        """Leave; first everything off on the massagers this process owns."""
+        """Leave; first everything off on the massagers this process owns. A daemon's
+        go on: the TUI hands its leases back (ReleaseRequest), so they run on under the
+        daemon's caps. Letting them lapse would switch them off as a missed heartbeat:
+        that dead man is for a TUI that dies or hangs, not for one that quits."""
         if self.owns_devices and self.views:
             self.set_status("everything off before leaving...")
             try:
@@ -426,4 +429,16 @@ class FootctlTui(App[None]):
                     await self._spawn(StopRequest(source="tui"), "stop all")
             except TimeoutError:
                 _LOG.warning("the stop before quitting was not confirmed in time")
+        elif self.leased:
+            self.set_status("handing the leases back before leaving...")
+            releases = [
+                self._spawn(ReleaseRequest(source="tui", device=device), "release")
+                for device in sorted(self.leased)
+            ]
+            self.leased.clear()
+            try:
+                async with asyncio.timeout(QUIT_STOP_TIMEOUT_S):
+                    await asyncio.gather(*releases)
+            except TimeoutError:
+                _LOG.warning("the daemon did not take the leases back in time")
         self.exit()
