@@ -573,7 +573,8 @@ class OwnerRig:
 
 @contextlib.asynccontextmanager
 async def owner_rig(
-    tmp_path: Path, profile_id: str = ABSOLUTE, wall_jumps: list[float] | None = None
+    tmp_path: Path, profile_id: str = ABSOLUTE, wall_jumps: list[float] | None = None,
+    config: Config | None = None,
 ) -> AsyncIterator[OwnerRig]:
     """An open :class:`OwnerRig` on an idle massager; closed (everything off) after.
     The wall clock runs with fake time, plus every jump in ``wall_jumps`` (seconds)."""
@@ -591,7 +592,7 @@ async def owner_rig(
     status = loop.create_task(device.status_loop())
     journal = Journal(tmp_path / "journal.sqlite", clock=wall)
     owner = build_owner(
-        profile, Config(), FakeLinks(device), clock=clock, wall=wall,
+        profile, config or Config(), FakeLinks(device), clock=clock, wall=wall,
         markers=MarkerStore(tmp_path / "active"), journal=journal,
     )
     await owner.open()
@@ -637,6 +638,27 @@ async def test_a_wall_clock_set_forward_during_a_session_does_not_shorten_the_co
         await asyncio.sleep(60)
         reply = await rig.send(kind="on", source="cli")
         assert isinstance(reply, ErrorReply) and reply.reason == "cooldown", reply
+        assert not rig.model.running
+
+
+@virtual_time
+async def test_a_program_start_applies_the_cooldown_floor_the_governor_applies(
+    tmp_path: Path,
+) -> None:
+    """Protects: with ``cooldown_minutes = 0`` in the config, a program's start check
+    read the config as written while the governor (a real radio) applies the design's
+    floor: the run was accepted, then its first step refused. The start is refused,
+    naming the cooldown, and nothing is written."""
+    config = Config.model_validate({"caps": {"cooldown_minutes": 0}})
+    async with owner_rig(tmp_path, config=config) as rig:
+        assert rig.governor.limits.cooldown_s >= FLOOR_COOLDOWN_S
+        assert isinstance(await rig.send(kind="on", source="cli"), Reply)
+        await asyncio.sleep(60)
+        assert isinstance(await rig.send(kind="stop", source="cli"), Reply)
+        await asyncio.sleep(60)
+        reply = await rig.send(kind="run", source="cli", program="quick-relax")
+        assert isinstance(reply, ErrorReply) and reply.reason == "cooldown", reply
+        await asyncio.sleep(5)
         assert not rig.model.running
 
 

@@ -728,7 +728,8 @@ class Owner:
             return
         self.settle_journal()
         tz = zone if isinstance(zone, tzinfo) else local_zone()
-        check_start_limits(self.journal, self.config, journal_key(held), now, tz)
+        check_start_limits(self.journal, self.config, journal_key(held), now, tz,
+                           cooldown_minutes=held.governor.limits.cooldown_s / 60)
 
     async def start_program(
         self,
@@ -800,16 +801,20 @@ def check_start_limits(
     device: str,
     now: datetime | None = None,
     zone: tzinfo | None = None,
+    *,
+    cooldown_minutes: float | None = None,
 ) -> None:
     """Refuse (SafetyRefused) a program start on ``device`` within the cooldown after
     its last session (of any source), or past the night's program starts
     (``max_sessions_per_night`` counts program and schedule starts only: sessions by
-    hand have their own budget, the cooldown)."""
+    hand have their own budget, the cooldown). ``cooldown_minutes``: the cooldown the
+    massager's governor applies (the config's, raised to the design's floor on a real
+    radio); the config's as written if not given."""
     at = now or journal.now()
     check = may_start(
         at,
         journal.last_session_end(device),
-        config.caps.cooldown_minutes,
+        config.caps.cooldown_minutes if cooldown_minutes is None else cooldown_minutes,
         sessions_tonight=len(journal.sessions_in_night(at, device=device, zone=zone)),
         max_sessions_per_night=config.caps.max_sessions_per_night,
     )
