@@ -33,7 +33,7 @@ from footctl.journal_hooks import JournalHooks
 from footctl.programs.model import Program
 from footctl.programs.runner import assess
 from footctl.safety.dose import HEAT_COOLDOWN_S, HeatDose
-from footctl.safety.governor import Request, SafetyGovernor
+from footctl.safety.governor import ECHO_WINDOW_S, Request, SafetyGovernor
 from footctl.safety.limits import FLOOR_COOLDOWN_S, FLOOR_RAMP_STEP_S, Caps, Limits
 from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import everything_off
@@ -131,6 +131,7 @@ async def test_massager_coming_on_by_itself_after_a_session_is_capped() -> None:
     await governor.submit(Request(source="cli", intensity=1))
     await governor.stop()
     assert governor.ended.is_set()
+    await asyncio.sleep(ECHO_WINDOW_S + 1)  # (within it, a report of running gets the off)
 
     rig.model.apply(Command("power", 1))  # someone pressed its power button
     rig.device.notify_soon()
@@ -138,6 +139,34 @@ async def test_massager_coming_on_by_itself_after_a_session_is_capped() -> None:
     assert governor.timers().session_left_s is not None
     await asyncio.sleep(121)
     assert not rig.model.running
+
+
+@virtual_time
+async def test_a_report_of_running_right_after_a_stop_gets_the_off_again() -> None:
+    """Protects: a device's notifications of earlier writes can trail the write
+    responses that confirmed a stop; one reporting running (with heat) started an "own
+    button" session of its own (a phantom journal row after every stop of a running
+    program) and flagged unexpected heat. Within ECHO_WINDOW_S of a confirmed stop such
+    a report gets the off written again instead: nothing runs afterwards, no new
+    session, no fault. (A press of the massager's own button in that window is switched
+    off too: the safe side.)"""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(session_s=120)
+    start_watch(governor)
+    await governor.submit(Request(source="cli", intensity=1))
+    await governor.stop()
+    before = len(rig.received)
+    rig.model.apply(Command("power", 1))  # an echo, or a late write: it reports running
+    rig.device.notify_soon()
+    await asyncio.sleep(1)
+    assert rig.writes(before), "nothing was written after a report of running"
+    assert not rig.model.running
+    assert governor.timers().session_left_s is None and governor.fault is None
+    await asyncio.sleep(ECHO_WINDOW_S + 1)
+    rig.model.apply(Command("power", 1))  # later: its own button, supervised as ever
+    rig.device.notify_soon()
+    await asyncio.sleep(1)
+    assert governor.timers().session_left_s is not None
 
 
 # --- 3. the heat dose ------------------------------------------------------------------------

@@ -52,6 +52,15 @@ OVERTEMP_MARGIN_C = 1.0
 # After we lower heat, the device may report the old level for a moment.
 HEAT_SETTLE_S = 2.0
 
+# After our own stop is confirmed, a device's notifications of earlier writes may still
+# trail in (a confirmation by write response comes before them), reporting it running,
+# even with heat. Within this long of a confirmed stop, such a report gets the off
+# written again instead of starting a session of its own (which journaled a phantom
+# "own button" session after every stop of a running program): if it was an echo the
+# off changes nothing, if the device really came on the off ends it. A report of
+# running after that re-sent off starts a supervised session as usual.
+ECHO_WINDOW_S = 2.0
+
 # The controller's own heartbeat source name.
 CONTROLLER = "controller"
 
@@ -142,6 +151,11 @@ class SafetyGovernor:
         self._last_raise_at: float | None = None
         self._heat_locked = False
         self._pending_off = False
+        # A stop of ours was confirmed at this time; and how far the off written again
+        # after a report of running since has got (see ECHO_WINDOW_S): None (not
+        # needed yet), "sending" (reports until it is confirmed are older), "sent".
+        self._stopped_at: float | None = None
+        self._echo: str | None = None
         self._recovery_owed = False
         # The device has reported running in this session, with the link up since.
         self._seen_running = False
@@ -432,6 +446,7 @@ class SafetyGovernor:
             self._start_session(request.source)  # (may refuse: then nothing changed)
             self.desired = decision.target
             self._pending_off = False  # a new request supersedes an owed stop
+            self._stopped_at = None  # reports of running are this request's now
             now = self._clock()
             if (decision.target.heat or 0) < previous_heat:
                 self._heat_lowered_at = now
@@ -527,10 +542,24 @@ class SafetyGovernor:
         if generation == self._generation:
             self._pending_off = False
             self._end(reason)
+            self._stopped_at, self._echo = self._clock(), None
         # else a request came in while the off was confirmed: the session is its own now
         # (ending it here cleared the crash marker of a massager that request switched
         # on; found by tests/test_safety_stateful.py)
         return state
+
+    async def _resend_off(self) -> None:
+        """The off again, after a report of running right after our stop (see
+        ECHO_WINDOW_S); not confirmed: owed, as any stop."""
+        generation = self._generation
+        try:
+            await self.session.all_off()
+        except FootctlError as exc:
+            if generation == self._generation:
+                self._pending_off = True
+            _LOG.warning("the off after a stop could not be written again: %s", exc)
+        finally:
+            self._echo = "sent"  # a report of running from now on is the device's own
 
     def _end(self, reason: str) -> None:
         if self.end_reason is None:
@@ -583,6 +612,19 @@ class SafetyGovernor:
         """Follow what the device reports: start timers for what we did not ask for,
         and act at once on heat we did not ask for or a temperature over the cap."""
         now = self._clock()
+        if (
+            state.running
+            and self._session_started is None
+            and self._stopped_at is not None
+            and state.connected
+            and (self._echo == "sending"
+                 or (self._echo is None and now - self._stopped_at < ECHO_WINDOW_S))
+        ):
+            if self._echo is None:
+                self._echo = "sending"
+                self._log("reports running right after the stop: the off is written again")
+                self._spawn(self._resend_off(), "echo-off")
+            return
         if (
             state.running
             and self._session_started is None
