@@ -882,7 +882,10 @@ class SafetyMachine(RuleBasedStateMachine):
         typed = all(
             v is None or (type(v) is int and v >= 0) for v in (intensity, heat)
         ) and (mode is None or type(mode) is str)
-        had_session = governor._session_started is not None
+        # (A massager its own button switched on, not seen yet: its report may reach the
+        # governor first, and the request then joins that session; the cooldown is a
+        # rest between sessions, not a refusal to join one.)
+        had_session = governor._session_started is not None or self._unseen_own()
         wall_now, last_end = self.wall(), self.last_end_wall
         STATS["requests"] += 1
         # What the governor's pure core says of it (as the owner builds it from the
