@@ -38,7 +38,7 @@ from footctl.safety.limits import FLOOR_COOLDOWN_S, FLOOR_RAMP_STEP_S, Caps, Lim
 from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import everything_off
 from footctl.schedule import may_start
-from footctl.state import Command
+from footctl.state import Command, DeviceState
 from footctl.virtual.model import FrameRecord, MassagerModel
 from safety_harness import (
     FakeLinks,
@@ -799,6 +799,46 @@ async def test_the_mqtt_bridge_releases_when_idle_and_on_a_clean_shutdown() -> N
     assert [(r.kind, r.device, r.source) for r in fake.requests] == [("release", device, "mqtt")]
 
 
+@virtual_time
+async def test_a_request_as_the_link_returns_is_not_written_on_a_rebooted_massager(
+    tmp_path: Path,
+) -> None:
+    """Protects (issue #9, 1, through the owner): the massager lost power and rebooted
+    with the link; a request (a program's next step, due during a loop stall) reaches
+    the owner the moment the link is up again, before the session's reconnect query has
+    reported the massager back off. It must not be written before the governor has
+    looked at the returned massager: it came back off, so the session ends
+    (``device_off``) and the request is voided. Before, power 1 went out ahead of the
+    query and drove the rebooted massager on again (found by the 10,000-example soak)."""
+    async with owner_rig(tmp_path) as rig:
+        assert isinstance(await rig.send(kind="on", source="cli"), Reply)
+        await asyncio.sleep(2)
+        assert rig.model.running
+        loop = asyncio.get_running_loop()
+        sent: list[asyncio.Task[Reply | ErrorReply]] = []
+
+        def on_state(state: DeviceState) -> None:
+            if state.connected and not sent:  # the link is up: the query is not out yet
+                sent.append(loop.create_task(rig.send(kind="set", source="cli", intensity=2)))
+
+        rig.device.drop()  # the power cut takes the link down ...
+        rig.model.reset()  # ... and the massager reboots, off
+        mark = rig.model.now
+        unsubscribe = rig.governor.session.register_callback(on_state)
+        try:
+            rig.device.back()
+            await asyncio.sleep(10)
+        finally:
+            unsubscribe()
+        assert len(sent) == 1
+        await sent[0]
+        since = [(f.command, f.value) for f in rig.model.frames
+                 if f.time >= mark and f.outcome == "applied"]
+        assert ("power", 1) not in since, since
+        assert not rig.model.running
+        assert rig.governor.end_reason == "device_off"
+
+
 # --- found by the stateful test once it ran through the owner and the control API ----------
 
 
@@ -836,6 +876,27 @@ def test_pinned_a_ramp_step_waits_for_the_returning_link_to_be_looked_at() -> No
             ("power_cycle", {"away": 0.0}),
             ("loop_stall", {"seconds": 3.0}),
         ],
+    )
+
+
+def test_pinned_a_program_step_waiting_for_the_link_is_not_written_on_a_rebooted_massager() -> None:
+    """A program step came due while the link was down (a loop stall); the owner waited
+    for the link and, the moment it was back, the governor wrote power 1 before the
+    session's reconnect query had reported the massager back off (it had rebooted with
+    the link): the rebooted massager was driven on again (found by the 10,000-example
+    soak through the owner). The step must wait for the return to be looked at: the
+    session ends as ``device_off`` and the step is voided."""
+    _replay(
+        "shiatsu-aa55",
+        [
+            ("run_program", {"program": "quick-relax", "source": "program"}),
+            ("loop_stall", {"seconds": 3.0}),
+            ("loop_stall", {"seconds": 3.0}),
+            ("run_program", {"program": "no-heat", "source": "program"}),
+            ("power_cycle", {"away": 0.3}),
+            ("loop_stall", {"seconds": 90.0}),
+        ],
+        {"session_min": 20.0},
     )
 
 

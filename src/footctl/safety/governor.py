@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from footctl.device.session import DeviceSession, Target
-from footctl.errors import FootctlError, SafetyRefused
+from footctl.errors import ConfirmTimeout, FootctlError, SafetyRefused
 from footctl.safety.decide import Decision, Request, decide
 from footctl.safety.dose import HeatDose, level_weight
 from footctl.safety.limits import Limits, cooldown_left_s
@@ -60,6 +60,11 @@ HEAT_SETTLE_S = 2.0
 # off changes nothing, if the device really came on the off ends it. A report of
 # running after that re-sent off starts a supervised session as usual.
 ECHO_WINDOW_S = 2.0
+
+# How long a request waits, its link back, for the governor to look at the returned
+# massager (the session's reconnect query and its report come first) before it gives up
+# unwritten: the confirmation budget of one write.
+RETURN_LOOK_TIMEOUT_S = 5.0
 
 # The controller's own heartbeat source name.
 CONTROLLER = "controller"
@@ -164,9 +169,11 @@ class SafetyGovernor:
         self._leases: dict[str, tuple[float, float]] = {}  # source -> (renewed at, seconds)
         self._lost_at: float | None = None
         self._ended_mono: float | None = None  # the last session's end seen here
-        # The link dropped and its return has not been looked at yet (_after_reconnect):
-        # until then a ramp step is not written (see _ramp_to).
-        self._return_unseen = False
+        # Set unless the link dropped and its return has not been looked at yet
+        # (_after_reconnect): until then nothing of a request is written (see submit and
+        # _ramp_to).
+        self._return_seen = asyncio.Event()
+        self._return_seen.set()
         self.fault: str | None = None
         # A flagged fault is acted on once; it latches until the device reports a clean
         # heater again, then a new fault is flagged anew (it stayed latched forever, and a
@@ -442,6 +449,8 @@ class SafetyGovernor:
         async with self._submit_lock:
             if generation != self._generation:
                 return self.session.state, decision  # coalesced: a newer request follows
+            if not await self._return_looked_at(generation):
+                return self.session.state, decision  # voided by what the return showed
             previous_heat = self.desired.heat or 0
             self._start_session(request.source)  # (may refuse: then nothing changed)
             self.desired = decision.target
@@ -455,6 +464,30 @@ class SafetyGovernor:
             self._log(f"{request.source}: {decision.target}")
             state = await self._ramp_to(decision.target, generation)
         return state, decision
+
+    async def _return_looked_at(self, generation: int) -> bool:
+        """Wait, the link back, until its return has been looked at (_after_reconnect,
+        after the session's reconnect query): a massager that came back off (it rebooted:
+        a power cut) ends the session there, and this request is then voided, never
+        written. A request the owner held while the link was down went out the moment
+        it returned, before the query, and powered the rebooted massager on again
+        (found by the 10,000-example soak through the owner). True if the request may
+        go on. A stop never waits here; an off owed on return is written first (its
+        stop voids this request). On a link still down nothing is awaited: a write
+        there fails as before."""
+        if self._return_seen.is_set() or not self.session.connected:
+            return True
+        self._log("link back: the request waits until the returned massager is looked at")
+        try:
+            async with asyncio.timeout(RETURN_LOOK_TIMEOUT_S):
+                await self._return_seen.wait()
+        except TimeoutError:
+            raise ConfirmTimeout(
+                f"the massager's return was not looked at within {RETURN_LOOK_TIMEOUT_S:g} s; "
+                "nothing was written",
+                advice="it may have dropped again; try again once it is connected",
+            ) from None
+        return generation == self._generation
 
     async def _ramp_to(self, target: Target, generation: int) -> DeviceState:
         while True:
@@ -488,7 +521,7 @@ class SafetyGovernor:
             await self._sleep(wait)
             if generation != self._generation or not self.desired.running:
                 return self.session.state
-            if self._return_unseen:
+            if not self._return_seen.is_set():
                 # The link dropped during the wait: its return decides (the massager may
                 # come back off: a power cut). A step written first pressed power on a
                 # massager that had rebooted, after a loop stall (found by the stateful
@@ -769,12 +802,14 @@ class SafetyGovernor:
             self._log("link lost; caps keep counting")
             self._lost_at = self._clock()
             self._seen_running = False
-            self._return_unseen = True
+            self._return_seen.clear()
             return
         self._spawn(self._after_reconnect(), "reassert")
 
     async def _after_reconnect(self) -> None:
-        self._return_unseen = False
+        # What follows up to its first await (a session ended, a stop's generation) is
+        # done before a request waiting for this look runs again.
+        self._return_seen.set()
         gap = self._clock() - (self._lost_at if self._lost_at is not None else self._clock())
         expired = self._expired_all()
         faulty = self._fault_latched and self.fault is not None
