@@ -569,6 +569,24 @@ def test_pinned_keys_reconnect_during_a_request_does_not_skip_the_ramp() -> None
     )
 
 
+def test_pinned_a_program_step_never_supersedes_a_limit_being_acted_on() -> None:
+    """The 10,000-example soak: a program with heat ran through a 61 s loop stall with
+    the massager power-cycled meanwhile; the dead man switched everything off as the
+    stall ended, and the program's next step, due at the same moment, superseded that
+    off and drove the (rebooted) massager on again with heat. While the governor writes
+    the off of a limit, a request is refused (``session_ending``)."""
+    _replay(
+        "ems-v2",
+        [
+            ("spurious_notification", {}),
+            ("run_program", {"program": "quick-relax", "source": "program"}),
+            ("power_cycle", {"away": 0.0}),
+            ("loop_stall", {"seconds": 61.0}),
+        ],
+        {"session_min": 20.0, "heat_min": 15.0},
+    )
+
+
 # --- leases guard a running session only (through the owner and the control API) ---------
 
 

@@ -156,6 +156,7 @@ class SafetyGovernor:
         self._last_raise_at: float | None = None
         self._heat_locked = False
         self._pending_off = False
+        self._limit_stops = 0  # governor stops (caps, dead man, faults) being written
         # A stop of ours was confirmed at this time; and how far the off written again
         # after a report of running since has got (see ECHO_WINDOW_S): None (not
         # needed yet), "sending" (reports until it is confirmed are older), "sent".
@@ -431,6 +432,12 @@ class SafetyGovernor:
         if request.is_off:
             return await self.stop(source=request.source), Decision(Target(running=False))
         decision = self.decide(request)
+        if self._limit_stops:
+            raise SafetyRefused(
+                "session_ending",
+                f"the session is being switched off ({self.end_reason or 'a limit'})",
+                advice="wait until it is off, then start again",
+            )
         if self._recovery_owed:
             raise SafetyRefused(
                 "recovery_pending",
@@ -565,8 +572,14 @@ class SafetyGovernor:
         if self.end_reason is None:
             self.end_reason = reason
         self._log(f"{source}: stop ({reason})")
+        if source == "governor":
+            # A limit is being acted on (a cap, the dead man, a fault): no request may
+            # supersede that off while it is written (a program's next step, due at the
+            # same moment, did, and drove a massager on again after heartbeat_missed;
+            # found by the soak). Requests after it start a session of their own.
+            self._limit_stops += 1
         try:
-            state = await self.session.all_off()
+            state = await self._all_off_counted(source)
         except FootctlError:
             if generation == self._generation:
                 self._pending_off = True
@@ -593,6 +606,13 @@ class SafetyGovernor:
             _LOG.warning("the off after a stop could not be written again: %s", exc)
         finally:
             self._echo = "sent"  # a report of running from now on is the device's own
+
+    async def _all_off_counted(self, source: str) -> DeviceState:
+        try:
+            return await self.session.all_off()
+        finally:
+            if source == "governor":
+                self._limit_stops -= 1
 
     def _end(self, reason: str) -> None:
         if self.end_reason is None:
