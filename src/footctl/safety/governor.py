@@ -572,18 +572,20 @@ class SafetyGovernor:
         if self.end_reason is None:
             self.end_reason = reason
         self._log(f"{source}: stop ({reason})")
-        if source == "governor":
-            # A limit is being acted on (a cap, the dead man, a fault): no request may
-            # supersede that off while it is written (a program's next step, due at the
-            # same moment, did, and drove a massager on again after heartbeat_missed;
-            # found by the soak). Requests after it start a session of their own.
-            self._limit_stops += 1
+        # A limit being acted on (a cap, the dead man, a fault): no request may supersede
+        # that off while it is written (a program's next step, due at the same moment,
+        # did, and drove a massager on again after heartbeat_missed; found by the soak).
+        # Requests after it start a session of their own.
+        limit = source == "governor"
+        self._limit_stops += limit
         try:
-            state = await self._all_off_counted(source)
+            state = await self.session.all_off()
         except FootctlError:
             if generation == self._generation:
                 self._pending_off = True
             raise
+        finally:
+            self._limit_stops -= limit
         self._recovery_owed = False
         if generation == self._generation:
             self._pending_off = False
@@ -606,13 +608,6 @@ class SafetyGovernor:
             _LOG.warning("the off after a stop could not be written again: %s", exc)
         finally:
             self._echo = "sent"  # a report of running from now on is the device's own
-
-    async def _all_off_counted(self, source: str) -> DeviceState:
-        try:
-            return await self.session.all_off()
-        finally:
-            if source == "governor":
-                self._limit_stops -= 1
 
     def _end(self, reason: str) -> None:
         if self.end_reason is None:
