@@ -587,6 +587,54 @@ def test_pinned_a_program_step_never_supersedes_a_limit_being_acted_on() -> None
     )
 
 
+def test_pinned_a_lease_that_ran_out_while_idle_never_stops_an_unseen_own_button_session() -> None:
+    """The 10,000-example soak (shiatsu-keys): an MQTT lease renewed while the massager
+    was idle ran out during a loop stall; its own button then switched it on while its
+    reports were truncated, so the governor had no session yet (it had not seen it
+    running). The stale lease, which guarded nothing, switched that session off as
+    ``heartbeat_missed`` with every live lease held. A lease matters only to a session
+    the governor supervises; one that ran out before is dropped when that starts."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("own_power_button", {}),
+            ("heater_fault", {"celsius": None, "level": 1}),
+            ("own_power_button", {}),
+            ("advance", {"seconds": 0.05}),
+            ("wall_clock_jump", {"hours": -2.0}),
+            ("lease", {"release": False, "seconds": None, "source": "mqtt"}),
+            ("loop_stall", {"seconds": 21.0}),
+            ("notification_faults", {"garbage": False, "truncate": True}),
+            ("own_power_button", {}),
+            ("advance", {"seconds": 8.0}),
+        ],
+    )
+
+
+def test_pinned_keys_a_stop_overtakes_a_heat_off_waiting_on_its_press() -> None:
+    """The 10,000-example soak (shiatsu-keys): a heater stuck on, the heat-off pressed the
+    heat key (the report never moves) and waited for its effect, holding the off lock,
+    when a 601 s loop stall began; as the loop returned the session cap's stop waited
+    behind that press's second wait and reached the massager 0.6 s late. A newer stop
+    overtakes the wait of an older off's press."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("own_power_button", {}),
+            ("heater_fault", {"celsius": None, "level": 1}),
+            ("own_power_button", {}),
+            ("own_power_button", {}),
+            ("own_power_button", {}),
+            ("own_power_button", {}),
+            ("wall_clock_jump", {"hours": -2.0}),
+            ("loop_stall", {"seconds": 3.0}),
+            ("own_power_button", {}),
+            ("loop_stall", {"seconds": 601.0}),
+            ("advance", {"seconds": 1.0}),
+        ],
+    )
+
+
 # --- leases guard a running session only (through the owner and the control API) ---------
 
 
