@@ -26,7 +26,7 @@ import pytest
 
 from footctl.device.profile.loader import find_profiles
 from footctl.device.profile.schema import Profile
-from footctl.device.session import DeviceSession, Target
+from footctl.device.session import DeviceSession, Superseded, Target
 from footctl.device.transport.ble import Radio
 from footctl.errors import ConfirmTimeout, SafetyRefused
 from footctl.safety.governor import Request, SafetyGovernor
@@ -247,7 +247,7 @@ async def test_keys_press_is_assumed_until_reported_and_stop_does_not_confirm_st
     assert (state.running, state.assumed) == (False, False)
     assert not rig.model.running
     assert rig.presses(before) == ["press_power", "press_power"]
-    with contextlib.suppress(ConfirmTimeout):  # overtaken by the stop: may time out
+    with pytest.raises(Superseded):  # the stop overtook the press's wait: nothing more
         await apply
 
 

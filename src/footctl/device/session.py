@@ -577,9 +577,17 @@ class DeviceSession:
         field = _KEY_FIELD[key]
         old = getattr(self._state, field)
         before = self._state.reports
+        off_epoch = self._off_epoch
 
         def moved() -> bool:
             return self._state.reports > before and bool(getattr(self._state, field) != old)
+
+        def settled() -> bool:
+            # A newer stop overtakes the wait: it reads the state afresh and presses what
+            # that shows. (A heat-off's press on a stuck heater waited out its 2 x 0.6 s
+            # holding the off lock, and the session cap's stop after a loop stall went
+            # out 0.6 s late; found by the 10,000-example soak.)
+            return moved() or self._off_epoch != off_epoch
 
         believed = dataclasses.replace(self._pressed(key), assumed=True)
         await self._write(Command(key), epoch)
@@ -592,10 +600,12 @@ class DeviceSession:
             # state and switched a stopped massager back on (all found by
             # tests/test_safety_stateful.py).
             self._set_state(believed)
-        if await self._wait_for(moved, KEY_PRESS_WAIT_S):
-            return True
+        await self._wait_for(settled, KEY_PRESS_WAIT_S)
+        if moved() or self._off_epoch != off_epoch:
+            return moved()
         await self._query()
-        return await self._wait_for(moved, KEY_PRESS_WAIT_S)
+        await self._wait_for(settled, KEY_PRESS_WAIT_S)
+        return moved()
 
     def _pressed(self, key: CommandName) -> DeviceState:
         """The state after ``key``, as the device's keys work (see virtual/model.py)."""
@@ -641,6 +651,11 @@ class DeviceSession:
             if key is None or loop.time() > deadline:
                 return
             if not await self._press(key, epoch):
+                if epoch != self._off_epoch:
+                    raise Superseded(
+                        "superseded_by_stop",
+                        "the request was overtaken by a stop; nothing more written",
+                    )
                 # Keys toggle: a press whose effect we cannot see must not be followed by
                 # another. Either no report came (the next press would build on a guess:
                 # a chain of them stepped intensity past the ramp), or the device reported
@@ -666,6 +681,7 @@ class DeviceSession:
         """Everything off (heat first, then motor). Always sent, whatever the believed
         state, and re-sent until the device confirms or ``timeout`` passes."""
         self._off_epoch += 1
+        self._wake()  # a press an older off waits on gives way to this one (see _press)
         off = Target(running=False)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -718,10 +734,16 @@ class DeviceSession:
                 await self._write(Command("power", 0))
             return
         # Key presses toggle: press only what the device reports as on.
+        off_epoch = self._off_epoch
         if self._state.reports == 0 or self._state.assumed:
             before = self._state.reports
             await self._query()
-            await self._wait_report(before, KEY_PRESS_WAIT_S)
+            await self._wait_for(
+                lambda: self._state.reports > before or self._off_epoch != off_epoch,
+                KEY_PRESS_WAIT_S,
+            )
+            if self._off_epoch != off_epoch:
+                return  # a newer stop reads the state afresh (see _press)
         # The power key of a running massager switches everything off, heat with it, in
         # one frame. Pressing heat first cost a key-press wait, and with a heater stuck on
         # (the report never moves) the heat key is a blind toggle: each re-send switched
