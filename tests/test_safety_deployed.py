@@ -33,7 +33,7 @@ from footctl.journal_hooks import JournalHooks
 from footctl.programs.model import Program
 from footctl.programs.runner import assess
 from footctl.safety.dose import HEAT_COOLDOWN_S, HeatDose
-from footctl.safety.governor import ECHO_WINDOW_S, Request, SafetyGovernor
+from footctl.safety.governor import ECHO_WINDOW_S, EVENTS_KEPT, Request, SafetyGovernor
 from footctl.safety.limits import FLOOR_COOLDOWN_S, FLOOR_RAMP_STEP_S, Caps, Limits
 from footctl.safety.markers import MarkerStore
 from footctl.safety.watchdog import everything_off
@@ -372,6 +372,18 @@ async def test_frames_written_stays_bounded() -> None:
     for _ in range(FRAMES_KEPT + 500):
         await rig.session._query()
     assert len(rig.session.frames_written) == FRAMES_KEPT
+
+
+@virtual_time
+async def test_governor_events_stay_bounded() -> None:
+    """Protects: the governor's event log grew by every request for as long as the
+    daemon ran (found reviewing issue #8's benchmark path)."""
+    rig = await make_rig(ABSOLUTE)
+    governor = rig.governor(None, session_s=3600)
+    for i in range(EVENTS_KEPT + 100):
+        await governor.submit(Request(source="cli", intensity=1 + i % 2))
+    assert len(governor.events) == EVENTS_KEPT
+    assert "cli" in governor.events[-1][1]  # the newest are kept
 
 
 @virtual_time

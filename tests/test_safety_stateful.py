@@ -1375,7 +1375,7 @@ class SafetyMachine(RuleBasedStateMachine):
                 # its reports lost, is not footctl's session)
                 self.violation("the device is on and there is no crash marker")
         if self.violations and proc is not None:
-            events = "\n  ".join(f"{t - 1000:.2f} {m}" for t, m in proc.governor.events[-25:])
+            events = "\n  ".join(f"{t - 1000:.2f} {m}" for t, m in list(proc.governor.events)[-25:])
             frames = "\n  ".join(
                 f"{f.time - 1000:.2f} {f.outcome} {f.command} {f.value}"
                 for f in list(self.model.frames)[-12:]

@@ -18,6 +18,7 @@ leaves on purpose releases its lease (:meth:`SafetyGovernor.release`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -65,6 +66,11 @@ ECHO_WINDOW_S = 2.0
 # massager (the session's reconnect query and its report come first) before it gives up
 # unwritten: the confirmation budget of one write.
 RETURN_LOOK_TIMEOUT_S = 5.0
+
+# The governor's last decisions, kept for diagnostics only (the log has them all; a
+# test's failure report shows these): a list grew by every request and limit for as long
+# as the daemon ran. A night's session logs a few dozen.
+EVENTS_KEPT = 256
 
 # The controller's own heartbeat source name.
 CONTROLLER = "controller"
@@ -183,7 +189,7 @@ class SafetyGovernor:
         self._reported_running = False  # as last reported (not assumed), for the above
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
-        self.events: list[tuple[float, str]] = []
+        self.events: collections.deque[tuple[float, str]] = collections.deque(maxlen=EVENTS_KEPT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._hooks: list[SessionHooks] = []
         self.source: str | None = None
