@@ -647,6 +647,44 @@ def test_pinned_keys_a_stop_overtakes_a_heat_off_waiting_on_its_press() -> None:
     )
 
 
+def test_pinned_a_set_claiming_source_program_never_passes_a_running_program() -> None:
+    """The 10,000-example soak: during a scheduled program (unattended: no heat), a set
+    whose source said "program" got past the owner's busy check (it let the sources
+    "program" and "schedule" through, though a program's steps never come that way) and
+    set attended heat 1 over the program. A set during a program is refused, whatever
+    source it names."""
+    _replay(
+        "ems-v2",
+        [
+            ("lease", {"release": False, "seconds": None, "source": "mqtt"}),
+            ("run_program", {"program": "quick-relax", "source": "schedule"}),
+            ("request", {"source": "program", "intensity_typed": 1, "intensity": None,
+                         "heat_typed": 1, "heat": 1}),
+        ],
+        {"session_min": 20.0, "heat_min": 15.0},
+    )
+
+
+def test_pinned_keys_a_lease_acted_on_is_not_acted_on_again_once_nothing_runs() -> None:
+    """The 10,000-example soak, after the dead man was limited to supervised sessions: a
+    key-press massager with its reports lost rebooted; the MQTT lease ran out and the dead
+    man switched everything off (unconfirmed: the reports are lost), the link dropped and
+    came back, and the same stale lease was acted on again as heartbeat_missed with
+    nothing running and nothing asked for. The dead man acts while something runs, is
+    asked for or heats, in a session the governor supervises."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("own_power_button", {}),
+            ("notification_faults", {"garbage": False, "truncate": True}),
+            ("device_reboot", {}),
+            ("lease", {"release": False, "seconds": None, "source": "mqtt"}),
+            ("advance", {"seconds": 6.0}),
+            ("stop_during_connect", {"delay": 0.0, "source": "cli", "with_request": False}),
+        ],
+    )
+
+
 # --- leases guard a running session only (through the owner and the control API) ---------
 
 

@@ -888,7 +888,11 @@ class SafetyGovernor:
             self._dose.reached(now, self.limits.heat_s) or self._dose.is_locked(now)
         ):
             out.add("heat_cap")
-        if self._session_started is not None and self._missed_lease() is not None:
+        if (
+            self._session_started is not None
+            and (self.desired.running or self.session.state.running or self._heat_level())
+            and self._missed_lease() is not None
+        ):
             # Only a session the governor supervises: a lease renewed while idle that ran
             # out before the governor saw a session start guarded nothing (it is dropped
             # when one starts). It switched off, as heartbeat_missed, a session the
