@@ -648,7 +648,11 @@ class Owner:
         """Serialized per massager: refused before connecting if the caps say no; a
         stop arriving while it waits (its turn, or the connect) voids it."""
         epoch = held.stop_epoch
-        if held.program_running and request.source not in ("program", "schedule"):
+        if held.program_running:
+            # Whatever source the request names: a program's steps go to the governor from
+            # its runner, never through here. (A set that said source "program" got past
+            # this during a scheduled program and set attended heat over it; found by the
+            # 10,000-example soak.)
             assert held.runner is not None
             raise SafetyRefused("busy", f"{held.name}: program {held.runner.program.name} "
                                 "is running", advice="'footctl stop' ends it first")
