@@ -46,27 +46,6 @@ STAMPS: dict[str, float] = {}
 ROWS: list[dict[str, float]] = []
 now = time.perf_counter
 
-# The client of bench/control.py, printing its own stamps too: sent (request written),
-# read (reply line read), end (reply parsed).
-CLIENT = r"""
-import json, socket, sys, time
-sock = socket.socket(socket.AF_UNIX)
-sock.connect(sys.argv[1])
-stream = sock.makefile("rb")
-for line in sys.stdin:
-    name, level = line.split()
-    t0 = time.perf_counter()
-    sock.sendall(json.dumps({"v": 1, "kind": "set", "device": name,
-                             "intensity": int(level)}).encode() + b"\n")
-    sent = time.perf_counter()
-    raw = stream.readline()
-    read = time.perf_counter()
-    reply = json.loads(raw)
-    end = time.perf_counter()
-    assert reply["ok"], reply
-    print((end - t0) * 1e3, t0, sent, read, end, len(raw), flush=True)
-"""
-
 SEGMENTS = [
     ("c_start", "c_sent", "client: request encoded and written"),
     ("c_sent", "s_line", "wake-up: the owner's loop has the line"),
@@ -174,7 +153,6 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     install(args.floor)
-    bench.CLIENT = CLIENT
     bench._set_in_process = _set_in_process
     got = asyncio.run(bench._set_latencies(1, args.samples))
     rows = ROWS[len(ROWS) // 10:]  # the first tenth warms up
