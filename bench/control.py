@@ -119,7 +119,10 @@ async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 # The client of the socket benchmark: its own process (as the CLI, the TUI and the
 # MQTT bridge are), a blocking socket; for each line on stdin (a device name and a
-# level) one confirmed set, its latency in ms on stdout.
+# level) one confirmed set, its latency in ms on stdout, then the perf_counter times
+# (CLOCK_MONOTONIC, the owner's clock too) it started, had written the request, had
+# read the reply line and had parsed it, and the reply's size (bench/set_breakdown.py
+# reads those).
 CLIENT = r"""
 import json, socket, sys, time
 sock = socket.socket(socket.AF_UNIX)
@@ -130,10 +133,13 @@ for line in sys.stdin:
     t0 = time.perf_counter()
     sock.sendall(json.dumps({"v": 1, "kind": "set", "device": name,
                              "intensity": int(level)}).encode() + b"\n")
-    reply = json.loads(stream.readline())
-    ms = (time.perf_counter() - t0) * 1e3
+    sent = time.perf_counter()
+    raw = stream.readline()
+    read = time.perf_counter()
+    reply = json.loads(raw)
+    end = time.perf_counter()
     assert reply["ok"], reply
-    print(ms, flush=True)
+    print((end - t0) * 1e3, t0, sent, read, end, len(raw), flush=True)
 """
 
 
@@ -145,7 +151,7 @@ async def _set_in_process(client: asyncio.subprocess.Process, name: str, level: 
     line = await client.stdout.readline()
     if not line:
         raise RuntimeError("the benchmark client died")
-    return float(line)
+    return float(line.split()[0])
 
 
 async def _set_on_loop(

@@ -429,11 +429,18 @@ class _Changing(TypedDict):
     seq: int
 
 
-def view_of(held: Held, owner_pid: int, seq: int = 0) -> DeviceView:
+# Seconds left on the session cap, the heat dose, the soonest lease, the cooldown.
+Timers4 = tuple[float | None, float | None, float | None, float | None]
+
+
+def view_of(
+    held: Held, owner_pid: int, seq: int = 0, timers: Timers4 | None = None
+) -> DeviceView:
     """Everything the owner knows of one massager, now (``seq``: the number the hub
-    will give it). Built without validation (``model_construct`` and ``model_copy``):
-    these are the owner's own values, typed by mypy (``_Changing``) and checked by a
-    test, and this runs on every change of every massager."""
+    will give it; ``timers``: :func:`timers_of`, if the caller has them already).
+    Built without validation (``model_construct`` and ``model_copy``): these are the
+    owner's own values, typed by mypy (``_Changing``) and checked by a test, and this
+    runs on every change of every massager."""
     s = held.session.state
     gov = held.governor
     caps = held.spec.profile.capabilities
@@ -445,7 +452,9 @@ def view_of(held: Held, owner_pid: int, seq: int = 0) -> DeviceView:
     else:
         link = "lost" if held.ever_connected else "idle"
     d = gov.desired
-    session_left, heat_left, lease_left, cooldown_left = timers_of(held)
+    session_left, heat_left, lease_left, cooldown_left = (
+        timers_of(held) if timers is None else timers
+    )
     progress = held.runner.progress if held.program_running and held.runner else None
     program = None
     if progress is not None and held.runner is not None:
@@ -487,16 +496,17 @@ def view_of(held: Held, owner_pid: int, seq: int = 0) -> DeviceView:
     return fixed.model_copy(update=changing)
 
 
-def view_key(held: Held) -> tuple[object, ...]:
+def view_key(held: Held, timers: Timers4 | None = None) -> tuple[object, ...]:
     """Everything a view is made of, cheaply: session states and targets are
-    frozen and replaced on each change, so identity tells."""
+    frozen and replaced on each change, so identity tells (``timers``: as for
+    :func:`view_of`)."""
     gov = held.governor
     task = held.connect_task
     return (
         held.session.state, gov.desired, gov.fault, gov.end_reason, gov.source,
         held.ever_connected, task is not None and not task.done(),
         held.runner.progress if held.program_running and held.runner else None,
-        held.last_result, held.last_refusal, *timers_of(held),
+        held.last_result, held.last_refusal, *(timers_of(held) if timers is None else timers),
     )
 
 
@@ -506,7 +516,7 @@ def view_key(held: Held) -> tuple[object, ...]:
 COOLDOWN_VIEW_STEP_S = 60.0
 
 
-def timers_of(held: Held) -> tuple[float | None, float | None, float | None, float | None]:
+def timers_of(held: Held) -> Timers4:
     """Seconds left (whole) on the session cap, the heat dose, the soonest remote
     lease, and the cooldown before a new session may start (in whole minutes,
     rounded up); None: not running."""

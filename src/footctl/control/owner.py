@@ -68,6 +68,7 @@ from footctl.control.held import (
     build_governed,
     cooldown_left,
     journal_key,
+    timers_of,
     view_key,
     view_of,
 )
@@ -402,12 +403,13 @@ class Owner:
 
     def publish(self, held: Held) -> DeviceView:
         """Publish ``held``'s view to the hub (if it changed); its latest view."""
-        key = view_key(held)
+        timers = timers_of(held)  # once: the key and the view are made of the same
+        key = view_key(held, timers)
         latest = self.hub.latest(held.device_id)
         if latest is not None and key == held.view_key:
             return latest
         held.view_key = key
-        view = view_of(held, self.pid, self.hub.next_seq(held.device_id))
+        view = view_of(held, self.pid, self.hub.next_seq(held.device_id), timers)
         return self.hub.publish(view) or self.hub.latest(view.device_id) or view
 
     async def _tick(self) -> None:
@@ -538,6 +540,22 @@ class Owner:
             return error_reply(exc, device)
 
     async def _dispatch(self, request: Request) -> Reply:
+        # A set first: the request a person or a hub sends most, on the latency path.
+        if isinstance(request, SetRequest):
+            held = self.pick(request.device)
+            gov_request = GovRequest(
+                source=request.source, power=True, intensity=request.intensity,
+                heat=request.heat, mode=request.mode, zone=request.zone,
+                # A request that says a schedule sent it may find the user asleep: the
+                # unattended heat limit, as for a scheduled program (a set with
+                # source "schedule" got attended heat; found by the stateful test
+                # through the control API).
+                unattended=request.source == "schedule",
+            )
+            clamped = await self.submit(held, gov_request)
+            # submit() published the view a moment ago (nothing ran since): reply with it.
+            view = self.hub.latest(held.device_id) or self.publish(held)
+            return Reply(devices=(view,), notes=clamped, owner_pid=self.pid)
         if isinstance(request, PingRequest):
             return self._reply(self.held)
         if isinstance(request, StatusRequest):
@@ -558,21 +576,6 @@ class Owner:
             for held in self.targets(request.device):
                 held.governor.release(request.source)
             return self._reply(self.targets(request.device))
-        if isinstance(request, SetRequest):
-            held = self.pick(request.device)
-            gov_request = GovRequest(
-                source=request.source, power=True, intensity=request.intensity,
-                heat=request.heat, mode=request.mode, zone=request.zone,
-                # A request that says a schedule sent it may find the user asleep: the
-                # unattended heat limit, as for a scheduled program (a set with
-                # source "schedule" got attended heat; found by the stateful test
-                # through the control API).
-                unattended=request.source == "schedule",
-            )
-            clamped = await self.submit(held, gov_request)
-            # submit() published the view a moment ago (nothing ran since): reply with it.
-            view = self.hub.latest(held.device_id) or self.publish(held)
-            return Reply(devices=(view,), notes=clamped, owner_pid=self.pid)
         if isinstance(request, RunRequest):
             held = self.pick(request.device)
             from footctl.programs.loader import get_program  # noqa: PLC0415

@@ -284,7 +284,8 @@ class ControlServer:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, message: Reply | ErrorReply | StateEvent) -> None:
-        writer.write(message.model_dump_json().encode() + b"\n")
+        # The serializer's bytes as they are (model_dump_json gives a str to encode again).
+        writer.write(message.__pydantic_serializer__.to_json(message) + b"\n")
         if writer.transport.get_write_buffer_size():  # the client is slow to read
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await writer.drain()
