@@ -233,6 +233,7 @@ async def test_an_own_button_session_is_journaled_and_reported_as_device(
         stop = await owner.request(StopRequest())
         assert stop.ok, stop
         assert not massager.model.running
+        assert await eventually(lambda: owner.snapshot()[0].session_source is None)
         owner.settle_journal()
         seen.extend(events.take())
         [end] = [e for e in seen if e.phase == "ended"]

@@ -162,7 +162,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             # A session the massager's own power button started is journaled as
             # "device" (it was "cli", a press nobody made). Rebuilt as in migration 4,
             # every row as it is (ids included), and the table's AUTOINCREMENT counter
-            # with them: an id whose row was deleted is never given out again.
+            # with them: an id whose row was deleted is never given out again. (The
+            # table is restated, not built by a helper shared with migration 4: a later
+            # edit of such a helper would change a released migration.)
             f"""CREATE TABLE sessions_v5 (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 started_at TEXT NOT NULL,
