@@ -7,9 +7,11 @@ Virtual massagers on a Bumble link, real sessions and governors built by the own
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -182,8 +184,6 @@ BAD_NUMBERS = st.one_of(
 def test_type_confused_and_non_finite_values_never_pass_the_edge(field: str, value: Any) -> None:
     with pytest.raises(UsageError):
         parse_request({"kind": "set", field: value})
-    import json
-
     line = json.dumps({"kind": "set", field: value})  # NaN/Infinity as Python's json writes
     with pytest.raises(UsageError):
         parse_request(line)
@@ -196,6 +196,30 @@ def test_type_confused_and_non_finite_values_never_pass_the_edge(field: str, val
 def test_an_unknown_source_is_refused(source: str) -> None:
     with pytest.raises(UsageError):
         parse_request({"kind": "stop", "source": source})
+
+
+# One valid body of every request kind (each also passes with a source a client may name).
+EVERY_KIND = (
+    {"kind": "ping"}, {"kind": "status"}, {"kind": "stop"}, {"kind": "set", "intensity": 1},
+    {"kind": "on"}, {"kind": "run", "program": "wind-down"}, {"kind": "lease"},
+    {"kind": "release"}, {"kind": "watch"}, {"kind": "schedules"}, {"kind": "describe"},
+    {"kind": "scan"},
+)
+
+
+@pytest.mark.parametrize("body", EVERY_KIND, ids=lambda b: str(b["kind"]))
+def test_no_request_may_claim_the_massagers_own_button(body: dict[str, Any]) -> None:
+    """``device`` is the source the owner reports for a session the massager's own
+    button started (SessionEvent, the view's session_source, the journal); no client
+    may send it: it would be journaled as a press nobody made at the CLI."""
+    for source in ("cli", "tui", "mqtt", "schedule", "program"):
+        assert parse_request({**body, "source": source}).source == source
+    with pytest.raises(UsageError, match="source"):
+        parse_request({**body, "source": "device"})
+    with pytest.raises(UsageError, match="source"):
+        parse_request(json.dumps({**body, "source": "device"}))
+    with pytest.raises(pydantic.ValidationError):
+        SetRequest(source="device")  # type: ignore[arg-type]
 
 
 @given(intensity=st.integers(0, 255), heat=st.integers(0, 15))

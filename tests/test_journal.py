@@ -105,6 +105,71 @@ def test_a_file_that_is_not_a_database_is_an_error(path: Path) -> None:
         Journal(path)
 
 
+# Schema 4 (the sessions table before "device" was a source): the released migrations up
+# to it, applied as an older footctl applied them.
+SCHEMA_4 = tuple(m for m in journal_module.MIGRATIONS if m[0] <= 4)
+
+
+def _schema_4_file(path: Path) -> list[tuple[object, ...]]:
+    """A journal as schema 4 left it: a row of every source it allowed (ended, rated,
+    noted, running), the last one deleted by hand (its id is not to be reused). Its rows."""
+    path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, statements in SCHEMA_4:
+        for statement in statements:
+            raw.execute(statement)
+        raw.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    raw.execute("PRAGMA user_version = 4")
+    start = EVENING.astimezone(UTC)
+    for i, source in enumerate(("manual", "cli", "tui", "mqtt", "schedule", "program", "cli")):
+        at = (start + timedelta(hours=i)).isoformat(timespec="microseconds")
+        end = (start + timedelta(hours=i, minutes=20)).isoformat(timespec="microseconds")
+        raw.execute(
+            "INSERT INTO sessions (started_at, ended_at, device, profile_id, source, program, "
+            "steps_run, peak_heat, heat_s, end_reason, rating, note, pid, ended_by, simulated) "
+            "VALUES (?, ?, ?, 'ems-v2', ?, ?, ?, 1, 90.5, ?, ?, ?, 42, ?, ?)",
+            (at, None if source == "mqtt" else end, DEV, source,
+             "wind-down" if source in ("schedule", "program") else None, i,
+             None if source == "mqtt" else "stopped", 4 if source == "manual" else None,
+             "asleep" if source == "tui" else None, None if source == "mqtt" else "stopped",
+             int(source == "tui")),
+        )
+    raw.execute("DELETE FROM sessions WHERE id = 7")
+    rows = raw.execute("SELECT * FROM sessions ORDER BY id").fetchall()
+    raw.close()
+    return rows
+
+
+def test_schema_4_is_migrated_to_allow_device_keeping_every_row(path: Path) -> None:
+    """A session the massager's own button started is journaled as ``device``: schema 4's
+    check refused that source. Every row stays as it was (ids, every column, the old
+    ``manual`` ones, a running session's crash marker)."""
+    before = _schema_4_file(path)
+    with Journal(path, clock=lambda: EVENING) as journal:
+        assert journal.schema_version == SCHEMA_VERSION > 4
+        after = journal._db.execute("SELECT * FROM sessions ORDER BY id").fetchall()
+        assert after == before
+        assert journal._db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        indexes = {r[1] for r in journal._db.execute("PRAGMA index_list(sessions)")}
+        assert {"sessions_started", "sessions_program"} <= indexes
+        [marker] = journal.unfinished_sessions()
+        assert (marker.source, marker.pid) == ("mqtt", 42)
+        sid = journal.start_session(DEV, source="device", at=EVENING + timedelta(hours=9))
+        assert sid == 8  # the id deleted by hand is not given out again
+        assert journal.get(sid).source == "device"
+        with pytest.raises(sqlite3.IntegrityError):
+            journal._db.execute(
+                "INSERT INTO sessions (started_at, device, source) VALUES ('x', 'y', 'robot')"
+            )
+    with sqlite3.connect(path) as raw:
+        versions = [r[0] for r in raw.execute("SELECT version FROM schema_version")]
+    assert versions == [v for v, _ in journal_module.MIGRATIONS]
+    with Journal(path) as again:  # opening again migrates nothing
+        assert again.schema_version == SCHEMA_VERSION
+        assert len(again._db.execute("SELECT id FROM sessions").fetchall()) == len(before) + 1
+
+
 # --- sessions and the crash marker -----------------------------------------------
 
 

@@ -24,11 +24,12 @@ from typing import Any
 
 import pytest
 
-from footctl.control.api import SetRequest, StopRequest
+from footctl.control.api import DeviceView, SetRequest, StopRequest
 from footctl.control.hub import StateHub
 from footctl.control.owner import Owner
 from footctl.history import render_history_table
-from footctl.journal import PROGRAM_SOURCES, Journal
+from footctl.journal import PROGRAM_SOURCES, SCHEMA_VERSION, Journal
+from safety_harness import eventually
 from test_control_owner import Rig
 
 CLI_TIMEOUT_S = 60.0
@@ -110,6 +111,24 @@ def test_cli_and_tui_requests_through_the_daemon_are_journaled_with_their_source
     ], rows
 
 
+def test_footctl_history_shows_an_own_button_session_as_device() -> None:
+    """``footctl history``, as a table and with ``--json``, on a real massager's row."""
+    from footctl.config import journal_path
+
+    with Journal(journal_path()) as journal:
+        start = journal.now() - timedelta(hours=1)
+        row = journal.start_session("F0:F0:00:00:00:01", source="device", at=start,
+                                    profile_id="shiatsu-aa55")
+        journal.end_session(row, "cap", at=start + timedelta(minutes=20), ended_by="session_cap")
+    [json_row] = sessions()
+    assert (json_row["id"], json_row["source"], json_row["simulated"]) == (row, "device", False)
+    table = footctl("history")
+    assert table.returncode == 0, table.stderr
+    header, _rule, line = table.stdout.splitlines()
+    column = header.index("source")
+    assert line[column:].split()[0] == "device", table.stdout
+
+
 # --- the hub's session events ----------------------------------------------------------------
 
 
@@ -175,6 +194,54 @@ async def test_owner_sessions_reach_the_journal_through_the_hub(
         assert [(r.source, r.peak_heat, r.end_reason) for r in rows] == [
             ("mqtt", 1, "stopped"), ("tui", 1, "stopped"), ("cli", 1, "stopped"),
         ]
+
+
+async def test_an_own_button_session_is_journaled_and_reported_as_device(
+    tmp_path: Path, profiles: dict[str, Any]
+) -> None:
+    """The massager's own power button started a session: its SessionEvents, the view's
+    ``session_source``, the MQTT state's ``source``, its journal row and ``history``
+    (table and ``--json``) all say ``device``. Before: ``cli`` everywhere (the session
+    events and the journal), and no source at all in the view (the governor's own
+    session has no request source)."""
+    from footctl.mqtt.payloads import state_payload
+    from footctl.state import Command
+
+    async with journaled_owner(tmp_path, profiles["shiatsu-aa55"], _zero_cooldown()) as (
+        owner, rig, journal,
+    ):
+        events = owner.hub.sessions()
+        seen: list[Any] = []
+        massager = rig.massagers[0]
+        massager.model.apply(Command("power", 1))  # someone presses its power button
+        await massager.notify()
+
+        def started() -> bool:
+            seen.extend(events.take())
+            return any(e.phase == "started" for e in seen)
+
+        assert await eventually(started), seen
+        [start] = [e for e in seen if e.phase == "started"]
+        assert start.source == "device"
+        assert await eventually(lambda: owner.snapshot()[0].session_source == "device"), (
+            owner.snapshot()[0]
+        )
+        view = owner.snapshot()[0]
+        assert state_payload(view)["source"] == "device"
+        assert DeviceView.model_validate_json(view.model_dump_json()) == view
+
+        stop = await owner.request(StopRequest())
+        assert stop.ok, stop
+        assert not massager.model.running
+        assert await eventually(lambda: owner.snapshot()[0].session_source is None)
+        owner.settle_journal()
+        seen.extend(events.take())
+        [end] = [e for e in seen if e.phase == "ended"]
+        assert end.source == "device"
+        [row] = journal.history(1, include_simulated=True)
+        assert (row.source, row.end_reason) == ("device", "stopped")
+        assert "device (sim)" in render_history_table([row])
+        assert json.loads(json.dumps(row.to_dict()))["source"] == "device"
 
 
 async def test_a_journal_that_cannot_be_written_never_stops_the_massager(
@@ -265,10 +332,10 @@ def test_an_old_journal_is_migrated_keeping_every_row(tmp_path: Path) -> None:
     _old_journal(path)
     before = sqlite3.connect(path).execute("SELECT * FROM sessions ORDER BY id").fetchall()
     with Journal(path, clock=lambda: NIGHT) as journal:
-        assert journal.schema_version == 4
+        assert journal.schema_version == SCHEMA_VERSION
         after = journal._db.execute("SELECT * FROM sessions ORDER BY id").fetchall()
         assert after == before  # every row, every column, ids included
-        assert journal._db.execute("PRAGMA user_version").fetchone() == (4,)
+        assert journal._db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         # old rows read as they were: "manual" is shown as such
         rows = journal.history(days=3, now=NIGHT)
         assert [r.source for r in rows] == ["manual", "program", "mqtt", "schedule"]
@@ -288,4 +355,4 @@ def test_an_old_journal_is_migrated_keeping_every_row(tmp_path: Path) -> None:
         ids = [r[0] for r in journal._db.execute("SELECT id FROM sessions ORDER BY id")]
         assert ids == [1, 2, 3, 4, 5, 6]
     with Journal(path) as again:  # opening again migrates nothing
-        assert again.schema_version == 4 and len(again.history(3, now=NIGHT)) == 4
+        assert again.schema_version == SCHEMA_VERSION and len(again.history(3, now=NIGHT)) == 4

@@ -160,3 +160,22 @@ def test_password_is_never_shown() -> None:
     assert "hunter2" not in repr(MqttConfig(url="mqtt://u@h", password="hunter2"))
     with pytest.raises(ConfigError, match="without a user"):
         resolve(MqttConfig(url="mqtt://h"), None, {PASSWORD_ENV: "hunter2"})
+
+
+@pytest.mark.parametrize("source", ["cli", "tui", "mqtt", "schedule", "program", "device"])
+def test_the_state_payload_names_the_source_of_the_running_session(source: str) -> None:
+    """``device``: the massager's own button started the session (before, a view could
+    not say so, and the hub was told ``cli``)."""
+    import json
+
+    from footctl.control.api import DeviceView, Settings
+    from footctl.mqtt.payloads import encode, state_payload
+
+    view = DeviceView.model_validate_json(json.dumps({
+        "device_id": "F0F000000001", "address": "F0:F0:00:00:00:01", "name": "bedroom",
+        "profile": "shiatsu-aa55", "link": "connected", "session_source": source,
+        "reported": Settings(power=True, intensity=1).model_dump(),
+    }))
+    payload = state_payload(view)
+    assert payload["source"] == source
+    assert json.loads(encode(payload))["source"] == source

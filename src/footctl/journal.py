@@ -22,10 +22,12 @@ from typing import Any, Literal, get_args
 from footctl.errors import FootctlError, UsageError
 from footctl.schedule import local_zone, night_bounds, night_of
 
-# Who asked for the session: the control API's sources (footctl.control.api.SOURCES).
-# "manual" is what rows written before schema 4 say for the CLI and the TUI alike: such
-# rows stay as they are, and read (and are shown) as "manual".
-Source = Literal["cli", "tui", "mqtt", "schedule", "program", "manual"]
+# Who started the session: the control API's session sources
+# (footctl.control.api.SESSION_SOURCES): the source of the request, or "device" for a
+# session the massager's own power button started (since schema 5; such sessions were
+# journaled as "cli" before). "manual" is what rows written before schema 4 say for the
+# CLI and the TUI alike: such rows stay as they are, and read (and are shown) as "manual".
+Source = Literal["cli", "tui", "mqtt", "schedule", "program", "device", "manual"]
 EndReason = Literal[
     "completed",
     "stopped",
@@ -44,9 +46,9 @@ END_REASONS: tuple[str, ...] = get_args(EndReason)
 # the user felt, so they are not counted, rated or plotted.
 NOT_RUN: tuple[str, ...] = ("skipped", "refused")
 # Sessions a program started (by hand with `footctl run`, or by a schedule): these
-# count toward max_sessions_per_night. Sessions by hand (cli, tui, old "manual" rows) and
-# MQTT ones have their own budget (the cooldown), so two quick tests by hand do not
-# refuse the bedtime program.
+# count toward max_sessions_per_night. Sessions by hand (cli, tui, the massager's own
+# button, old "manual" rows) and MQTT ones have their own budget (the cooldown), so two
+# quick tests by hand do not refuse the bedtime program.
 PROGRAM_SOURCES: tuple[Source, ...] = ("program", "schedule")
 
 # Sleep rating scale: 1 (bad night) to 5 (great night).
@@ -62,6 +64,8 @@ RATE_WINDOW = timedelta(hours=24)
 
 # Frozen for migration 4 (a later change to the sources or reasons is a new migration).
 _V4_SOURCES = ("cli", "tui", "mqtt", "schedule", "program", "manual")
+# Frozen for migration 5.
+_V5_SOURCES = ("cli", "tui", "mqtt", "schedule", "program", "device", "manual")
 _V1_END_REASONS = (
     "completed", "stopped", "cap", "link_lost", "cap_expired_while_away",
     "recovered_after_crash", "skipped", "refused",
@@ -152,10 +156,49 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX sessions_program ON sessions (program, end_reason)",
         ),
     ),
+    (
+        5,
+        (
+            # A session the massager's own power button started is journaled as
+            # "device" (it was "cli", a press nobody made). Rebuilt as in migration 4,
+            # every row as it is (ids included), and the table's AUTOINCREMENT counter
+            # with them: an id whose row was deleted is never given out again. (The
+            # table is restated, not built by a helper shared with migration 4: a later
+            # edit of such a helper would change a released migration.)
+            f"""CREATE TABLE sessions_v5 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                started_at TEXT NOT NULL,
+                ended_at TEXT,
+                device TEXT NOT NULL,
+                profile_id TEXT,
+                source TEXT NOT NULL CHECK (source IN ({", ".join(map(repr, _V5_SOURCES))})),
+                program TEXT,
+                steps_run INTEGER NOT NULL DEFAULT 0,
+                peak_heat INTEGER NOT NULL DEFAULT 0,
+                heat_s REAL NOT NULL DEFAULT 0,
+                end_reason TEXT CHECK (end_reason IS NULL
+                    OR end_reason IN ({", ".join(map(repr, _V1_END_REASONS))})),
+                rating INTEGER CHECK (rating IS NULL
+                    OR rating BETWEEN {RATING_MIN} AND {RATING_MAX}),
+                note TEXT,
+                pid INTEGER,
+                ended_by TEXT,
+                simulated INTEGER NOT NULL DEFAULT 0
+            )""",
+            f"INSERT INTO sessions_v5 ({_V3_COLUMNS}) SELECT {_V3_COLUMNS} FROM sessions",
+            "DELETE FROM sqlite_sequence WHERE name = 'sessions_v5'",
+            "INSERT INTO sqlite_sequence (name, seq) "
+            "SELECT 'sessions_v5', seq FROM sqlite_sequence WHERE name = 'sessions'",
+            "DROP TABLE sessions",
+            "ALTER TABLE sessions_v5 RENAME TO sessions",
+            "CREATE INDEX sessions_started ON sessions (started_at)",
+            "CREATE INDEX sessions_program ON sessions (program, end_reason)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_COLUMNS = _V3_COLUMNS  # (schema 4 has the same columns)
+_COLUMNS = _V3_COLUMNS  # (schemas 4 and 5 have the same columns)
 # Rows of real massagers only (the default of every view of the user's nights).
 _REAL = "simulated = 0"
 

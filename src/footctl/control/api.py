@@ -18,13 +18,18 @@ On the wire (the owner's Unix socket) each message is one JSON object on one lin
 The thin CLI client builds these lines with the standard library only (no pydantic:
 ``footctl status`` must start as fast as ``python -c pass``); the owner parses them
 here with :func:`parse_request`.
+
+Within version 1 the API grows only by additions, each listed in README.md ("Control
+API", "Changes within version 1"), which a reader must be ready for: a new request
+kind, a new field, or a new value of a field it reads (a session's source may be
+``device``: :data:`SessionSource`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -54,8 +59,15 @@ MAX_PROGRAM_REF_LEN = 4096
 MIN_LEASE_S = 5.0
 MAX_LEASE_S = 600.0
 
+# Who sends a request. A client names its own; the edge refuses anything else.
 Source = Literal["cli", "tui", "mqtt", "schedule", "program"]
-SOURCES: tuple[str, ...] = ("cli", "tui", "mqtt", "schedule", "program")
+SOURCES: tuple[str, ...] = get_args(Source)
+# Who started a session, as the owner reports it (session events, a view's
+# session_source, the journal, the MQTT state): a request's source, or "device" for a
+# session the massager's own power button started. Never a request's source: no client
+# may claim a press of the massager's own button.
+SessionSource = Literal["cli", "tui", "mqtt", "schedule", "program", "device"]
+SESSION_SOURCES: tuple[str, ...] = get_args(SessionSource)
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
 ProgramRef = Annotated[str, Field(min_length=1, max_length=MAX_PROGRAM_REF_LEN)]
@@ -352,7 +364,7 @@ class DeviceView(_Model):
     desired: Settings = Settings()
     program: ProgramView | None = None
     timers: Timers = Timers()
-    session_source: Source | None = None
+    session_source: SessionSource | None = None
     last_refusal: str | None = None
     fault: str | None = None
     end_reason: str | None = None
@@ -490,9 +502,10 @@ class SessionEvent(_Model):
 
     ``source`` is the source of the request that switched the massager on (a program
     run is ``program``, or ``schedule`` when a schedule started it, whoever asked for
-    the run); ``journal_device`` is what the journal calls the massager (its address
-    in capitals, else its profile id); ``number`` counts this owner's sessions on the
-    massager; ``at`` is the wall-clock time of this phase."""
+    the run), or ``device`` when the massager's own power button did;
+    ``journal_device`` is what the journal calls the massager (its address in capitals,
+    else its profile id); ``number`` counts this owner's sessions on the massager;
+    ``at`` is the wall-clock time of this phase."""
 
     v: Literal[1] = 1
     event: Literal["session"] = "session"
@@ -501,7 +514,7 @@ class SessionEvent(_Model):
     number: int
     journal_device: str
     profile: str
-    source: Source
+    source: SessionSource
     simulated: bool = False
     program: str | None = None
     steps_run: int = 0

@@ -22,8 +22,8 @@ from footctl.control.api import (
     RunView,
     SessionEvent,
     SessionPhase,
+    SessionSource,
     Settings,
-    Source,
     Timers,
 )
 from footctl.device.profile.schema import Profile
@@ -172,7 +172,7 @@ class SessionPublisher:
         self._sleep = sleep
         self.number = 0  # sessions started here so far
         self.running = False
-        self.source: Source = "cli"
+        self.source: SessionSource = "cli"
         self.program: str | None = None
         self.steps_run = 0
         # When the session started, on the wall clock (for people) and on the monotonic
@@ -355,15 +355,29 @@ def _round(value: float | None) -> float | None:
     return None if value is None else float(round(value))
 
 
-_API_SOURCES: dict[str, Source] = {
+# The governor's session sources, as the API reports them: the source of the request
+# that started the session (the owner's requests passed the edge, a program runner's is
+# program or schedule), or the governor's own "device" (the massager's own button).
+_API_SOURCES: dict[str, SessionSource] = {
     "cli": "cli", "tui": "tui", "mqtt": "mqtt", "schedule": "schedule", "program": "program",
+    "device": "device",
 }
+# Nothing else reaches the governor through an owner. A governor driven without one (a
+# test rig or a bench calling it with a request of its own) may name anything; its
+# sessions are still reported and journaled (a session's end starts the cooldown, so
+# dropping it would be the unsafe side), as the nearest thing: a request by hand.
+_UNKNOWN_SOURCE: SessionSource = "cli"
 
 
-def api_source(source: str) -> Source:
-    """The API's source for a governor request source (the governor's own, and any
-    unknown one, count as the user's hand at the CLI)."""
-    return _API_SOURCES.get(source, "cli")
+def api_source(source: str) -> SessionSource:
+    """The API's source for a governor session source (any other, logged, as ``cli``:
+    see :data:`_UNKNOWN_SOURCE`)."""
+    known = _API_SOURCES.get(source)
+    if known is None:
+        _LOG.warning("session source %r is not the control API's: reported as %r",
+                     source, _UNKNOWN_SOURCE)
+        return _UNKNOWN_SOURCE
+    return known
 
 
 # A view is built on every change of every massager, and the reply to a request waits
@@ -421,7 +435,7 @@ class _Changing(TypedDict):
     desired: Settings
     program: ProgramView | None
     timers: Timers
-    session_source: Source | None
+    session_source: SessionSource | None
     last_refusal: str | None
     fault: str | None
     end_reason: str | None
@@ -459,7 +473,9 @@ def view_of(
     program = None
     if progress is not None and held.runner is not None:
         program = ProgramView.model_construct(
-            program=progress.program, source=api_source(held.runner.source),
+            program=progress.program,
+            # (the owner starts a runner as "program", or "schedule" for a schedule's run)
+            source="schedule" if held.runner.source == "schedule" else "program",
             step=progress.step, steps=progress.steps, step_name=progress.step_name,
             step_left_s=float(round(progress.step_left_s)),
             left_s=float(round(progress.left_s)), paused=progress.paused,
@@ -482,7 +498,9 @@ def view_of(
         ),
         "program": program,
         "timers": _timers(session_left, heat_left, lease_left, cooldown_left),
-        "session_source": api_source(gov.source) if running and gov.source else None,
+        # (The publisher's: the governor keeps no request source for a session the
+        # massager's own button started.)
+        "session_source": held.sessions.source if running and held.sessions.running else None,
         "last_refusal": held.last_refusal,
         "fault": gov.fault,
         "end_reason": gov.end_reason,
@@ -503,7 +521,8 @@ def view_key(held: Held, timers: Timers4 | None = None) -> tuple[object, ...]:
     gov = held.governor
     task = held.connect_task
     return (
-        held.session.state, gov.desired, gov.fault, gov.end_reason, gov.source,
+        held.session.state, gov.desired, gov.fault, gov.end_reason,
+        held.sessions.running and held.sessions.source,
         held.ever_connected, task is not None and not task.done(),
         held.runner.progress if held.program_running and held.runner else None,
         held.last_result, held.last_refusal, *(timers_of(held) if timers is None else timers),
