@@ -685,6 +685,23 @@ def test_pinned_keys_a_lease_acted_on_is_not_acted_on_again_once_nothing_runs() 
     )
 
 
+def test_pinned_keys_a_heat_off_never_powers_on_a_massager_that_rebooted() -> None:
+    """The 10,000-example soak (shiatsu-keys): a heater fault during a program; the
+    heat-off pressed the heat key, the massager rebooted (off) meanwhile, and the
+    heat-off's next key, toward its target "running, heat 0", was power: it switched
+    on the massager that had switched itself off. A heat-off never powers one on."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("run_program", {"program": "no-heat", "source": "program"}),
+            ("heater_fault", {"celsius": None, "level": 1}),
+            ("device_reboot", {}),
+            ("heater_fault", {"celsius": None, "level": 0}),
+        ],
+        {"session_min": 20.0},
+    )
+
+
 # --- leases guard a running session only (through the owner and the control API) ---------
 
 

@@ -251,6 +251,24 @@ async def test_keys_press_is_assumed_until_reported_and_stop_does_not_confirm_st
         await apply
 
 
+@pytest.mark.parametrize("profile_id", sorted(PROFILES))
+@virtual_time
+async def test_a_heat_off_never_switches_a_massager_on(profile_id: str) -> None:
+    """Protects: the governor's heat-off drives a running massager to heat 0 with a
+    target that says ``running``; found off (it rebooted during the heat-off, or its
+    reports were lost), a key-press massager got its power key and an absolute one
+    ``power 1``: the heat-off switched on a massager that had switched itself off
+    (found by the 10,000-example soak). With ``power_on=False`` nothing is written that
+    switches it on, and off counts as done, whatever the profile."""
+    rig = await make_rig(profile_id)  # off, and the session has seen it off
+    before = len(rig.received)
+
+    await rig.session.apply(Target(running=True, heat=0), power_on=False)
+
+    assert not rig.model.running, rig.writes(before)
+    assert not rig.session.state.running
+
+
 # --- the governor --------------------------------------------------------------------------
 
 

@@ -486,9 +486,18 @@ class DeviceSession:
     async def _wait_report(self, after: int, timeout: float) -> bool:
         return await self._wait_for(lambda: self._state.reports > after, timeout)
 
-    async def apply(self, target: Target, timeout: float = CONFIRM_TIMEOUT_S) -> DeviceState:
+    async def apply(
+        self, target: Target, timeout: float = CONFIRM_TIMEOUT_S, *, power_on: bool = True
+    ) -> DeviceState:
         """Drive the device to ``target`` and wait until it confirms (or assume, for
-        devices without status)."""
+        devices without status).
+
+        ``power_on=False`` (a heat-off) drives a massager that runs and never switches
+        one on: found off, or switching off meanwhile (a reboot, its own button), it is
+        done, off being heat off too. (A heat-off's target says ``running``; on a
+        key-press massager that rebooted during it, the next key was power, and an
+        absolute one with lost reports got ``power 1``: both drove a massager that had
+        switched itself off back on; found by the 10,000-example soak.)"""
         if not target.running:
             return await self.all_off(timeout)
         epoch = self._off_epoch
@@ -496,13 +505,18 @@ class DeviceSession:
         async with self._op_lock:
             deadline = loop.time() + timeout  # one budget for the writes and the confirmation
             if self.profile.is_v2:
-                await self._apply_v2(target, deadline, epoch)
+                await self._apply_v2(target, deadline, epoch, power_on)
             elif self.profile.capabilities.command_style == "keys":
-                await self._apply_keys(target, deadline, epoch)
+                await self._apply_keys(target, deadline, epoch, power_on)
             else:
-                await self._apply_absolute(target, timeout, epoch)
+                await self._apply_absolute(target, timeout, epoch, power_on)
             remaining = max(0.0, deadline - loop.time())
-            if not await self._wait_for(lambda: self.confirmed(target), remaining):
+            off = Target(running=False)
+
+            def done() -> bool:
+                return self.confirmed(target) or (not power_on and self.confirmed(off))
+
+            if not await self._wait_for(done, remaining):
                 raise ConfirmTimeout(
                     f"the massager did not confirm {_describe(target)} within {timeout:g} s "
                     f"(it reports {_describe_state(self._state)})",
@@ -540,8 +554,12 @@ class DeviceSession:
             out += heat_cmd
         return out
 
-    async def _apply_absolute(self, target: Target, timeout: float, epoch: int) -> None:
+    async def _apply_absolute(
+        self, target: Target, timeout: float, epoch: int, power_on: bool
+    ) -> None:
         commands = self._absolute_commands(target)
+        if not power_on:
+            commands = [c for c in commands if c.name != "power"]
         for index, command in enumerate(commands):
             await self._write(command, epoch)
             # Power-on resets intensity/mode on most devices: wait until it is on
@@ -637,7 +655,9 @@ class DeviceSession:
         assumed = self._state.assumed and self.profile.capabilities.reports_status
         return self.matches(target) and not assumed
 
-    async def _apply_keys(self, target: Target, deadline: float, epoch: int) -> None:
+    async def _apply_keys(
+        self, target: Target, deadline: float, epoch: int, power_on: bool
+    ) -> None:
         # ``deadline`` is on the loop's clock, as every other wait here (the same as
         # time.monotonic in production; a test's virtual-time loop moves only this one).
         loop = asyncio.get_running_loop()
@@ -648,7 +668,7 @@ class DeviceSession:
                 raise self._blind()
         for _ in range(MAX_KEY_PRESSES):
             key = self._next_key(target)
-            if key is None or loop.time() > deadline:
+            if key is None or loop.time() > deadline or (key == "press_power" and not power_on):
                 return
             if not await self._press(key, epoch):
                 if epoch != self._off_epoch:
@@ -901,7 +921,9 @@ class DeviceSession:
             advice="check the massager; switch it off by hand if it keeps running",
         )
 
-    async def _apply_v2(self, target: Target, deadline: float, epoch: int) -> None:
+    async def _apply_v2(
+        self, target: Target, deadline: float, epoch: int, power_on: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
         status = self.profile.capabilities.reports_status
         self._expire_timer()
@@ -930,6 +952,8 @@ class DeviceSession:
             for step in plan.steps:
                 if loop.time() > deadline:
                     return  # the confirmation wait reports it
+                if not power_on and (step.setting == "power" or not self._state.running):
+                    return  # a heat-off never switches a massager on (see apply)
                 before = self._state
                 await self._run_step(step, epoch)
                 if step.press and status:

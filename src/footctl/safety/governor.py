@@ -799,7 +799,7 @@ class SafetyGovernor:
             # And only while the massage is wanted: during a stop, a heat-only target
             # (running=True) pressed a key-press massager's power back on.
             if self.session.state.running and self.desired.running:
-                await self.session.apply(Target(running=True, heat=0))
+                await self.session.apply(Target(running=True, heat=0), power_on=False)
             else:
                 await self.session.all_off()
         except SafetyRefused:
