@@ -200,7 +200,7 @@ class Printer:
             emit(reply_text(reply) + f"\n(via {via})")
         for m in missed:
             then = (f"owed: footctl pid {m['owner_pid']} writes it first when the link "
-                    "returns" if m.get("owed") else retry)
+                    "returns" if m.get("owed") else m.get("advice") or retry)
             print(f"footctl: {m['device']}: everything off NOT confirmed ({m['reason']}); "
                   f"{then}", file=sys.stderr, flush=True)
         return UNREACHABLE

@@ -1,0 +1,63 @@
+"""What a newcomer found driving virtual massagers from the README alone
+(FINDINGS.md), each through the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_rig import footctl, one_json, use_config
+
+SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles" / "shiatsu-aa55.toml"
+
+
+def broken_profile(directory: Path) -> Path:
+    """A copy of a shipped profile as 'mine', with a misspelt field on line 1."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = SHIPPED.read_text().replace('id = "shiatsu-aa55"', 'id = "mine"')
+    path = directory / "mine.toml"
+    path.write_text("mtuu = 23\n" + text)
+    return path
+
+
+def two_massagers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, good: bool) -> Path:
+    profile = broken_profile(tmp_path / "profiles")
+    bedroom = ('[[devices]]\nname = "bedroom"\nprofile = "shiatsu-aa55"\n'
+               'address = "C2:81:56:37:5E:29"\nsimulate = true\n') if good else ""
+    use_config(tmp_path, monkeypatch,
+               f"profile_dirs = [{str(profile.parent)!r}]\n" + bedroom
+               + '[[devices]]\nname = "kitchen"\nprofile = "mine"\n'
+               'address = "C2:81:56:37:5E:2A"\nsimulate = true\n')
+    return profile
+
+
+# --- stop: one broken profile file does not keep the others from being stopped ---------
+
+
+def test_stop_reaches_the_other_massagers_when_one_profile_file_is_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = two_massagers(tmp_path, monkeypatch, good=True)
+    proc = footctl("stop")
+    # bedroom is switched off; kitchen cannot be (its profile does not load): named,
+    # with the file, line and field, and exit 3 as for any off not confirmed.
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
+    assert "bedroom" in proc.stdout and "off" in proc.stdout, proc.stdout
+    assert "kitchen: everything off NOT confirmed" in proc.stderr, proc.stderr
+    assert f"{profile}:1: mtuu" in proc.stderr, proc.stderr
+    data = one_json(footctl("--json", "stop"))
+    assert data["exit_code"] == 3
+    assert [m["device"] for m in data["unconfirmed"]] == ["kitchen"]
+    assert [d["name"] for d in data["devices"]] == ["bedroom"]
+
+
+def test_stop_names_the_massager_whose_profile_file_is_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = two_massagers(tmp_path, monkeypatch, good=False)
+    proc = footctl("stop")
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
+    assert "kitchen" in proc.stderr and "NOT confirmed" in proc.stderr, proc.stderr
+    assert f"{profile}:1: mtuu" in proc.stderr, proc.stderr
+    assert "nothing running" not in proc.stdout + proc.stderr
