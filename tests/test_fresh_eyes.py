@@ -61,3 +61,20 @@ def test_stop_names_the_massager_whose_profile_file_is_broken(
     assert "kitchen" in proc.stderr and "NOT confirmed" in proc.stderr, proc.stderr
     assert f"{profile}:1: mtuu" in proc.stderr, proc.stderr
     assert "nothing running" not in proc.stdout + proc.stderr
+
+
+def test_a_stop_that_reaches_no_massager_names_each_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real massager (no radio here, or none in range): the off is not confirmed.
+    use_config(tmp_path, monkeypatch,
+               '[[devices]]\nname = "bedroom"\nprofile = "shiatsu-aa55"\n'
+               'address = "F0:F0:00:00:00:01"\n')
+    proc = footctl("--scan-timeout", "1", "stop")
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "bedroom: everything off NOT confirmed (" in proc.stderr, proc.stderr
+    data = one_json(footctl("--scan-timeout", "1", "--json", "stop"))
+    assert data["exit_code"] == 3
+    [missed] = data["unconfirmed"]
+    assert missed["device"] == "bedroom" and missed["device_id"] == "F0:F0:00:00:00:01"
+    assert missed["reason"] and missed["advice"], missed

@@ -196,7 +196,7 @@ class Printer:
                    str(m["device"]) for m in missed)}
         if self.as_json:
             emit(wire.dumps(out, sort_keys=True))
-        else:
+        elif reply.get("devices"):  # reached none: the lines below say it all
             emit(reply_text(reply) + f"\n(via {via})")
         for m in missed:
             then = (f"owed: footctl pid {m['owner_pid']} writes it first when the link "

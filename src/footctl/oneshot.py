@@ -264,15 +264,15 @@ async def _stop_here(
         *(owner.ensure_connected(h) for h in targets), return_exceptions=True
     )
     failed = [r for r in results if isinstance(r, FootctlError)]
-    if failed and len(failed) == len(results) and not unloadable:
-        # reached none: exit 3, each one's reason
-        if len(failed) == 1:
-            raise failed[0]
-        raise DeviceUnavailable(
-            "everything off NOT confirmed on any massager: "
-            + "; ".join(str(f) for f in failed),
-            advice=failed[0].advice,
-        )
+    if failed and len(failed) == len(results):
+        # Reached none: each one named with its reason (and the fix), exit 3.
+        missed = [{"device": h.name, "device_id": h.device_id, "owed": False,
+                   "reason": r.message, "advice": r.advice}
+                  for h, r in zip(targets, results, strict=True)
+                  if isinstance(r, FootctlError)]
+        return Printer(out.as_json).stop_result(
+            {"ok": True, "devices": [], "notes": []}, missed + list(unloadable or []),
+            "direct", retry="nothing was sent to it")
     reply = await owner.request(request)
     data = _dump(reply)
     if not isinstance(reply, Reply):
