@@ -78,3 +78,17 @@ def test_a_stop_that_reaches_no_massager_names_each_one(
     [missed] = data["unconfirmed"]
     assert missed["device"] == "bedroom" and missed["device_id"] == "F0:F0:00:00:00:01"
     assert missed["reason"] and missed["advice"], missed
+
+
+# --- the night limit says what counts --------------------------------------------------
+
+
+def test_the_night_limit_says_programs_run_by_hand_count_too() -> None:
+    from footctl.schedule import within_night_limit
+
+    check = within_night_limit(2, 2)
+    assert not check.allowed and check.reason == "night_limit"
+    # Two 'footctl run' by hand used the night up: the message must not tell the user
+    # that what they did by hand does not count.
+    assert "by hand do not count" not in check.message
+    assert "programs started by hand" in check.message and "count too" in check.message
