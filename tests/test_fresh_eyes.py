@@ -92,3 +92,16 @@ def test_the_night_limit_says_programs_run_by_hand_count_too() -> None:
     # that what they did by hand does not count.
     assert "by hand do not count" not in check.message
     assert "programs started by hand" in check.message and "count too" in check.message
+
+
+# --- help: each command says what it does, and where the MQTT bridge runs ---------------
+
+
+def test_each_commands_help_says_what_it_does() -> None:
+    daemon = footctl("daemon", "--help")
+    assert daemon.returncode == 0
+    assert "hold the massagers, run the schedules" in daemon.stdout, daemon.stdout
+    mqtt = footctl("mqtt", "--help")
+    assert "footctl daemon --mqtt URL" in mqtt.stdout, mqtt.stdout
+    top = footctl("--help")
+    assert "the MQTT bridge (Home Assistant)" not in top.stdout  # it only checks a broker

@@ -146,7 +146,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             return _Unused()  # another command: not needed to parse this one
         if command == "":  # top-level help or a usage error: names and help only
             return target.add_parser(name, help=help_, add_help=False)
-        return target.add_parser(name, help=help_, parents=[common])
+        return target.add_parser(name, help=help_, description=help_, parents=[common])
 
     p = add("scan", "list devices in range and the profile each matches")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="scan time (5 s)")
@@ -209,7 +209,8 @@ def _more_commands(add: Any) -> None:
                    help="may rate a session on a virtual massager")
     p = add("daemon", "hold the massagers, run the schedules, serve the control socket")
     _mqtt_flag(p)
-    p = add("mqtt", "the MQTT bridge (Home Assistant)")
+    p = add("mqtt", "check the MQTT broker (the bridge itself runs in 'footctl daemon "
+            "--mqtt URL')")
     msub = p.add_subparsers(dest="mqtt_command", metavar="ACTION", required=True)
     _mqtt_flag(add("check", "is the broker reachable, and do the credentials work?", msub))
     add("tui", "terminal UI: each massager's state live, keys to drive it (s stops all)")
@@ -337,7 +338,8 @@ positional arguments:
     rate                rate last night's sleep (1-5) on the latest session
     daemon              hold the massagers, run the schedules, serve the
                         control socket
-    mqtt                the MQTT bridge (Home Assistant)
+    mqtt                check the MQTT broker (the bridge itself runs in
+                        'footctl daemon --mqtt URL')
     tui                 terminal UI: each massager's state live, keys to drive
                         it (s stops all)
     service             the systemd user unit for the daemon
