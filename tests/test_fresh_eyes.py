@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from cli_rig import footctl, one_json, use_config
+from cli_rig import CLI_TIMEOUT_S, footctl, footctl_argv, one_json, use_config
 
 SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles" / "shiatsu-aa55.toml"
 
@@ -105,3 +107,24 @@ def test_each_commands_help_says_what_it_does() -> None:
     assert "footctl daemon --mqtt URL" in mqtt.stdout, mqtt.stdout
     top = footctl("--help")
     assert "the MQTT bridge (Home Assistant)" not in top.stdout  # it only checks a broker
+
+
+# --- the daemon's first line says whether it bridges to MQTT ---------------------------
+
+
+def test_the_daemons_first_line_names_the_mqtt_broker() -> None:
+    # A broker nobody listens on: the bridge keeps retrying in the background, and the
+    # daemon says where it bridges to (a newcomer otherwise cannot tell from its log).
+    daemon = subprocess.Popen(
+        footctl_argv("daemon", "--simulate", "shiatsu-aa55", "--mqtt", "mqtt://127.0.0.1:9"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert daemon.stderr is not None
+        ready = daemon.stderr.readline()
+        assert "footctl daemon: holding shiatsu-aa55" in ready, ready
+        assert "MQTT mqtt://127.0.0.1:9" in ready, ready
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=CLI_TIMEOUT_S) == 143
+        daemon.communicate()
