@@ -128,3 +128,24 @@ def test_the_daemons_first_line_names_the_mqtt_broker() -> None:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=CLI_TIMEOUT_S) == 143
         daemon.communicate()
+
+
+# --- history and rate say that sessions on virtual massagers were left out --------------
+
+
+def test_history_and_rate_say_virtual_sessions_were_left_out() -> None:
+    from footctl.config import journal_path
+    from footctl.journal import Journal
+
+    journal_path().parent.mkdir(parents=True, exist_ok=True)
+    with Journal(journal_path()) as journal:
+        sid = journal.start_session("C2:81:56:37:5E:29", source="cli", simulated=True)
+        journal.end_session(sid, "stopped")
+    history = footctl("history")
+    assert history.returncode == 0
+    assert "1 on virtual massagers: --include-simulated" in history.stdout, history.stdout
+    rate = footctl("rate", "4")
+    assert rate.returncode == 2
+    assert "(1 on virtual massagers did)" in rate.stderr, rate.stderr
+    assert "--include-simulated" in rate.stderr
+    assert footctl("rate", "4", "--include-simulated").returncode == 0
