@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -149,3 +151,44 @@ def test_history_and_rate_say_virtual_sessions_were_left_out() -> None:
     assert "(1 on virtual massagers did)" in rate.stderr, rate.stderr
     assert "--include-simulated" in rate.stderr
     assert footctl("rate", "4", "--include-simulated").returncode == 0
+
+
+# --- 'footctl stop' from another terminal reaches a program run on --simulate -----------
+
+TWO_MINUTES = """\
+name = "two-minutes"
+description = "long enough to be stopped"
+[[steps]]
+duration = "2m"
+mode = "kneading"
+intensity = 1
+heat = 1
+"""
+
+
+def test_stop_from_another_terminal_ends_a_simulated_run(tmp_path: Path) -> None:
+    programs = Path(os.environ["FOOTCTL_PROGRAM_DIR"])
+    programs.mkdir(parents=True, exist_ok=True)
+    (programs / "two-minutes.toml").write_text(TWO_MINUTES)
+    run = subprocess.Popen(
+        footctl_argv("--simulate", "shiatsu-aa55", "--json", "run", "two-minutes"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert run.stderr is not None
+        line = run.stderr.readline()
+        while "step 1/1" not in line:
+            assert line, "no progress line"
+            line = run.stderr.readline()
+        stop = footctl("--json", "stop")
+        assert stop.returncode == 0, stop.stderr
+        data = one_json(stop)
+        assert data["via"] == f"owner {run.pid}", data
+        assert [d["reported"]["power"] for d in data["devices"]] == [False], data
+        assert run.wait(timeout=CLI_TIMEOUT_S) == 0
+        assert run.stdout is not None
+        assert json.loads(run.stdout.read())["end_reason"] == "stopped"
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
