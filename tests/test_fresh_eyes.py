@@ -192,3 +192,15 @@ def test_stop_from_another_terminal_ends_a_simulated_run(tmp_path: Path) -> None
         if run.poll() is None:
             run.kill()
         run.communicate()
+
+
+# --- devices add shows that it scans ---------------------------------------------------
+
+
+def test_devices_add_says_it_is_scanning() -> None:
+    proc = footctl("--simulate", "ems-v2", "devices", "add", "--name", "x", "--timeout", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "scanning virtual link for 1 s..." in proc.stderr, proc.stderr
+    quiet = footctl("--simulate", "ems-v2", "--json", "devices", "add", "--name", "y",
+                    "--timeout", "1")
+    assert quiet.returncode == 0 and "scanning" not in quiet.stderr, quiet.stderr
