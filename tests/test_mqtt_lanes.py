@@ -14,7 +14,7 @@ from footctl.config import CapsConfig, Config
 from footctl.control.api import ErrorReply
 from footctl.device.profile.schema import Profile
 from footctl.mqtt.flow import CommandLanes, Item
-from footctl.mqtt.payloads import Apply, Command, Stop
+from footctl.mqtt.payloads import Apply, Command, Run, Stop
 from mqtt_broker import Broker, broker  # noqa: F401
 from mqtt_rig import Rig
 from safety_harness import eventually
@@ -146,3 +146,16 @@ async def test_a_flood_of_settings_keeps_one_payload_per_field() -> None:
     assert o.done[0] == Apply(intensity=1)
     assert o.done[1:] == [Apply(intensity=5, zone=1), Apply(mode="rolling")], o.done
     assert o.reported == [b"nine"]
+
+
+async def test_settings_replaced_by_a_later_program_start_are_answered() -> None:
+    o = ScriptedOwner()
+    o.submit(Apply(intensity=3), b"first")  # in flight
+    o.submit(Apply(mode="rolling"), b"mode")
+    o.submit(Apply(heat=1), b"heat")
+    o.submit(Run("wind-down"), b"program")  # sets everything anew: replaces both
+    o.gate.set()
+    assert await eventually(lambda: Run("wind-down") in o.done)
+    await asyncio.sleep(0.05)
+    assert o.done == [Apply(intensity=3), Run("wind-down")]
+    assert sorted(o.reported) == [b"heat", b"mode"]  # each answered, none silently lost

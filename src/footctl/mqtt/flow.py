@@ -63,6 +63,15 @@ def _tried_alone(error: ErrorReply) -> bool:
         error.reason not in _NOT_RETRIED)
 
 
+def _superseded(later: Item) -> ErrorReply:
+    """The answer to a waiting command that a later program start replaced."""
+    return ErrorReply(
+        error="refused", reason="superseded_by_program", exit_code=ExitCode.REFUSED,
+        message=f"not carried out: a program start ({later[2]}) came after it while "
+        "another command was in flight, and sets everything anew",
+    )
+
+
 @dataclass
 class _Queued:
     """A command waiting for its turn: settings that arrived one after another are
@@ -113,12 +122,12 @@ class _Lane:
 class CommandLanes:
     """One lane per massager: one command in flight and, waiting, at most a program
     start and then a settings change (later settings merge into a waiting one; a later
-    program start replaces what waits, as it sets everything anew). Nothing waiting is
-    lost: a setting refused in a merge is tried alone, and a program start is not
-    replaced by a later setting (which then runs after it, and is answered). A stop goes
-    past everything, at once, and voids what was waiting (a command sent before a stop
-    must not run after it). A flood of commands from one client so holds at most a few
-    per massager."""
+    program start replaces what waits, as it sets everything anew, and answers each
+    replaced payload). Nothing waiting is lost unanswered: a setting refused in a merge
+    is tried alone, and a program start is not replaced by a later setting (which then
+    runs after it, and is answered). A stop goes past everything, at once, and voids
+    what was waiting (a command sent before a stop must not run after it). A flood of
+    commands from one client so holds at most a few per massager."""
 
     def __init__(self, execute: Execute, report: Report) -> None:
         self._execute = execute
@@ -144,6 +153,10 @@ class CommandLanes:
             elif isinstance(command, Apply):
                 lane.pending.append(_Queued(item, [item]))
             else:  # a program start: what waits before it would be set anew at once
+                for dropped in lane.pending:
+                    for part in dropped.parts:
+                        self._spawn(self._report(device_id, part, _superseded(item)),
+                                    f"superseded {device_id}")
                 lane.pending[:] = [_Queued(item, [item])]
             return
         lane.busy = True
