@@ -6,7 +6,9 @@ from mosquitto_pub (FINDINGS.md, "MQTT: a queued setting is lost")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -15,8 +17,10 @@ from footctl.control.api import ErrorReply
 from footctl.device.profile.schema import Profile
 from footctl.mqtt.flow import CommandLanes, Item
 from footctl.mqtt.payloads import Apply, Command, Run, Stop
+from footctl.mqtt.topics import Topics
+from footctl.virtual.model import MassagerModel
 from mqtt_broker import Broker, broker  # noqa: F401
-from mqtt_rig import Rig
+from mqtt_rig import Hub, Rig
 from safety_harness import eventually
 
 # A ramp of one level per 0.5 s keeps a set from 1 to 5 in flight for 2 s: long enough
@@ -31,10 +35,22 @@ async def rig(broker: Broker) -> AsyncIterator[Rig]:  # noqa: F811 - the fixture
     await r.close()
 
 
-async def test_a_refused_setting_does_not_take_a_good_one_queued_with_it(
-    rig: Rig, profiles: dict[str, Profile]
-) -> None:
-    owner = await rig.owner([profiles["shiatsu-aa55"]], SLOW_RAMP)
+@dataclass
+class Ramping:
+    """A hub, the topics of the one massager, its model, and where the hub's messages
+    stood when a set to intensity 5 began to ramp (it is in flight)."""
+
+    hub: Hub
+    t: Topics
+    tid: str
+    m: MassagerModel
+    mark: int
+
+
+@contextlib.asynccontextmanager
+async def ramping(rig: Rig, profile: Profile) -> AsyncIterator[Ramping]:
+    """Switch the massager on and send a set that ramps for 2 s; stop it at the end."""
+    owner = await rig.owner([profile], SLOW_RAMP)
     async with rig.hub() as hub:
         await rig.bridge(owner)
         t, tid = rig.topics(), rig.tid(0)
@@ -44,46 +60,44 @@ async def test_a_refused_setting_does_not_take_a_good_one_queued_with_it(
         mark = hub.mark()
         await hub.publish(t.set(tid), '{"intensity": 5}')  # ramps for 2 s
         assert await eventually(lambda: m.intensity == 2)  # in flight
+        yield Ramping(hub, t, tid, m, mark)
+        await hub.publish(t.set(tid, "stop"), "PRESS")
+        assert await eventually(lambda: not m.running)
+
+
+async def test_a_refused_setting_does_not_take_a_good_one_queued_with_it(
+    rig: Rig, profiles: dict[str, Profile]
+) -> None:
+    async with ramping(rig, profiles["shiatsu-aa55"]) as r:
+        hub, t, tid, m = r.hub, r.t, r.tid, r.m
         await hub.publish(t.set(tid, "mode"), "rolling")  # waits behind it: fine
         await hub.publish(t.set(tid, "intensity"), "9")  # waits too: above the range
-        error = (await hub.wait(t.error(tid), since=mark)).json()
+        error = (await hub.wait(t.error(tid), since=r.mark)).json()
         assert error["topic"] == t.set(tid, "intensity") and error["payload"] == "9", error
         assert error["reason"] == "intensity_above_cap", error
         assert await eventually(lambda: m.mode == "rolling" and m.intensity == 5), (
             m.mode, m.intensity)
         # The good one drew no error; the bad one exactly one.
-        errors = [e.json() for e in hub.on(t.error(tid), since=mark)]
+        errors = [e.json() for e in hub.on(t.error(tid), since=r.mark)]
         assert [e["payload"] for e in errors] == ["9"], errors
-        await hub.publish(t.set(tid, "stop"), "PRESS")
-        assert await eventually(lambda: not m.running)
 
 
 async def test_a_program_start_waiting_its_turn_is_answered_not_replaced_by_a_setting(
     rig: Rig, profiles: dict[str, Profile]
 ) -> None:
-    owner = await rig.owner([profiles["shiatsu-aa55"]], SLOW_RAMP)
-    async with rig.hub() as hub:
-        await rig.bridge(owner)
-        t, tid = rig.topics(), rig.tid(0)
-        m = rig.massagers[0].model
-        await hub.publish(t.set(tid, "power"), "ON")
-        assert await eventually(lambda: m.running)
-        mark = hub.mark()
-        await hub.publish(t.set(tid), '{"intensity": 5}')  # ramps for 2 s
-        assert await eventually(lambda: m.intensity == 2)  # in flight
+    async with ramping(rig, profiles["shiatsu-aa55"]) as r:
+        hub, t, tid, m = r.hub, r.t, r.tid, r.m
         await hub.publish(t.set(tid), '{"program": "no-heat"}')  # waits its turn
         await hub.publish(t.set(tid, "mode"), "combined")  # sent after the program start
         # The program start gets its answer (a program does not start on a massager
         # already running), instead of vanishing under the later setting ...
-        error = (await hub.wait(t.error(tid), since=mark)).json()
+        error = (await hub.wait(t.error(tid), since=r.mark)).json()
         assert error["payload"] == '{"program": "no-heat"}', error
         assert error["reason"] == "busy", error
         # ... which is carried out after it.
         assert await eventually(lambda: m.mode == "combined" and m.intensity == 5), (
             m.mode, m.intensity)
-        assert len(hub.on(t.error(tid), since=mark)) == 1
-        await hub.publish(t.set(tid, "stop"), "PRESS")
-        assert await eventually(lambda: not m.running)
+        assert len(hub.on(t.error(tid), since=r.mark)) == 1
 
 
 # --- the lanes alone, with a scripted owner ------------------------------------------
