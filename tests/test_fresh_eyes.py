@@ -204,3 +204,29 @@ def test_devices_add_says_it_is_scanning() -> None:
     quiet = footctl("--simulate", "ems-v2", "--json", "devices", "add", "--name", "y",
                     "--timeout", "1")
     assert quiet.returncode == 0 and "scanning" not in quiet.stderr, quiet.stderr
+
+
+# --- watch says so when the owner it watches goes away ----------------------------------
+
+
+def test_watch_ends_with_exit_3_and_a_reason_when_the_daemon_goes_away() -> None:
+    daemon = subprocess.Popen(footctl_argv("daemon", "--simulate", "shiatsu-aa55"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher: subprocess.Popen[str] | None = None
+    try:
+        assert daemon.stderr is not None
+        assert "footctl daemon: holding" in daemon.stderr.readline()
+        watcher = subprocess.Popen(footctl_argv("watch"), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["event"] == "state"
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=CLI_TIMEOUT_S) == 143
+        _out, err = watcher.communicate(timeout=CLI_TIMEOUT_S)
+        assert watcher.returncode == 3, err
+        assert "owner went away" in err, err
+    finally:
+        for proc in (watcher, daemon):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        daemon.communicate()

@@ -454,7 +454,11 @@ def watch_many(targets: list[tuple[str, str | None]]) -> int:
             t.join()
     except KeyboardInterrupt:
         return SIGINT_EXIT
-    return OK
+    # Every stream ended without being interrupted: the owners went away (the daemon
+    # stopped, a one-shot command ended). Say so; a script must not read it as success.
+    print("footctl: the footctl owner went away; nothing left to watch "
+          "('footctl status' shows what runs now)", file=sys.stderr, flush=True)
+    return UNREACHABLE
 
 
 # Exit codes of a program's end, as a refusal or an unreachable device.
