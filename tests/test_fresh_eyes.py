@@ -230,3 +230,8 @@ def test_watch_ends_with_exit_3_and_a_reason_when_the_daemon_goes_away() -> None
             if proc is not None and proc.poll() is None:
                 proc.kill()
         daemon.communicate()
+
+
+def test_device_help_says_a_profile_id_names_a_massager_too() -> None:
+    # --device shiatsu-aa55 picks the massager of that profile (Owner.pick): say so.
+    assert "profile id" in footctl("status", "--help").stdout

@@ -108,7 +108,7 @@ def _global_flags(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     p.add_argument("--link", metavar="HOST:PORT", type=link_arg, default=d(None),
                    help=f"massagers served by 'footctl sim' at HOST:PORT (env {LINK_ENV})")
     p.add_argument("--device", metavar="NAME", default=d(None),
-                   help="which massager (address or name)")
+                   help="which massager (address, name, or profile id)")
     p.add_argument("--profile", metavar="PROFILE_ID", default=d(None),
                    help="the profile of --device")
     p.add_argument("--json", action="store_true", default=d(False),
@@ -359,7 +359,7 @@ options:
                         or shiatsu-aa55*16
   --link HOST:PORT      massagers served by 'footctl sim' at HOST:PORT (env
                         FOOTCTL_LINK)
-  --device NAME         which massager (address or name)
+  --device NAME         which massager (address, name, or profile id)
   --profile PROFILE_ID  the profile of --device
   --json                print one JSON object, nothing else
   --config FILE         config file (env FOOTCTL_CONFIG)
