@@ -235,3 +235,11 @@ def test_watch_ends_with_exit_3_and_a_reason_when_the_daemon_goes_away() -> None
 def test_device_help_says_a_profile_id_names_a_massager_too() -> None:
     # --device shiatsu-aa55 picks the massager of that profile (Owner.pick): say so.
     assert "profile id" in footctl("status", "--help").stdout
+
+
+def test_a_negative_level_is_a_usage_error_about_the_flag() -> None:
+    for flag in ("--intensity", "--heat", "--zone"):
+        proc = footctl("--simulate", "shiatsu-aa55", "set", flag, "-1")
+        assert proc.returncode == 2, proc.stderr
+        assert f"argument {flag}: '-1' is below 0" in proc.stderr, proc.stderr
+        assert "Input should be" not in proc.stderr  # the API's wording, not the flag's

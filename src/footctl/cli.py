@@ -77,6 +77,17 @@ def _int_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def _level_arg(text: str) -> int:
+    """An intensity, heat level or zone: a whole number, 0 or more (the massager's own
+    range is checked where it is known)."""
+    import argparse
+
+    value = _int_arg(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is below 0 (levels start at 0; heat 0 is off)")
+    return value
+
+
 def _link_ok(text: str) -> bool:
     host, colon, port = text.rpartition(":")
     return bool(colon and host and port.isdigit() and 1 <= int(port) <= MAX_PORT)
@@ -157,12 +168,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add("off", "everything off (= stop)")
     add("stop", "everything off: every massager of every footctl, or the one named")
     p = add("set", "change intensity, heat, mode or zone")
-    p.add_argument("--intensity", type=_int_arg, metavar="N",
+    p.add_argument("--intensity", type=_level_arg, metavar="N",
                    help="massage intensity (the profile's range; raised one level at a time)")
-    p.add_argument("--heat", type=_int_arg, metavar="N", help="heat level, 0 = off")
+    p.add_argument("--heat", type=_level_arg, metavar="N", help="heat level, 0 = off")
     p.add_argument("--mode", metavar="NAME",
                    help="massage mode by name ('footctl profiles' lists each device's)")
-    p.add_argument("--zone", type=_int_arg, metavar="N",
+    p.add_argument("--zone", type=_level_arg, metavar="N",
                    help="zone (or air-chamber bit mask) where the device has zones")
     _more_commands(add)
     return parser
