@@ -241,5 +241,5 @@ def test_a_negative_level_is_a_usage_error_about_the_flag() -> None:
     for flag in ("--intensity", "--heat", "--zone"):
         proc = footctl("--simulate", "shiatsu-aa55", "set", flag, "-1")
         assert proc.returncode == 2, proc.stderr
-        assert f"argument {flag}: '-1' is below 0" in proc.stderr, proc.stderr
+        assert f"argument {flag}: '-1': a level must be" in proc.stderr, proc.stderr
         assert "Input should be" not in proc.stderr  # the API's wording, not the flag's

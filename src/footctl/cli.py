@@ -84,7 +84,8 @@ def _level_arg(text: str) -> int:
 
     value = _int_arg(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is below 0 (levels start at 0; heat 0 is off)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a level must be greater than or equal to 0 (heat 0 is off)")
     return value
 
 
