@@ -77,6 +77,18 @@ def _int_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def _level_arg(text: str) -> int:
+    """An intensity, heat level or zone: a whole number, 0 or more (the massager's own
+    range is checked where it is known)."""
+    import argparse
+
+    value = _int_arg(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a level must be greater than or equal to 0 (heat 0 is off)")
+    return value
+
+
 def _link_ok(text: str) -> bool:
     host, colon, port = text.rpartition(":")
     return bool(colon and host and port.isdigit() and 1 <= int(port) <= MAX_PORT)
@@ -108,7 +120,7 @@ def _global_flags(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     p.add_argument("--link", metavar="HOST:PORT", type=link_arg, default=d(None),
                    help=f"massagers served by 'footctl sim' at HOST:PORT (env {LINK_ENV})")
     p.add_argument("--device", metavar="NAME", default=d(None),
-                   help="which massager (address or name)")
+                   help="which massager (address, name, or profile id)")
     p.add_argument("--profile", metavar="PROFILE_ID", default=d(None),
                    help="the profile of --device")
     p.add_argument("--json", action="store_true", default=d(False),
@@ -146,7 +158,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             return _Unused()  # another command: not needed to parse this one
         if command == "":  # top-level help or a usage error: names and help only
             return target.add_parser(name, help=help_, add_help=False)
-        return target.add_parser(name, help=help_, parents=[common])
+        return target.add_parser(name, help=help_, description=help_, parents=[common])
 
     p = add("scan", "list devices in range and the profile each matches")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="scan time (5 s)")
@@ -157,12 +169,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add("off", "everything off (= stop)")
     add("stop", "everything off: every massager of every footctl, or the one named")
     p = add("set", "change intensity, heat, mode or zone")
-    p.add_argument("--intensity", type=_int_arg, metavar="N",
+    p.add_argument("--intensity", type=_level_arg, metavar="N",
                    help="massage intensity (the profile's range; raised one level at a time)")
-    p.add_argument("--heat", type=_int_arg, metavar="N", help="heat level, 0 = off")
+    p.add_argument("--heat", type=_level_arg, metavar="N", help="heat level, 0 = off")
     p.add_argument("--mode", metavar="NAME",
                    help="massage mode by name ('footctl profiles' lists each device's)")
-    p.add_argument("--zone", type=_int_arg, metavar="N",
+    p.add_argument("--zone", type=_level_arg, metavar="N",
                    help="zone (or air-chamber bit mask) where the device has zones")
     _more_commands(add)
     return parser
@@ -209,7 +221,8 @@ def _more_commands(add: Any) -> None:
                    help="may rate a session on a virtual massager")
     p = add("daemon", "hold the massagers, run the schedules, serve the control socket")
     _mqtt_flag(p)
-    p = add("mqtt", "the MQTT bridge (Home Assistant)")
+    p = add("mqtt", "check the MQTT broker (the bridge itself runs in 'footctl daemon "
+            "--mqtt URL')")
     msub = p.add_subparsers(dest="mqtt_command", metavar="ACTION", required=True)
     _mqtt_flag(add("check", "is the broker reachable, and do the credentials work?", msub))
     add("tui", "terminal UI: each massager's state live, keys to drive it (s stops all)")
@@ -337,7 +350,8 @@ positional arguments:
     rate                rate last night's sleep (1-5) on the latest session
     daemon              hold the massagers, run the schedules, serve the
                         control socket
-    mqtt                the MQTT bridge (Home Assistant)
+    mqtt                check the MQTT broker (the bridge itself runs in
+                        'footctl daemon --mqtt URL')
     tui                 terminal UI: each massager's state live, keys to drive
                         it (s stops all)
     service             the systemd user unit for the daemon
@@ -357,7 +371,7 @@ options:
                         or shiatsu-aa55*16
   --link HOST:PORT      massagers served by 'footctl sim' at HOST:PORT (env
                         FOOTCTL_LINK)
-  --device NAME         which massager (address or name)
+  --device NAME         which massager (address, name, or profile id)
   --profile PROFILE_ID  the profile of --device
   --json                print one JSON object, nothing else
   --config FILE         config file (env FOOTCTL_CONFIG)

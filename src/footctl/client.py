@@ -196,11 +196,11 @@ class Printer:
                    str(m["device"]) for m in missed)}
         if self.as_json:
             emit(wire.dumps(out, sort_keys=True))
-        else:
+        elif reply.get("devices"):  # reached none: the lines below say it all
             emit(reply_text(reply) + f"\n(via {via})")
         for m in missed:
             then = (f"owed: footctl pid {m['owner_pid']} writes it first when the link "
-                    "returns" if m.get("owed") else retry)
+                    "returns" if m.get("owed") else m.get("advice") or retry)
             print(f"footctl: {m['device']}: everything off NOT confirmed ({m['reason']}); "
                   f"{then}", file=sys.stderr, flush=True)
         return UNREACHABLE
@@ -454,7 +454,11 @@ def watch_many(targets: list[tuple[str, str | None]]) -> int:
             t.join()
     except KeyboardInterrupt:
         return SIGINT_EXIT
-    return OK
+    # Every stream ended without being interrupted: the owners went away (the daemon
+    # stopped, a one-shot command ended). Say so; a script must not read it as success.
+    print("footctl: the footctl owner went away; nothing left to watch "
+          "('footctl status' shows what runs now)", file=sys.stderr, flush=True)
+    return UNREACHABLE
 
 
 # Exit codes of a program's end, as a refusal or an unreachable device.

@@ -486,6 +486,17 @@ class Journal:
         ).fetchone()
         if row is None:
             hours = RATE_WINDOW.total_seconds() / 3600
+            virtual = 0 if include_simulated else self._db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE ended_at IS NOT NULL AND ended_at >= ? "
+                "AND end_reason NOT IN ('skipped', 'refused') AND simulated = 1",
+                (since,),
+            ).fetchone()[0]
+            if virtual:  # say why the sessions just seen do not count
+                raise UsageError(
+                    f"no session of a real massager ended in the last {hours:g} h to rate "
+                    f"({virtual} on virtual massagers did)",
+                    advice="--include-simulated rates the latest of those",
+                )
             raise UsageError(
                 f"no session ended in the last {hours:g} h to rate",
                 advice="see `footctl history` for past sessions",

@@ -59,6 +59,12 @@ async def device_command(args: argparse.Namespace, config: Config, out: Output) 
     """Carry out a device command as this process's own owner of the massager."""
     request = request_for(args)
     printer = Printer(out.as_json)
+    unloadable: list[dict[str, Any]] = []
+    if request.kind == "stop" and not args.simulate and not args.link:
+        config, unloadable = _without_unloadable(args, config)
+        if unloadable and not config.devices:
+            return printer.stop_result({"ok": True, "devices": [], "notes": []}, unloadable,
+                                       "direct", retry="nothing was sent to it")
     async with contextlib.AsyncExitStack() as stack:
         try:
             owner = await _open_or_nothing(stack, args, config, out, request.kind)
@@ -78,7 +84,7 @@ async def device_command(args: argparse.Namespace, config: Config, out: Output) 
         targets = owner.targets(args.device) if args.device or request.kind in (
             "stop", "status", "watch") else [owner.pick(None)]
         if request.kind == "stop":
-            return await _stop_here(owner, targets, request, out)
+            return await _stop_here(owner, targets, request, out, unloadable)
         if request.kind in ("status", "watch"):
             results = await asyncio.gather(
                 *(owner.ensure_connected(h) for h in targets), return_exceptions=True
@@ -212,23 +218,61 @@ async def _open_or_nothing(
         return None
 
 
+# What a stop says it could not do for a massager whose profile does not load.
+_FIX_PROFILE = ("fix its profile file ('footctl config check' lists every problem), or "
+                "switch it off by hand")
+
+
+def _without_unloadable(
+    args: argparse.Namespace, config: Config
+) -> tuple[Config, list[dict[str, Any]]]:
+    """For a stop: the configured massagers whose profile loads, and each other one as
+    not confirmed, with why. One broken profile file must not keep the off from every
+    other massager (a stop needs no valid configuration)."""
+    from footctl.device.profile.loader import get_profile  # noqa: PLC0415 - stop only
+
+    dirs = list(config.profile_dirs)
+    kept, skipped = [], []
+    for dev in config.devices:
+        try:
+            get_profile(dev.profile, dirs)
+        except FootctlError as exc:
+            skipped.append({"device": dev.name or dev.address, "device_id": dev.address,
+                            "owed": False, "advice": _FIX_PROFILE,
+                            "reason": f"its profile {dev.profile!r} does not load: {exc}"})
+            continue
+        kept.append(dev)
+    if args.device:
+        wanted = args.device.lower()
+        skipped = [m for m in skipped
+                   if wanted in (str(m["device"]).lower(), str(m["device_id"]).lower())]
+        if skipped:  # the one named is the one that cannot be loaded
+            kept = []
+    if not skipped:
+        return config, []
+    return config.model_copy(update={"devices": kept}), skipped
+
+
 async def _stop_here(
-    owner: Owner, targets: list[Held], request: Request, out: Output
+    owner: Owner, targets: list[Held], request: Request, out: Output,
+    unloadable: list[dict[str, Any]] | None = None,
 ) -> int:
-    """Stop ``targets`` from this process; each one whose off is not confirmed is named
+    """Stop ``targets`` from this process; each one whose off is not confirmed (and
+    each configured one whose profile does not load: ``unloadable``) is named
     (stderr, and ``unconfirmed`` with ``--json``), exit 3."""
     results = await asyncio.gather(
         *(owner.ensure_connected(h) for h in targets), return_exceptions=True
     )
     failed = [r for r in results if isinstance(r, FootctlError)]
-    if failed and len(failed) == len(results):  # reached none: exit 3, each one's reason
-        if len(failed) == 1:
-            raise failed[0]
-        raise DeviceUnavailable(
-            "everything off NOT confirmed on any massager: "
-            + "; ".join(str(f) for f in failed),
-            advice=failed[0].advice,
-        )
+    if failed and len(failed) == len(results):
+        # Reached none: each one named with its reason (and the fix), exit 3.
+        missed = [{"device": h.name, "device_id": h.device_id, "owed": False,
+                   "reason": r.message, "advice": r.advice}
+                  for h, r in zip(targets, results, strict=True)
+                  if isinstance(r, FootctlError)]
+        return Printer(out.as_json).stop_result(
+            {"ok": True, "devices": [], "notes": []}, missed + list(unloadable or []),
+            "direct", retry="nothing was sent to it")
     reply = await owner.request(request)
     data = _dump(reply)
     if not isinstance(reply, Reply):
@@ -239,7 +283,7 @@ async def _stop_here(
                 if isinstance(r, FootctlError)})
     missed = [{"device": h.name, "device_id": h.device_id, "owed": False,
                "reason": why.get(h.name, "no answer")}
-              for h in targets if h.stop_owed or h.name in why]
+              for h in targets if h.stop_owed or h.name in why] + list(unloadable or [])
     notes = [n for n in data.get("notes", [])
              if not any(n.startswith(f"{m['device']}: ") for m in missed)]
     return Printer(out.as_json).stop_result(

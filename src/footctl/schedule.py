@@ -395,7 +395,8 @@ def within_night_limit(sessions_tonight: int, max_sessions_per_night: int) -> St
             f"{sessions_tonight} program start(s) tonight already; the limit is "
             + _setting("max_sessions_per_night", max_sessions_per_night,
                        DEFAULT_MAX_SESSIONS_PER_NIGHT)
-            + "; sessions by hand do not count",
+            + "; programs started by hand ('footctl run', MQTT) count too, 'set' and "
+            "'on' sessions do not",
         )
     return StartCheck(True)
 

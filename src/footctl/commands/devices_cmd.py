@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from footctl.app import progress_printer
 from footctl.config import config_path, load_config
 from footctl.device.profile.loader import find_profiles, get_profile
 from footctl.device.transport.ble import Seen, scan
@@ -69,7 +70,9 @@ async def add(args: argparse.Namespace, out: Output) -> int:
     if args.name and any((d.name or "").lower() == args.name.lower() for d in config.devices):
         raise UsageError(f"a massager named {args.name!r} is already in {path}")
     profiles = find_profiles(list(config.profile_dirs))
+    progress = progress_printer(args, out)
     async with open_radio(args, config) as radio:
+        progress(f"scanning {radio.label} for {args.timeout:g} s...")  # it waits
         seen = await scan(radio, profiles, args.timeout)
     found = _pick(seen, args.address)
     profile_id = getattr(args, "profile", None) or (found.profile.id if found.profile else None)

@@ -20,6 +20,8 @@ def history(args: argparse.Namespace, out: Output) -> int:
     include = bool(getattr(args, "include_simulated", False))
     with Journal(journal_path()) as journal:
         records = journal.history(args.days, include_simulated=include)
+        hidden = 0 if include or records else len(
+            journal.history(args.days, include_simulated=True))
     nights = [
         {"night": n.night.isoformat(), "minutes": round(n.minutes, 1), "rating": n.rating}
         for n in summarize_nights(records)
@@ -32,6 +34,8 @@ def history(args: argparse.Namespace, out: Output) -> int:
         "nights": nights,
     }
     text = plot_history(records) if args.plot else render_history_table(records)
+    if hidden:  # say why the sessions just run do not show
+        text += f" ({hidden} on virtual massagers: --include-simulated shows them)"
     out.result(data, text)
     return ExitCode.OK
 

@@ -112,8 +112,10 @@ async def run(args: argparse.Namespace, config: Config, out: Output) -> int:
     async with contextlib.AsyncExitStack() as stack:
         owner = await open_owner(stack, args, config, progress_printer(args, out))
         held = owner.pick(args.device)
-        if not held.spec.simulated:
-            await owner.serve()  # 'footctl stop' and status from another terminal
+        # 'footctl stop' and status from another terminal, as the README promises; a
+        # virtual massager of --simulate too (else a stop from elsewhere answered "off"
+        # about another massager while the program went on).
+        await owner.serve()
         stream = owner.subscribe(held.device_id)
         reply = await owner.request(request)
         if not isinstance(reply, Reply):

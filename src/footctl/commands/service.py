@@ -140,14 +140,16 @@ async def daemon(args: argparse.Namespace, config: Config, out: Output) -> int:
             # The MQTT bridge, when a broker is configured: one more command source.
             from footctl.mqtt.run import bridge_running  # noqa: PLC0415 - aiomqtt if used
 
-            await stack.enter_async_context(
+            bridge = await stack.enter_async_context(
                 bridge_running(d.owner, config.mqtt, getattr(args, "mqtt", None))
             )
             dog.start()
             notify("READY=1")
             names = ", ".join(h.name for h in d.devices)
+            mqtt = (f"MQTT {bridge.settings.display()} as {bridge.settings.host_id}"
+                    if bridge is not None else "no MQTT")
             print(f"footctl daemon: holding {names}; {len(config.schedules)} schedule(s); "
-                  f"socket {d.server.path}", file=sys.stderr, flush=True)
+                  f"{mqtt}; socket {d.server.path}", file=sys.stderr, flush=True)
             period = watchdog_period()
             while True:
                 await asyncio.sleep(period or IDLE_WAKE_S)

@@ -42,7 +42,7 @@ from footctl.control.api import (
 )
 from footctl.control.port import Controller, Stream
 from footctl.mqtt.discovery import discovery_config, is_ours
-from footctl.mqtt.flow import Bucket, CommandLanes
+from footctl.mqtt.flow import Bucket, CommandLanes, Item
 from footctl.mqtt.payloads import (
     Apply,
     Command,
@@ -112,7 +112,7 @@ class MqttBridge:
         self._tids: dict[str, str] = {}  # topic id -> device id
         self._selected: dict[str, str] = {}
         self._leased: set[str] = set()
-        self._lanes = CommandLanes(self._execute)
+        self._lanes = CommandLanes(self._execute, self._report)
         self._last_state: dict[str, bytes] = {}
         self._buckets: dict[str, Bucket] = {}
         self._client: aiomqtt.Client | None = None
@@ -448,8 +448,13 @@ class MqttBridge:
             zone=command.zone,
         )
 
-    async def _execute(self, device_id: str, command: Command, payload: bytes, topic: str) -> None:
-        tid = topic_id(device_id)
+    async def _execute(
+        self, device_id: str, command: Command, payload: bytes, topic: str
+    ) -> ErrorReply | None:
+        """Carry out one command; its error reply, if any, is for the caller to
+        publish (:meth:`_report`): a refusal of settings merged in the lane is tried
+        payload by payload first."""
+        del payload, topic  # what the command came as matters only for its answer
         request = self._request_for(device_id, command)
         reply: Reply | ErrorReply
         if isinstance(request, str):
@@ -462,19 +467,25 @@ class MqttBridge:
                 reply = ErrorReply(error="internal", message=f"{type(exc).__name__}: {exc}",
                                    device=device_id)
         if isinstance(reply, ErrorReply):
-            client = self._client
-            if client is not None:
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await self._error(client, tid, topic, payload, reply.error, reply.message,
-                                      reason=reply.reason, advice=reply.advice, device=device_id)
-            return
+            return reply
         for view in reply.devices:
             self._views[view.device_id] = view
         if isinstance(command, Stop):
             self._leased.discard(device_id)
-            return
+            return None
         self._leased.add(device_id)
         await self._lease(device_id)
+        return None
+
+    async def _report(self, device_id: str, item: Item, reply: ErrorReply) -> None:
+        """Answer a refused or failed command on the error topic."""
+        _command, payload, topic = item
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._error(client, topic_id(device_id), topic, payload, reply.error,
+                                  reply.message, reason=reply.reason, advice=reply.advice,
+                                  device=device_id)
 
     async def _error(
         self, client: aiomqtt.Client, tid: str, topic: str, payload: bytes, error: str,
