@@ -387,6 +387,28 @@ async def test_governor_events_stay_bounded() -> None:
 
 
 @virtual_time
+async def test_a_cooldown_refusal_says_the_same_from_the_governor_and_may_start() -> None:
+    """A new user's first hour: 20 s after a session ended the governor said "ended 0
+    min ago", and `footctl run` (may_start) put it another way. One wording now."""
+    now = datetime(2026, 1, 10, 22, 0, tzinfo=UTC)
+    ended = now - timedelta(seconds=20)
+    rig = await make_rig(ABSOLUTE)
+    limits = Limits.compute(rig.session.profile, Caps(cooldown_s=30 * 60))
+    governor = SafetyGovernor(
+        rig.session, limits, clock=rig.clock, sleep=asyncio.sleep,
+        last_session_end=lambda _a: ended.timestamp(), wall_clock=now.timestamp,
+    )
+    check = may_start(now, ended, 30)
+    with pytest.raises(SafetyRefused) as info:
+        await governor.submit(Request(source="cli", intensity=1))
+    said = f"{info.value}; {info.value.advice}"
+    for text in (said, check.message):
+        assert "ended less than a minute ago" in text, text
+        assert "the feet rest 30 min between sessions" in text, text
+        assert "try again in 30 min" in text, text
+
+
+@virtual_time
 async def test_cooldown_check_and_may_start_agree_when_the_wall_clock_moved_back() -> None:
     """Protects (issue #9, 7): with the last end in the future (the wall clock moved
     back), the governor allowed a new session and may_start refused it (for longer than

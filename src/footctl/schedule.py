@@ -31,7 +31,6 @@ scheduled time returned, so the journal can record it.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from pydantic import (
     field_validator,
 )
 
-from footctl.safety.limits import DEFAULT_COOLDOWN_S, cooldown_left_s
+from footctl.safety.limits import DEFAULT_COOLDOWN_S, cooldown_left_s, cooldown_words
 
 # A night runs from noon to the next noon, so a session after midnight counts with the
 # evening it belongs to (for nightly limits, progress and history).
@@ -421,12 +420,13 @@ def may_start(
     ended = _as_utc(last_session_end, "last_session_end")
     wait_s = cooldown_left_s(now_utc.timestamp(), ended.timestamp(), cooldown_minutes * 60)
     if wait_s > 0:
+        message, advice = cooldown_words(wait_s, cooldown_minutes * 60)
         return StartCheck(
             False,
             "cooldown",
-            f"the last session ended less than {cooldown_minutes:g} min ago; "
-            f"{_setting('cooldown_minutes', cooldown_minutes, DEFAULT_COOLDOWN_S / 60)}; "
-            f"wait {math.ceil(wait_s / 60)} min",
+            f"{message} "
+            f"({_setting('cooldown_minutes', cooldown_minutes, DEFAULT_COOLDOWN_S / 60)}); "
+            f"{advice}",
             wait_s,
         )
     return StartCheck(True)

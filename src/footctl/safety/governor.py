@@ -22,7 +22,6 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from footctl.device.session import DeviceSession, Target
 from footctl.errors import ConfirmTimeout, FootctlError, SafetyRefused
 from footctl.safety.decide import Decision, Request, decide
 from footctl.safety.dose import HeatDose, level_weight
-from footctl.safety.limits import Limits, cooldown_left_s
+from footctl.safety.limits import Limits, cooldown_left_s, cooldown_words
 from footctl.safety.markers import MarkerStore
 from footctl.state import DeviceState
 
@@ -345,13 +344,8 @@ class SafetyGovernor:
             rested_mono = self._clock() - self._ended_mono
             left = max(left, self.limits.cooldown_s - rested_mono)
         if left > 0:
-            rested = self.limits.cooldown_s - left
-            raise SafetyRefused(
-                "cooldown",
-                f"a session on this massager ended {rested / 60:.0f} min ago; "
-                f"the feet rest {self.limits.cooldown_s / 60:g} min between sessions",
-                advice=f"try again in {math.ceil(left / 60)} min",
-            )
+            message, advice = cooldown_words(left, self.limits.cooldown_s)
+            raise SafetyRefused("cooldown", message, advice=advice)
 
     def _check_ending(self) -> None:
         """Refuse to extend a session whose cap or a lease has run out: it is being

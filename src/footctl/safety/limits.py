@@ -7,6 +7,7 @@ past the absolute ceilings below (see DESIGN.md, "Safety numbers").
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from footctl.device.profile.schema import Profile
@@ -145,6 +146,19 @@ class Limits:
             cooldown_s=caps.cooldown_s,
             heat_weights=heat_weights([h.celsius for h in sorted_levels]),
         )
+
+
+def cooldown_words(left_s: float, cooldown_s: float) -> tuple[str, str]:
+    """What a cooldown refusal says, and its advice: one wording for the governor and
+    ``schedule.may_start`` (they differed, and a session that ended 20 s before read
+    "ended 0 min ago")."""
+    rested = max(0.0, cooldown_s - left_s)
+    ago = "less than a minute ago" if rested < 60 else f"{rested / 60:.0f} min ago"
+    return (
+        f"the last session on this massager ended {ago}; "
+        f"the feet rest {cooldown_s / 60:g} min between sessions",
+        f"try again in {math.ceil(left_s / 60)} min",
+    )
 
 
 def cooldown_left_s(now_wall: float, ended_wall: float, cooldown_s: float) -> float:
