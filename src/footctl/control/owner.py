@@ -451,7 +451,7 @@ class Owner:
         names = ", ".join(h.name for h in self.held)
         if not found:
             raise DeviceUnavailable(f"no massager named {wanted!r} here",
-                                    advice=f"this owner holds {names}")
+                                    advice=f"the massagers here: {names}")
         raise UsageError(f"{wanted!r} names {len(found)} massagers", advice=f"one of {names}")
 
     def targets(self, wanted: str | None) -> list[Held]:
