@@ -149,3 +149,20 @@ def test_values_of_the_wrong_type_are_refused_at_the_edge(
     gov = governor(profiles["ems-v2"])
     with pytest.raises(UsageError):
         gov.decide(Request(source="mqtt", **fields))  # type: ignore[arg-type]
+
+
+def test_a_value_outside_the_massagers_range_says_what_to_ask_for(
+    profiles: dict[str, Profile],
+) -> None:
+    """A new user's first hour: `set --intensity 0` and `set --heat 2` on a one-level
+    massager were refused without saying which values it takes."""
+    gov = governor(profiles["shiatsu-aa55"])
+    lim = gov.limits
+    with pytest.raises(SafetyRefused) as low:
+        gov.decide(Request(intensity=0))
+    assert low.value.reason == "intensity_out_of_range"
+    assert low.value.advice == f"ask for {lim.intensity_min}-{lim.intensity_max}"
+    with pytest.raises(SafetyRefused) as hot:
+        gov.decide(Request(heat=2))
+    assert hot.value.reason == "heat_out_of_range"
+    assert hot.value.advice == "ask for heat 1 or less"

@@ -50,6 +50,7 @@ def _intensity(profile: Profile, lim: Limits, intensity: int, notes: list[str]) 
         raise SafetyRefused(
             "intensity_out_of_range",
             f"intensity {intensity} is below this massager's minimum {lim.intensity_min}",
+            advice=f"ask for {lim.intensity_min}-{lim.intensity_max}",
         )
     if intensity > lim.intensity_max:
         why = (
@@ -83,6 +84,7 @@ def _heat(
         raise SafetyRefused(
             "heat_out_of_range",
             f"heat {heat} refused: this massager's heat levels are 0-{caps.max_heat_level}",
+            advice=f"ask for heat {min(caps.max_heat_level, lim.heat_max)} or less",
         )
     if heat_locked:
         raise SafetyRefused(
