@@ -745,6 +745,29 @@ def test_pinned_keys_an_off_owed_on_return_counts_from_the_end_of_a_loop_stall()
     )
 
 
+def test_pinned_keys_an_off_owed_on_return_counts_from_the_last_return() -> None:
+    """The 10,000-example soak (shiatsu-keys), the same gap in the model: an off owed on
+    a blind key-press massager, the link dropped again before it landed, a loop stall,
+    the massager back in range while the session's reconnect waited out its backoff; the
+    off went out first on the reconnect, and the model counted from the first return."""
+    _replay(
+        "shiatsu-keys",
+        [
+            ("own_power_button", {}),
+            ("notification_faults", {"garbage": False, "truncate": True}),
+            ("device_reboot", {}),
+            ("stop", {"device": None, "source": "cli"}),
+            ("link_flap", {"gaps": []}),
+            ("link_drop", {}),
+            ("advance", {"seconds": 1.0}),
+            ("notification_faults", {"garbage": False, "truncate": False}),
+            ("loop_stall", {"seconds": 3.0}),
+            ("link_return", {}),
+            ("advance", {"seconds": 2.0}),
+        ],
+    )
+
+
 # --- leases guard a running session only (through the owner and the control API) ---------
 
 

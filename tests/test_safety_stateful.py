@@ -835,13 +835,14 @@ class SafetyMachine(RuleBasedStateMachine):
                 late = now - max(self.owed_off_since, self.reachable_since)
                 if late > RETURN_SLACK:
                     self.violation(f"a stop is owed for {late:.2f} s; still on")
-        # (from when footctl could act on it: its reports readable again, and its loop
-        # running; a stall right after the reports came back delays the off as it delays
-        # every other promise)
+        # (from when footctl could act on it: the link up again, its reports readable,
+        # its loop running; a stall right after the reports came back, or a link that
+        # dropped again before the off landed, delays the off as it delays every other
+        # promise; while the link is down nobody can write it)
         back = (
             None
-            if self.return_need is None
-            else max(self.return_need[1], self.sighted_at, self.stalled_until)
+            if self.return_need is None or self.device.connection is None
+            else max(self.return_need[1], self.reachable_since)
         )
         if self.return_need is not None and back is not None and now - back > RETURN_SLACK:
             self.violation(
