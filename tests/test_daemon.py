@@ -184,7 +184,6 @@ async def test_scheduled_program_runs_at_its_time_unattended_and_is_journaled(
     check_device_followed(rig.bench.log, rig.managed.governor, runner)
     assert max(s.heat for s in rig.bench.log.samples) == 1  # the program asked for 2
     # the journal
-    rig.daemon.owner.settle_journal()  # the recorder writes in its thread
     (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.program, row.end_reason, row.peak_heat, row.steps_run) == (
         "schedule", "warm2", "completed", 1, 3,
@@ -350,7 +349,6 @@ async def test_socket_is_private_and_answers_status_run_and_stop(
     assert stopped["ok"] and stopped["devices"][0]["reported"]["power"] is False
     assert not rig.bench.massager.model.running
     assert stopped["devices"][0]["last_run"]["end_reason"] == "stopped"
-    rig.daemon.owner.settle_journal()  # the recorder writes in its thread
     (row,) = rig.journal.history(1, include_simulated=True)
     assert (row.source, row.program, row.end_reason) == ("program", "quick-relax", "stopped")
     schedules = await ask(path, {"kind": "schedules"})

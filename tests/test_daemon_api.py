@@ -53,7 +53,6 @@ async def test_a_scheduled_start_is_a_run_request_through_the_owner(
     assert runner.unattended and runner.source == "schedule"
     await rig.daemon.owner.request(parse_request({"kind": "stop", "source": "cli"}))
     await asyncio.wait_for(rig.daemon.owner.wait_program(rig.managed), 30)
-    rig.daemon.owner.settle_journal()  # the recorder writes in its thread
     rows = rig.journal.history(1, include_simulated=True)
     assert [(r.source, r.program) for r in rows] == [("schedule", "quick-relax")]
 

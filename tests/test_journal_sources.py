@@ -245,16 +245,14 @@ async def test_an_own_button_session_is_journaled_and_reported_as_device(
 
 
 async def test_a_journal_that_cannot_be_written_never_stops_the_massager(
-    tmp_path: Path, profiles: dict[str, Any], caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, profiles: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with journaled_owner(tmp_path, profiles["shiatsu-aa55"]) as (owner, rig, _journal):
+    async with journaled_owner(tmp_path, profiles["shiatsu-aa55"]) as (owner, rig, journal):
 
         def broken(*_a: object, **_k: object) -> int:
             raise sqlite3.OperationalError("disk I/O error")
 
-        # Every Journal's (the recorder writes on its own connection, in its thread).
-        monkeypatch.setattr(Journal, "start_session", broken)
+        journal.start_session = broken
         with caplog.at_level(logging.ERROR, logger="footctl.journal_hooks"):
             reply = await owner.request(SetRequest(intensity=1))
             assert reply.ok, reply

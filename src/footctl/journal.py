@@ -307,13 +307,6 @@ class Journal:
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
-            # FULL, not NORMAL: with NORMAL a WAL journal survives an app crash but may
-            # lose its last commits to a power cut (a Raspberry Pi unplugged), and an open
-            # row is the crash-recovery record of a session that may have left a
-            # massager heating. The fsync's cost is the owner's writer thread's, not its
-            # event loop's (journal_hooks.JournalRecorder). Stated, as some SQLite builds
-            # default WAL connections to NORMAL.
-            self._db.execute("PRAGMA synchronous = FULL")
             self._migrate()
         except BaseException as exc:
             self._db.close()

@@ -9,15 +9,10 @@ start (its source, program), its peak heat and seconds of heat as it runs, its e
 (how it ended, the totals).
 
 Nothing here may slow or break the device path: publishing an event appends it to
-the recorder's stream, a task of the owner hands it to the recorder's one writer
-thread (in order, none dropped), which writes it on its own connection to the file,
-and a write that fails is logged (the massager is still driven safely). So a
-commit's fsync (an SD card) or another footctl process holding the write lock (up
-to the busy timeout) never stops the owner's event loop, where every massager's
-governor runs. Whoever reads the journal in the owner (the cooldown, a program's
-start limits; those reads stay on the loop: a WAL reader does not wait for a
-writer) calls :meth:`JournalRecorder.settle` first, so every event published before
-the read is written; :meth:`JournalRecorder.aclose` writes the rest at shutdown.
+the recorder's queue, a background task writes it, and a write that fails is logged
+(the massager is still driven safely). Whoever reads the journal in the owner
+(the cooldown, a program's start limits) calls :meth:`JournalRecorder.settle` first,
+so every event published before the read is written.
 """
 
 from __future__ import annotations
@@ -26,15 +21,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import queue
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from footctl.config import journal_path
 from footctl.errors import FootctlError
-from footctl.journal import BUSY_TIMEOUT_MS, EndReason, Journal, SessionRecord
+from footctl.journal import EndReason, Journal, SessionRecord
 
 if TYPE_CHECKING:
     from footctl.control.api import SessionEvent
@@ -50,16 +43,6 @@ _LOG = logging.getLogger(__name__)
 # at most this many seconds of heat go unrecorded. A row update takes well under a
 # millisecond.
 FLUSH_S = 2.0
-
-# How long a read in the owner (settle) waits for the writer thread to write what was
-# published before it: one write held up by another process's lock, as long as the
-# journal's busy timeout (the most a synchronous write could stop the loop before).
-# Past it the read goes on with what is written (the cooldown also holds from the
-# owner's own memory of the last end, SessionEnds) and the events are written later.
-SETTLE_TIMEOUT_S = BUSY_TIMEOUT_MS / 1000
-# How long the owner's close waits (off the loop) for the writer to drain: a few
-# writes held up by a lock, well inside systemd's stop timeout (90 s by default).
-CLOSE_TIMEOUT_S = 3 * BUSY_TIMEOUT_MS / 1000
 
 # The governor's reasons, grouped into the journal's coarse end reasons. The exact
 # reason is kept beside it (``ended_by``).
@@ -97,24 +80,13 @@ def open_journal() -> Journal | None:
 
 
 class JournalRecorder:
-    """Writes the journal's rows from session events (see the module's docstring).
-
-    :meth:`record` writes at once on ``journal`` (the caller's thread); an owner's
-    events (:meth:`listen`, :meth:`run`, :meth:`settle`) go to one writer thread that
-    opens its own :class:`Journal` on the same file (an sqlite3 connection belongs to
-    the thread that made it) and writes them in order."""
+    """Writes the journal's rows from session events (see the module's docstring)."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         # (owner pid, massager, session number) -> its row; None: its start was not written
         self._rows: dict[tuple[int, str, int], int | None] = {}
         self._stream: SessionStream | None = None
-        # The writer thread's queue (None: stop) and the events queued but not written.
-        self._queue: queue.SimpleQueue[SessionEvent | None] = queue.SimpleQueue()
-        self._pending = 0
-        self._drained = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closed = False
 
     def listen(self, hub: StateHub) -> Callable[[], None]:
         """Subscribe to ``hub``'s session events (losslessly, from now on); they are
@@ -123,113 +95,47 @@ class JournalRecorder:
         return self._stream.close
 
     async def run(self) -> None:
-        """Hand the events to the writer thread as they come, until cancelled (a task
-        of the owner)."""
+        """Write the events as they come, until cancelled (a task of the owner)."""
         stream = self._stream
         if stream is None:
             raise RuntimeError("listen() first")
         while not stream.closed:
-            self._hand_over(await stream.get())
+            for event in await stream.get():
+                self.record(event)
 
     def settle(self) -> None:
-        """Write every event published so far before returning (waiting at most
-        :data:`SETTLE_TIMEOUT_S` for the writer thread; after :meth:`aclose`, in this
-        thread)."""
-        events = self._stream.take() if self._stream is not None else []
-        if self._closed:
-            for event in events:
+        """Write every event published so far, now."""
+        if self._stream is not None:
+            for event in self._stream.take():
                 self.record(event)
-            return
-        self._hand_over(events)
-        if not self._wait_drained(SETTLE_TIMEOUT_S):
-            _LOG.warning("journal: %d session events not written yet (the file is busy)",
-                         self._pending)
-
-    async def aclose(self) -> None:
-        """Write every event published so far and stop the writer thread, waiting off
-        the loop (at most :data:`CLOSE_TIMEOUT_S`). Later events are written by
-        :meth:`settle` in the caller's thread."""
-        if self._closed:
-            return
-        self._hand_over(self._stream.take() if self._stream is not None else [])
-        self._closed = True
-        thread = self._thread
-        if thread is None:
-            return
-        self._queue.put(None)
-        await asyncio.to_thread(thread.join, CLOSE_TIMEOUT_S)
-        if thread.is_alive():
-            _LOG.error("journal: %d session events not written (the file stayed busy "
-                       "for %g s)", self._pending, CLOSE_TIMEOUT_S)
-
-    def _hand_over(self, events: list[SessionEvent]) -> None:
-        if not events:
-            return
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._writer, name="footctl.journal.writer", daemon=True
-            )
-            self._thread.start()
-        with self._drained:
-            self._pending += len(events)
-        for event in events:
-            self._queue.put(event)
-
-    def _wait_drained(self, timeout: float) -> bool:
-        with self._drained:
-            return self._drained.wait_for(lambda: self._pending == 0, timeout)
-
-    def _writer(self) -> None:
-        """The writer thread: its own connection, every event in order, until None."""
-        journal: Journal | None = None
-        try:
-            while (event := self._queue.get()) is not None:
-                try:
-                    if journal is None:  # (again, if the last try failed)
-                        journal = Journal(self.journal.path, clock=self.journal.now)
-                    self._write(journal, event)
-                except Exception:
-                    _LOG.exception("journal not opened (%s of session %d on %s lost)",
-                                   event.phase, event.number, event.device_id)
-                finally:
-                    with self._drained:
-                        self._pending -= 1
-                        self._drained.notify_all()
-        finally:
-            if journal is not None:
-                journal.close()
 
     def record(self, event: SessionEvent) -> None:
-        """Write one event to its session's row now, in this thread; a failure is
-        logged, never raised."""
-        self._write(self.journal, event)
-
-    def _write(self, journal: Journal, event: SessionEvent) -> None:
+        """Write one event to its session's row; a failure is logged, never raised."""
         key = (event.owner_pid, event.device_id, event.number)
         try:
             if event.phase == "started":
                 self._rows[key] = None
-                row = journal.start_session(
+                row = self.journal.start_session(
                     event.journal_device, source=event.source, profile_id=event.profile,
                     program=event.program, at=event.at, pid=event.owner_pid or None,
                     simulated=event.simulated,
                 )
                 self._rows[key] = row
                 if event.steps_run:
-                    journal.update_session(row, steps_run=event.steps_run)
+                    self.journal.update_session(row, steps_run=event.steps_run)
                 return
             row_or_none = self._rows.get(key)
             if row_or_none is None:
                 return  # its start was not written: nothing to add to
             if event.phase == "progress":
-                journal.update_session(
+                self.journal.update_session(
                     row_or_none, steps_run=event.steps_run or None, peak_heat=event.peak_heat,
                     heat_s=event.heat_s,
                 )
                 return
             del self._rows[key]
             reason = event.reason or "stopped"
-            journal.end_session(
+            self.journal.end_session(
                 row_or_none, journal_reason(reason), at=event.at,
                 steps_run=event.steps_run or None, peak_heat=event.peak_heat,
                 heat_s=event.heat_s, ended_by=reason,

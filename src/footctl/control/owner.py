@@ -385,8 +385,7 @@ class Owner:
         await asyncio.gather(*(self._close_one(h) for h in self.held), return_exceptions=True)
         for held in self.held:
             held.sessions.close()
-        if self.recorder is not None:  # the ends of the sessions just closed, off the loop
-            await self.recorder.aclose()
+        self.settle_journal()  # the ends of the sessions just closed
 
     async def _close_one(self, held: Held) -> None:
         if held.task is not None:
