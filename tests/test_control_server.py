@@ -16,6 +16,7 @@ import pytest
 from footctl.control.api import DeviceView, Reply, Request
 from footctl.control.hub import StateHub
 from footctl.control.server import ControlServer
+from safety_harness import eventually
 
 
 @pytest.fixture
@@ -95,8 +96,7 @@ async def test_a_stop_is_served_when_every_connection_is_busy(
         await writer.drain()
         watchers.append((reader, writer))
     try:
-        await asyncio.sleep(0.1)
-        assert server.connections == 8
+        assert await eventually(lambda: server.connections == 8)
         status = await asyncio.wait_for(send(server.path, {"kind": "status"}), 5)
         assert status["ok"] is False and status["error"] == "busy"
         reply = await asyncio.wait_for(send(server.path, {"kind": "stop"}), 5)

@@ -247,6 +247,8 @@ async def test_q_stops_what_it_owns_before_leaving_and_leaves_a_daemons_running(
     m = owner_rig.massagers[0].model
     async with tui(owner, owns=owns) as (app, pilot):
         await press(app, pilot, "space", until=lambda: m.running)
+        if not owns:  # (the TUI holds a lease on what it keeps running: see below)
+            assert await eventually(lambda: "tui" in owner.held[0].governor._leases)
         await pilot.press("q")
         assert await eventually(lambda: not app.is_running)
     if owns:

@@ -201,6 +201,10 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 _COLUMNS = _V3_COLUMNS  # (schemas 4 and 5 have the same columns)
 # Rows of real massagers only (the default of every view of the user's nights).
 _REAL = "simulated = 0"
+# Rows of sessions that ran (not a schedule's skipped or refused start).
+_RAN = f"end_reason NOT IN ({', '.join(map(repr, NOT_RUN))})"
+# The rating's window: ended sessions that ran, ended since ?.
+_RATEABLE = f"ended_at IS NOT NULL AND ended_at >= ? AND {_RAN}"
 
 
 class JournalError(FootctlError):
@@ -477,8 +481,7 @@ class Journal:
             raise UsageError(f"a rating is a whole number from {RATING_MIN} to {RATING_MAX}")
         since = _iso(_utc(now or self._clock()) - RATE_WINDOW)
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND ended_at >= ? "
-            "AND end_reason NOT IN ('skipped', 'refused') "
+            f"SELECT {_COLUMNS} FROM sessions WHERE {_RATEABLE} "
             f"{'' if include_simulated else f'AND {_REAL} '}"
             "ORDER BY ended_at DESC, id DESC "
             "LIMIT 1",
@@ -487,8 +490,7 @@ class Journal:
         if row is None:
             hours = RATE_WINDOW.total_seconds() / 3600
             virtual = 0 if include_simulated else self._db.execute(
-                "SELECT COUNT(*) FROM sessions WHERE ended_at IS NOT NULL AND ended_at >= ? "
-                "AND end_reason NOT IN ('skipped', 'refused') AND simulated = 1",
+                f"SELECT COUNT(*) FROM sessions WHERE {_RATEABLE} AND simulated = 1",
                 (since,),
             ).fetchone()[0]
             if virtual:  # say why the sessions just seen do not count
@@ -574,7 +576,7 @@ class Journal:
         params: list[object] = [_iso(start), _iso(end)]
         where = (
             "started_at >= ? AND started_at < ? "
-            "AND (end_reason IS NULL OR end_reason NOT IN ('skipped', 'refused'))"
+            f"AND (end_reason IS NULL OR {_RAN})"
         )
         if sources is not None:
             wanted = tuple(sources)
@@ -586,7 +588,7 @@ class Journal:
         """When the most recent session that ran ended (for the cooldown), or None."""
         params: list[object] = []
         where = _for_device(
-            "ended_at IS NOT NULL AND end_reason NOT IN ('skipped', 'refused')", params, device
+            f"ended_at IS NOT NULL AND {_RAN}", params, device
         )
         row = self._db.execute(
             f"SELECT MAX(ended_at) FROM sessions WHERE {where}", tuple(params)

@@ -36,7 +36,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
@@ -65,6 +65,7 @@ from footctl.control.held import (
     DeviceSpec,
     Held,
     SessionEnds,
+    _utc_now,
     build_governed,
     cooldown_left,
     journal_key,
@@ -827,10 +828,6 @@ def check_start_limits(
     )
     if not check.allowed:
         raise SafetyRefused(check.reason or "refused", check.message)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _as_path(value: os.PathLike[str] | None) -> Path | None:

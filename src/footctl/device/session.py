@@ -385,11 +385,16 @@ class DeviceSession:
         except TransportError as exc:
             _LOG.debug("query failed: %s", exc)
 
-    async def _write(self, command: Command, epoch: int | None = None) -> None:
+    def _check_epoch(self, epoch: int | None) -> None:
+        """Raise :class:`Superseded` if a stop came after the request of ``epoch`` began
+        (None: not a request's write, never superseded)."""
         if epoch is not None and epoch != self._off_epoch:
             raise Superseded(
                 "superseded_by_stop", "the request was overtaken by a stop; nothing more written"
             )
+
+    async def _write(self, command: Command, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
         link = self._link
         if link is None:
             raise TransportError(f"{self.profile.id}: not connected")
@@ -671,11 +676,7 @@ class DeviceSession:
             if key is None or loop.time() > deadline or (key == "press_power" and not power_on):
                 return
             if not await self._press(key, epoch):
-                if epoch != self._off_epoch:
-                    raise Superseded(
-                        "superseded_by_stop",
-                        "the request was overtaken by a stop; nothing more written",
-                    )
+                self._check_epoch(epoch)
                 # Keys toggle: a press whose effect we cannot see must not be followed by
                 # another. Either no report came (the next press would build on a guess:
                 # a chain of them stepped intensity past the ramp), or the device reported
@@ -795,10 +796,7 @@ class DeviceSession:
     async def _write_v2(self, command: Command, epoch: int | None = None) -> None:
         """Write every frame of ``command`` (a sequence: its frames and waits), after the
         wake frame if the device sleeps."""
-        if epoch is not None and epoch != self._off_epoch:
-            raise Superseded(
-                "superseded_by_stop", "the request was overtaken by a stop; nothing more written"
-            )
+        self._check_epoch(epoch)
         link = self._link
         if link is None:
             raise TransportError(f"{self.profile.id}: not connected")

@@ -278,6 +278,7 @@ class SafetyGovernor:
         left = [renewed + seconds - now for source, (renewed, seconds) in self._leases.items()
                 if source != CONTROLLER]
         return max(0.0, min(left)) if left else None
+
     def _drop_lapsed_leases(self, now: float) -> None:
         """A session starts: leases that ran out while nothing ran guarded nothing."""
         self._leases = {
@@ -579,11 +580,7 @@ class SafetyGovernor:
         limit = source == "governor"
         self._limit_stops += limit
         try:
-            state = await self.session.all_off()
-        except FootctlError:
-            if generation == self._generation:
-                self._pending_off = True
-            raise
+            state = await self._off_or_owe(generation)
         finally:
             self._limit_stops -= limit
         self._recovery_owed = False
@@ -596,15 +593,22 @@ class SafetyGovernor:
         # on; found by tests/test_safety_stateful.py)
         return state
 
+    async def _off_or_owe(self, generation: int) -> DeviceState:
+        """Everything off, confirmed; an off not confirmed is owed (written first when
+        the link returns) unless a newer request or stop took over meanwhile."""
+        try:
+            return await self.session.all_off()
+        except FootctlError:
+            if generation == self._generation:
+                self._pending_off = True
+            raise
+
     async def _resend_off(self) -> None:
         """The off again, after a report of running right after our stop (see
         ECHO_WINDOW_S); not confirmed: owed, as any stop."""
-        generation = self._generation
         try:
-            await self.session.all_off()
+            await self._off_or_owe(self._generation)
         except FootctlError as exc:
-            if generation == self._generation:
-                self._pending_off = True
             _LOG.warning("the off after a stop could not be written again: %s", exc)
         finally:
             self._echo = "sent"  # a report of running from now on is the device's own
